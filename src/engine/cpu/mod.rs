@@ -1,0 +1,1 @@
+//! The CPU engine: ndarray + rayon + matrixmultiply, hand-written forward and backward.

@@ -1,0 +1,84 @@
+//! The `Network` seam: what methods and the trainer see of a model, whatever runs it.
+
+pub mod cpu;
+
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayView4, ArrayViewD};
+
+use crate::error::Result;
+use crate::nn::{ModelSpec, TensorInfo};
+use crate::optim::SgdConfig;
+use crate::sparsity::Mask;
+
+/// Loss and accuracy of one forward pass over a batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StepStats {
+    /// Mean loss over the batch.
+    pub loss: f64,
+    /// Number of samples whose top-1 prediction equals the label.
+    pub correct: usize,
+    pub count: usize,
+}
+
+/// An objective on the logits: returns the scalar value and its gradient with respect to the logits.
+pub type Objective<'a> = dyn Fn(ArrayView2<f32>) -> (f64, Array2<f32>) + 'a;
+
+/// A trainable model with named tensors (parameters and BN buffers) and per-weight masks.
+///
+/// Contracts every implementation keeps:
+/// - tensors are named by [`TensorInfo::path`] and keep the shapes of the spec's graph;
+/// - a masked weight is exactly zero after `set_mask`, `write` and every `sgd_step`;
+/// - after a backward pass, `grad` returns the gradient with respect to the *effective* weight (`w ⊙ m`), dense,
+///   so it is defined at masked positions too (RigL growth, SNIP and the DST criteria need it);
+/// - the same weights, inputs and thread count give bit-identical results.
+pub trait Network: Send {
+    fn spec(&self) -> &ModelSpec;
+
+    /// Every named tensor, parameters and buffers, in graph order.
+    fn tensors(&self) -> &[TensorInfo];
+
+    /// A copy of a parameter or buffer.
+    fn read(&self, path: &str) -> Result<ArrayD<f32>>;
+
+    /// Overwrites a parameter or buffer (shape-checked); a masked weight is re-masked.
+    fn write(&mut self, path: &str, value: ArrayViewD<f32>) -> Result<()>;
+
+    /// Sets (or with `None` removes) the mask of a prunable weight and zeroes the pruned entries.
+    fn set_mask(&mut self, path: &str, mask: Option<&Mask>) -> Result<()>;
+
+    /// The mask of a weight, if any.
+    fn mask(&self, path: &str) -> Option<Mask>;
+
+    /// Forward in train or eval mode (BN batch statistics in train mode, which also updates the running
+    /// statistics), then backward from `objective`; gradients are kept for `grad` and `sgd_step`.
+    /// Returns the objective's value and the logits.
+    fn forward_backward(
+        &mut self,
+        images: ArrayView4<f32>,
+        train_mode: bool,
+        objective: &Objective,
+    ) -> Result<(f64, Array2<f32>)>;
+
+    /// The gradient of a parameter from the last backward pass.
+    fn grad(&self, path: &str) -> Result<ArrayD<f32>>;
+
+    /// One SGD step with the stored gradients.
+    fn sgd_step(&mut self, cfg: &SgdConfig, lr: f32);
+
+    /// Momentum buffers by parameter path (empty before the first step or after a reset).
+    fn optimizer_state(&self) -> Vec<(String, ArrayD<f32>)>;
+
+    /// Restores momentum buffers saved by `optimizer_state`.
+    fn set_optimizer_state(&mut self, state: &[(String, ArrayD<f32>)]) -> Result<()>;
+
+    /// Drops all optimiser state (a fresh optimiser).
+    fn reset_optimizer(&mut self);
+
+    /// Eval-mode logits.
+    fn predict(&mut self, images: ArrayView4<f32>) -> Result<Array2<f32>>;
+
+    /// Train-mode forward without backward: updates BN running statistics only.
+    fn forward_train(&mut self, images: ArrayView4<f32>) -> Result<()>;
+
+    /// Sets the BN running-statistics momentum (PyTorch semantics, default 0.1; `None` = cumulative average).
+    fn set_bn_momentum(&mut self, momentum: Option<f32>);
+}

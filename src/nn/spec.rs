@@ -1,0 +1,602 @@
+//! Architectures as data. A [`ModelSpec`] names an architecture and its hyperparameters; [`ModelSpec::graph`]
+//! expands it into a [`Graph`] of layers whose parameters carry stable, PyTorch-style paths.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+/// Shortcut used by CIFAR ResNets when the shape changes between blocks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shortcut {
+    /// Option A of He et al.: spatial subsampling and zero-padded channels, no parameters.
+    Identity,
+    /// Option B: 1x1 convolution + batch norm.
+    Projection,
+}
+
+/// Which LeNet-5.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeNet5Variant {
+    /// conv 6@5x5 (padding 2), conv 16@5x5, fc 120, fc 84, fc classes.
+    Classic,
+    /// The Caffe variant: conv 20@5x5, conv 50@5x5, fc 500, fc classes.
+    Caffe,
+}
+
+/// Architecture family and its hyperparameters.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "arch", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Arch {
+    /// Fully connected network with ReLU between layers.
+    Mlp { hidden: Vec<usize> },
+    LeNet5 { variant: LeNet5Variant },
+    /// CIFAR ResNet of depth 6n+2 (20, 32, 56, ...).
+    ResNetCifar { depth: usize, shortcut: Shortcut },
+    /// ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool).
+    ResNet18,
+    /// VGG-16 with batch norm, CIFAR head (global average pool, one fc).
+    Vgg16Bn,
+}
+
+/// A model: architecture, input shape (C, H, W) and number of classes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    #[serde(flatten)]
+    pub arch: Arch,
+    pub input: [usize; 3],
+    pub classes: usize,
+}
+
+/// One operation of the layer graph.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Op {
+    /// The network input, shape (C, H, W) per sample.
+    Input,
+    Conv2d {
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+        bias: bool,
+    },
+    Linear {
+        in_features: usize,
+        out_features: usize,
+        bias: bool,
+    },
+    BatchNorm2d {
+        channels: usize,
+    },
+    Relu,
+    MaxPool2d {
+        kernel: usize,
+        stride: usize,
+    },
+    AvgPool2d {
+        kernel: usize,
+        stride: usize,
+    },
+    GlobalAvgPool,
+    Flatten,
+    /// Elementwise sum of the two inputs.
+    Add,
+    /// Option-A shortcut: take every `stride`-th pixel, then zero-pad channels `pad_before` / `pad_after`.
+    SubsamplePad {
+        stride: usize,
+        pad_before: usize,
+        pad_after: usize,
+    },
+}
+
+/// A node: its name (the parameter prefix), operation and the indices of its input nodes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: String,
+    pub op: Op,
+    pub inputs: Vec<usize>,
+}
+
+/// Layer graph in topological order; node 0 is the input and the last node is the output (logits).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Graph {
+    pub nodes: Vec<Node>,
+    /// Per-sample output shape of every node (C, H, W) or (F,).
+    pub shapes: Vec<Vec<usize>>,
+}
+
+/// What a named tensor is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TensorRole {
+    /// Conv or linear weight: prunable.
+    Weight,
+    Bias,
+    BnWeight,
+    BnBias,
+    /// BatchNorm running statistics: not trained by SGD.
+    RunningMean,
+    RunningVar,
+}
+
+/// A named tensor of the model: parameter or buffer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TensorInfo {
+    pub path: String,
+    pub shape: Vec<usize>,
+    pub role: TensorRole,
+    /// The node that owns it.
+    pub node: usize,
+}
+
+impl TensorInfo {
+    /// Trained by the optimiser (everything but BN running statistics).
+    pub fn is_param(&self) -> bool {
+        !matches!(self.role, TensorRole::RunningMean | TensorRole::RunningVar)
+    }
+    /// Conv and linear weights; biases and BN are never pruned.
+    pub fn is_prunable(&self) -> bool {
+        self.role == TensorRole::Weight
+    }
+}
+
+impl ModelSpec {
+    /// Builds a spec from a short name: `mlp`, `lenet300`, `lenet5`, `lenet5caffe`, `resnet20`, `resnet20b`,
+    /// `resnet32`, `resnet56`, `resnet18`, `vgg16`, for the given input shape and classes.
+    pub fn from_name(name: &str, input: [usize; 3], classes: usize) -> Result<Self> {
+        let arch = match name {
+            "mlp" | "lenet300" | "lenet-300-100" => Arch::Mlp {
+                hidden: vec![300, 100],
+            },
+            "lenet5" => Arch::LeNet5 {
+                variant: LeNet5Variant::Classic,
+            },
+            "lenet5caffe" | "lenet5-caffe" => Arch::LeNet5 {
+                variant: LeNet5Variant::Caffe,
+            },
+            "resnet20" | "resnet32" | "resnet56" | "resnet20b" | "resnet32b" | "resnet56b" => {
+                let depth = name[6..8].parse().expect("two-digit depth");
+                let shortcut = if name.ends_with('b') {
+                    Shortcut::Projection
+                } else {
+                    Shortcut::Identity
+                };
+                Arch::ResNetCifar { depth, shortcut }
+            }
+            "resnet18" => Arch::ResNet18,
+            "vgg16" | "vgg16bn" => Arch::Vgg16Bn,
+            other => {
+                return Err(Error::Model(format!(
+                    "unknown model '{other}' (known: mlp, lenet300, lenet5, lenet5caffe, resnet20, resnet20b, \
+                     resnet32, resnet32b, resnet56, resnet56b, resnet18, vgg16)"
+                )))
+            }
+        };
+        let spec = ModelSpec {
+            arch,
+            input,
+            classes,
+        };
+        spec.graph()?;
+        Ok(spec)
+    }
+
+    /// Expands the architecture into its layer graph, checking that the input shape fits.
+    pub fn graph(&self) -> Result<Graph> {
+        let mut b = GraphBuilder::new(self.input);
+        let x = 0;
+        let out = match &self.arch {
+            Arch::Mlp { hidden } => {
+                let mut h = b.push("flatten", Op::Flatten, vec![x])?;
+                let mut dims = vec![b.numel(h)];
+                dims.extend(hidden.iter().copied());
+                for (i, w) in dims.windows(2).enumerate() {
+                    h = b.linear(&format!("fc{}", i + 1), h, w[1])?;
+                    h = b.push(&format!("relu{}", i + 1), Op::Relu, vec![h])?;
+                }
+                b.linear(&format!("fc{}", dims.len()), h, self.classes)?
+            }
+            Arch::LeNet5 { variant } => {
+                let (c1, c2, pad, fcs): (usize, usize, usize, &[usize]) = match variant {
+                    LeNet5Variant::Classic => (6, 16, 2, &[120, 84]),
+                    LeNet5Variant::Caffe => (20, 50, 0, &[500]),
+                };
+                let mut h = b.conv("conv1", x, c1, 5, 1, pad, true)?;
+                h = b.push("relu1", Op::Relu, vec![h])?;
+                h = b.push("pool1", Op::MaxPool2d { kernel: 2, stride: 2 }, vec![h])?;
+                h = b.conv("conv2", h, c2, 5, 1, 0, true)?;
+                h = b.push("relu2", Op::Relu, vec![h])?;
+                h = b.push("pool2", Op::MaxPool2d { kernel: 2, stride: 2 }, vec![h])?;
+                h = b.push("flatten", Op::Flatten, vec![h])?;
+                for (i, &f) in fcs.iter().enumerate() {
+                    h = b.linear(&format!("fc{}", i + 1), h, f)?;
+                    h = b.push(&format!("relu{}", i + 3), Op::Relu, vec![h])?;
+                }
+                b.linear(&format!("fc{}", fcs.len() + 1), h, self.classes)?
+            }
+            Arch::ResNetCifar { depth, shortcut } => {
+                if *depth < 8 || (depth - 2) % 6 != 0 {
+                    return Err(Error::Model(format!(
+                        "CIFAR ResNet depth must be 6n+2 (20, 32, 56, ...), got {depth}"
+                    )));
+                }
+                let n = (depth - 2) / 6;
+                let mut h = b.conv("conv1", x, 16, 3, 1, 1, false)?;
+                h = b.bn("bn1", h)?;
+                h = b.push("relu", Op::Relu, vec![h])?;
+                for (stage, (width, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate() {
+                    for i in 0..n {
+                        let s = if i == 0 { stride } else { 1 };
+                        h = b.basic_block(&format!("layer{}.{i}", stage + 1), h, width, s, *shortcut)?;
+                    }
+                }
+                h = b.push("avgpool", Op::GlobalAvgPool, vec![h])?;
+                b.linear("fc", h, self.classes)?
+            }
+            Arch::ResNet18 => {
+                let mut h = b.conv("conv1", x, 64, 3, 1, 1, false)?;
+                h = b.bn("bn1", h)?;
+                h = b.push("relu", Op::Relu, vec![h])?;
+                for (stage, (width, stride)) in [(64, 1), (128, 2), (256, 2), (512, 2)].into_iter().enumerate() {
+                    for i in 0..2 {
+                        let s = if i == 0 { stride } else { 1 };
+                        h = b.basic_block(&format!("layer{}.{i}", stage + 1), h, width, s, Shortcut::Projection)?;
+                    }
+                }
+                h = b.push("avgpool", Op::GlobalAvgPool, vec![h])?;
+                b.linear("fc", h, self.classes)?
+            }
+            Arch::Vgg16Bn => {
+                const CFG: [usize; 18] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
+                let mut h = x;
+                let mut conv_i = 0;
+                for (i, &c) in CFG.iter().enumerate() {
+                    if c == 0 {
+                        h = b.push(&format!("pool{i}"), Op::MaxPool2d { kernel: 2, stride: 2 }, vec![h])?;
+                    } else {
+                        conv_i += 1;
+                        h = b.conv(&format!("conv{conv_i}"), h, c, 3, 1, 1, false)?;
+                        h = b.bn(&format!("bn{conv_i}"), h)?;
+                        h = b.push(&format!("relu{conv_i}"), Op::Relu, vec![h])?;
+                    }
+                }
+                h = b.push("avgpool", Op::GlobalAvgPool, vec![h])?;
+                b.linear("fc", h, self.classes)?
+            }
+        };
+        debug_assert_eq!(out + 1, b.nodes.len());
+        Ok(Graph {
+            nodes: b.nodes,
+            shapes: b.shapes,
+        })
+    }
+
+    /// A short human-readable name, e.g. `resnet20`.
+    pub fn name(&self) -> String {
+        match &self.arch {
+            Arch::Mlp { hidden } => format!(
+                "mlp-{}",
+                hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("-")
+            ),
+            Arch::LeNet5 {
+                variant: LeNet5Variant::Classic,
+            } => "lenet5".into(),
+            Arch::LeNet5 {
+                variant: LeNet5Variant::Caffe,
+            } => "lenet5caffe".into(),
+            Arch::ResNetCifar { depth, shortcut } => match shortcut {
+                Shortcut::Identity => format!("resnet{depth}"),
+                Shortcut::Projection => format!("resnet{depth}b"),
+            },
+            Arch::ResNet18 => "resnet18".into(),
+            Arch::Vgg16Bn => "vgg16bn".into(),
+        }
+    }
+}
+
+impl Graph {
+    /// Every named tensor (parameters then buffers of each node, in node order).
+    pub fn tensors(&self) -> Vec<TensorInfo> {
+        let mut out = Vec::new();
+        for (i, n) in self.nodes.iter().enumerate() {
+            let mut add = |suffix: &str, shape: Vec<usize>, role| {
+                out.push(TensorInfo {
+                    path: format!("{}.{suffix}", n.name),
+                    shape,
+                    role,
+                    node: i,
+                })
+            };
+            match &n.op {
+                Op::Conv2d {
+                    in_channels,
+                    out_channels,
+                    kernel,
+                    bias,
+                    ..
+                } => {
+                    add("weight", vec![*out_channels, *in_channels, *kernel, *kernel], TensorRole::Weight);
+                    if *bias {
+                        add("bias", vec![*out_channels], TensorRole::Bias);
+                    }
+                }
+                Op::Linear {
+                    in_features,
+                    out_features,
+                    bias,
+                } => {
+                    add("weight", vec![*out_features, *in_features], TensorRole::Weight);
+                    if *bias {
+                        add("bias", vec![*out_features], TensorRole::Bias);
+                    }
+                }
+                Op::BatchNorm2d { channels } => {
+                    add("weight", vec![*channels], TensorRole::BnWeight);
+                    add("bias", vec![*channels], TensorRole::BnBias);
+                    add("running_mean", vec![*channels], TensorRole::RunningMean);
+                    add("running_var", vec![*channels], TensorRole::RunningVar);
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+
+    /// Multiply-accumulates of one forward pass for one sample.
+    pub fn forward_macs(&self) -> u64 {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| match &n.op {
+                Op::Conv2d {
+                    in_channels, kernel, ..
+                } => {
+                    let s = &self.shapes[i];
+                    (s.iter().product::<usize>() * in_channels * kernel * kernel) as u64
+                }
+                Op::Linear {
+                    in_features,
+                    out_features,
+                    ..
+                } => (in_features * out_features) as u64,
+                _ => 0,
+            })
+            .sum()
+    }
+}
+
+struct GraphBuilder {
+    nodes: Vec<Node>,
+    shapes: Vec<Vec<usize>>,
+}
+
+impl GraphBuilder {
+    fn new(input: [usize; 3]) -> Self {
+        GraphBuilder {
+            nodes: vec![Node {
+                name: "input".into(),
+                op: Op::Input,
+                inputs: vec![],
+            }],
+            shapes: vec![input.to_vec()],
+        }
+    }
+
+    fn numel(&self, i: usize) -> usize {
+        self.shapes[i].iter().product()
+    }
+
+    fn chw(&self, i: usize, who: &str) -> Result<(usize, usize, usize)> {
+        match self.shapes[i][..] {
+            [c, h, w] => Ok((c, h, w)),
+            _ => Err(Error::Model(format!("{who} needs a (C, H, W) input, got {:?}", self.shapes[i]))),
+        }
+    }
+
+    fn push(&mut self, name: &str, op: Op, inputs: Vec<usize>) -> Result<usize> {
+        let shape = self.infer(name, &op, &inputs)?;
+        self.nodes.push(Node {
+            name: name.into(),
+            op,
+            inputs,
+        });
+        self.shapes.push(shape);
+        Ok(self.nodes.len() - 1)
+    }
+
+    fn infer(&self, name: &str, op: &Op, inputs: &[usize]) -> Result<Vec<usize>> {
+        let x = inputs[0];
+        let pooled = |k: usize, s: usize, h: usize| -> Result<usize> {
+            if h < k {
+                Err(Error::Model(format!("{name}: input of size {h} is smaller than the window {k}")))
+            } else {
+                Ok((h - k) / s + 1)
+            }
+        };
+        Ok(match op {
+            Op::Input => unreachable!("the input node is created by the builder"),
+            Op::Conv2d {
+                in_channels,
+                out_channels,
+                kernel,
+                stride,
+                padding,
+                ..
+            } => {
+                let (c, h, w) = self.chw(x, name)?;
+                if c != *in_channels {
+                    return Err(Error::Model(format!("{name}: expects {in_channels} channels, got {c}")));
+                }
+                let oh = pooled(*kernel, *stride, h + 2 * padding)?;
+                let ow = pooled(*kernel, *stride, w + 2 * padding)?;
+                vec![*out_channels, oh, ow]
+            }
+            Op::Linear {
+                in_features,
+                out_features,
+                ..
+            } => {
+                if self.numel(x) != *in_features || self.shapes[x].len() != 1 {
+                    return Err(Error::Model(format!(
+                        "{name}: expects {in_features} features, got shape {:?}",
+                        self.shapes[x]
+                    )));
+                }
+                vec![*out_features]
+            }
+            Op::BatchNorm2d { .. } | Op::Relu => self.shapes[x].clone(),
+            Op::MaxPool2d { kernel, stride } | Op::AvgPool2d { kernel, stride } => {
+                let (c, h, w) = self.chw(x, name)?;
+                vec![c, pooled(*kernel, *stride, h)?, pooled(*kernel, *stride, w)?]
+            }
+            Op::GlobalAvgPool => vec![self.chw(x, name)?.0],
+            Op::Flatten => vec![self.numel(x)],
+            Op::Add => {
+                if self.shapes[inputs[0]] != self.shapes[inputs[1]] {
+                    return Err(Error::Model(format!(
+                        "{name}: cannot add shapes {:?} and {:?}",
+                        self.shapes[inputs[0]], self.shapes[inputs[1]]
+                    )));
+                }
+                self.shapes[x].clone()
+            }
+            Op::SubsamplePad {
+                stride,
+                pad_before,
+                pad_after,
+            } => {
+                let (c, h, w) = self.chw(x, name)?;
+                vec![c + pad_before + pad_after, h.div_ceil(*stride), w.div_ceil(*stride)]
+            }
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(&mut self, name: &str, x: usize, out: usize, k: usize, s: usize, p: usize, bias: bool) -> Result<usize> {
+        let (c, _, _) = self.chw(x, name)?;
+        self.push(
+            name,
+            Op::Conv2d {
+                in_channels: c,
+                out_channels: out,
+                kernel: k,
+                stride: s,
+                padding: p,
+                bias,
+            },
+            vec![x],
+        )
+    }
+
+    fn linear(&mut self, name: &str, x: usize, out: usize) -> Result<usize> {
+        let x = if self.shapes[x].len() == 1 {
+            x
+        } else {
+            self.push(&format!("{name}.flatten"), Op::Flatten, vec![x])?
+        };
+        let inf = self.numel(x);
+        self.push(
+            name,
+            Op::Linear {
+                in_features: inf,
+                out_features: out,
+                bias: true,
+            },
+            vec![x],
+        )
+    }
+
+    fn bn(&mut self, name: &str, x: usize) -> Result<usize> {
+        let (c, _, _) = self.chw(x, name)?;
+        self.push(name, Op::BatchNorm2d { channels: c }, vec![x])
+    }
+
+    fn basic_block(&mut self, p: &str, x: usize, width: usize, stride: usize, shortcut: Shortcut) -> Result<usize> {
+        let (cin, _, _) = self.chw(x, p)?;
+        let mut h = self.conv(&format!("{p}.conv1"), x, width, 3, stride, 1, false)?;
+        h = self.bn(&format!("{p}.bn1"), h)?;
+        h = self.push(&format!("{p}.relu1"), Op::Relu, vec![h])?;
+        h = self.conv(&format!("{p}.conv2"), h, width, 3, 1, 1, false)?;
+        h = self.bn(&format!("{p}.bn2"), h)?;
+        let sc = if stride == 1 && cin == width {
+            x
+        } else {
+            match shortcut {
+                Shortcut::Identity => {
+                    let pad = width - cin;
+                    self.push(
+                        &format!("{p}.shortcut"),
+                        Op::SubsamplePad {
+                            stride,
+                            pad_before: pad / 2,
+                            pad_after: pad - pad / 2,
+                        },
+                        vec![x],
+                    )?
+                }
+                Shortcut::Projection => {
+                    let s = self.conv(&format!("{p}.shortcut.0"), x, width, 1, stride, 0, false)?;
+                    self.bn(&format!("{p}.shortcut.1"), s)?
+                }
+            }
+        };
+        h = self.push(&format!("{p}.add"), Op::Add, vec![h, sc])?;
+        self.push(&format!("{p}.relu2"), Op::Relu, vec![h])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn count_params(spec: &ModelSpec) -> usize {
+        spec.graph()
+            .unwrap()
+            .tensors()
+            .iter()
+            .filter(|t| t.is_param())
+            .map(|t| t.shape.iter().product::<usize>())
+            .sum()
+    }
+
+    #[test]
+    fn parameter_counts_match_the_literature() {
+        let mnist = [1, 28, 28];
+        let cifar = [3, 32, 32];
+        assert_eq!(count_params(&ModelSpec::from_name("lenet300", mnist, 10).unwrap()), 266_610);
+        assert_eq!(count_params(&ModelSpec::from_name("lenet5", mnist, 10).unwrap()), 61_706);
+        assert_eq!(count_params(&ModelSpec::from_name("lenet5caffe", mnist, 10).unwrap()), 431_080);
+        assert_eq!(count_params(&ModelSpec::from_name("resnet20", cifar, 10).unwrap()), 272_474);
+        assert_eq!(count_params(&ModelSpec::from_name("resnet56", cifar, 10).unwrap()), 855_770);
+        assert_eq!(count_params(&ModelSpec::from_name("resnet18", cifar, 10).unwrap()), 11_173_962);
+    }
+
+    #[test]
+    fn unknown_model_and_bad_input_are_errors() {
+        assert!(ModelSpec::from_name("alexnet", [1, 28, 28], 10).is_err());
+        assert!(ModelSpec::from_name("lenet5caffe", [1, 8, 8], 10).is_err());
+        let bad = ModelSpec {
+            arch: Arch::ResNetCifar {
+                depth: 21,
+                shortcut: Shortcut::Identity,
+            },
+            input: [3, 32, 32],
+            classes: 10,
+        };
+        assert!(bad.graph().is_err());
+    }
+
+    #[test]
+    fn stable_paths() {
+        let g = ModelSpec::from_name("resnet20b", [3, 32, 32], 10).unwrap().graph().unwrap();
+        let names: Vec<_> = g.tensors().into_iter().map(|t| t.path).collect();
+        assert!(names.contains(&"layer2.0.shortcut.0.weight".to_string()));
+        assert!(names.contains(&"layer3.2.bn2.running_var".to_string()));
+        assert_eq!(names.first().unwrap(), "conv1.weight");
+        assert_eq!(names.last().unwrap(), "fc.bias");
+    }
+}

@@ -1,0 +1,5 @@
+//! Masks and how they are chosen.
+
+pub mod mask;
+
+pub use mask::Mask;
