@@ -31,12 +31,16 @@ pub enum LeNet5Variant {
 pub enum Arch {
     /// Fully connected network with ReLU between layers.
     Mlp { hidden: Vec<usize> },
+    #[serde(rename = "lenet5")]
     LeNet5 { variant: LeNet5Variant },
     /// CIFAR ResNet of depth 6n+2 (20, 32, 56, ...).
+    #[serde(rename = "resnet_cifar")]
     ResNetCifar { depth: usize, shortcut: Shortcut },
     /// ResNet-18 with the CIFAR stem (3x3 stride-1 conv, no max-pool).
+    #[serde(rename = "resnet18")]
     ResNet18,
     /// VGG-16 with batch norm, CIFAR head (global average pool, one fc).
+    #[serde(rename = "vgg16_bn")]
     Vgg16Bn,
 }
 
