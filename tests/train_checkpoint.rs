@@ -75,6 +75,7 @@ fn sample() -> Checkpoint {
             recipe: Some(Recipe::default()),
             method: Some("dense".into()),
             training: Some(training),
+            tensors_sha256: None,
         },
         tensors,
         momentum,
@@ -121,7 +122,14 @@ fn round_trip_is_exact() {
     assert_eq!(st, dir.path().join("ck.safetensors"));
     for name in ["ck", "ck.json", "ck.safetensors"] {
         let back = load_checkpoint(&dir.path().join(name)).unwrap();
-        assert_eq!(back.meta, c.meta);
+        assert!(back.meta.tensors_sha256.is_some());
+        assert_eq!(
+            CheckpointMeta {
+                tensors_sha256: None,
+                ..back.meta.clone()
+            },
+            c.meta
+        );
         assert_eq!(back.tensors, c.tensors);
         assert_eq!(back.momentum, c.momentum);
         assert_eq!(back.masks, c.masks);
@@ -253,8 +261,19 @@ fn damaged_checkpoints_are_clear_errors() {
     let e = load_checkpoint(&base).unwrap_err().to_string();
     assert!(e.contains("conv1.weight"), "{e}");
 
-    // A mask whose column index is out of range.
+    // A torn pair: tensors of another save next to this metadata.
     std::fs::write(&json, &good_json).unwrap();
+    let mut other = sample();
+    other.tensors[0].1[[0, 0, 0, 0]] += 1.0;
+    other.save(&dir.path().join("other")).unwrap();
+    std::fs::copy(dir.path().join("other.safetensors"), &st).unwrap();
+    let e = load_checkpoint(&base).unwrap_err().to_string();
+    assert!(e.contains("ck.safetensors") && e.contains("SHA-256"), "{e}");
+
+    // Without the checksum, a mask whose column index is out of range.
+    let mut meta: serde_json::Value = serde_json::from_slice(&good_json).unwrap();
+    meta.as_object_mut().unwrap().remove("tensors_sha256");
+    std::fs::write(&json, serde_json::to_vec(&meta).unwrap()).unwrap();
     let mut bytes = good_st.clone();
     let (h, header_end) = raw_header(&bytes);
     let off = h["mask.conv1.weight.indices"]["data_offsets"][0]
@@ -270,4 +289,21 @@ fn damaged_checkpoints_are_clear_errors() {
     std::fs::write(&st, &bytes).unwrap();
     let e = load_checkpoint(&base).unwrap_err().to_string();
     assert!(e.contains("negative"), "{e}");
+}
+
+#[test]
+fn the_documented_metadata_example_parses() {
+    let spec = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("formats/checkpoint.md"),
+    )
+    .unwrap();
+    let a = spec.find("```json").expect("spec has a JSON example") + "```json".len();
+    let b = a + spec[a..].find("```").unwrap();
+    let meta: CheckpointMeta = serde_json::from_str(&spec[a..b]).unwrap();
+    assert_eq!(
+        meta.model,
+        ModelSpec::from_name("lenet5", [1, 28, 28], 10).unwrap()
+    );
+    assert_eq!(meta.normalization.std, vec![0.3081]);
+    assert!(meta.training.is_none() && meta.recipe.is_none());
 }

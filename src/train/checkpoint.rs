@@ -117,6 +117,10 @@ pub struct CheckpointMeta {
     pub method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainState>,
+    /// SHA-256 (hex) of the safetensors file written with this metadata; set by [`Checkpoint::save`] and checked
+    /// by [`load_checkpoint`], so a pair torn by a kill between the two writes is detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors_sha256: Option<String>,
 }
 
 /// A checkpoint in memory.
@@ -177,7 +181,11 @@ impl Checkpoint {
         let (st_path, json_path) = checkpoint_paths(path);
         let bytes = self.tensor_bytes(&st_path)?;
         write_atomic(&st_path, &bytes)?;
-        let json = serde_json::to_vec_pretty(&self.meta).map_err(|e| Error::Checkpoint {
+        let meta = CheckpointMeta {
+            tensors_sha256: Some(sha256_hex(&bytes)),
+            ..self.meta.clone()
+        };
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Checkpoint {
             path: json_path.clone(),
             msg: format!("cannot serialise metadata: {e}"),
         })?;
@@ -321,6 +329,17 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         });
     }
     let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
+    if let Some(expected) = &meta.tensors_sha256 {
+        if &sha256_hex(&bytes) != expected {
+            return Err(Error::Checkpoint {
+                path: st_path,
+                msg: format!(
+                    "does not match its metadata {} (SHA-256 differs): the pair is torn or the file was changed",
+                    json_path.display()
+                ),
+            });
+        }
+    }
     let bad = |msg: String| Error::Checkpoint {
         path: st_path.clone(),
         msg,
@@ -406,6 +425,14 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         masks,
         method_tensors,
     })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.

@@ -356,6 +356,7 @@ pub fn run_custom(
         recipe: Some(recipe.clone()),
         method: method_kind(recipe),
         training: Some(state.clone()),
+        tensors_sha256: None,
     };
 
     let mut epochs_run = 0usize;
