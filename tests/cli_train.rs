@@ -235,3 +235,61 @@ fn bench_reports_throughput() {
         &["C,H,W"],
     );
 }
+
+#[test]
+fn a_killed_run_resumes_bit_identically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (full, killed) = (dir.path().join("full"), dir.path().join("killed"));
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "--threads",
+            "1",
+            "train",
+            "--epochs",
+            "3",
+            "--set",
+            "data.train_limit=2000",
+            "--set",
+            "data.test_limit=200",
+            "--quiet",
+            "--out",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([out.to_str().unwrap().to_string()])
+        .collect()
+    };
+    let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
+        .args(args(&full))
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sculpt"))
+        .args(args(&killed))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !killed.join("checkpoint.json").exists() {
+        assert!(t0.elapsed().as_secs() < 120, "no checkpoint appeared");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let o = sculpt(&[
+        "--threads",
+        "1",
+        "train",
+        "--resume",
+        killed.to_str().unwrap(),
+        "--quiet",
+    ]);
+    assert!(o.status.success(), "{}", text(&o).1);
+    let a = std::fs::read(full.join("final.safetensors")).unwrap();
+    let b = std::fs::read(killed.join("final.safetensors")).unwrap();
+    assert!(a == b, "final weights differ after kill and resume");
+    let lines = std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+}

@@ -577,7 +577,7 @@ fn progress_bar(show: bool, steps: usize, phase: &Phase, epoch: usize) -> Option
         return None;
     }
     let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} {msg}")
+    let style = ProgressStyle::with_template("{prefix} [{wide_bar}] {pos}/{len} {msg}")
         .unwrap_or_else(|_| ProgressStyle::default_bar())
         .progress_chars("=> ");
     bar.set_style(style);
