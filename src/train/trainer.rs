@@ -327,6 +327,18 @@ pub fn run_custom(
         None => MetricsLog::create(&metrics_path)?,
     };
     if !opts.resume {
+        for stale in [
+            "checkpoint.json",
+            "checkpoint.safetensors",
+            "final.safetensors",
+            "final.json",
+            "summary.json",
+        ] {
+            let p = out_dir.join(stale);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
+        }
         let toml = recipe.to_toml()?;
         write_atomic(&out_dir.join("recipe.toml"), toml.as_bytes())?;
     }
