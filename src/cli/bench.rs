@@ -100,3 +100,18 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_shapes_parse() {
+        assert_eq!(parse_input("3, 32,32").unwrap(), [3, 32, 32]);
+        assert!(parse_input("3,32").is_err());
+        assert!(parse_input("0,32,32").is_err());
+        assert!(parse_input("a,b,c").is_err());
+        assert_eq!(default_input("lenet5"), [1, 28, 28]);
+        assert_eq!(default_input("resnet20"), [3, 32, 32]);
+    }
+}

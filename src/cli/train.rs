@@ -237,3 +237,46 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DataSource;
+
+    fn source(text: &str) -> DataSource {
+        parse_data_source(text).unwrap().try_into().unwrap()
+    }
+
+    #[test]
+    fn data_sources_parse() {
+        assert_eq!(source("embedded"), DataSource::Embedded);
+        assert_eq!(
+            source("idx:/d/mnist"),
+            DataSource::Idx {
+                dir: "/d/mnist".into()
+            }
+        );
+        assert_eq!(
+            source("/d/fashion"),
+            DataSource::Idx {
+                dir: "/d/fashion".into()
+            }
+        );
+        assert_eq!(
+            source("cifar10:c10"),
+            DataSource::Cifar10 { dir: "c10".into() }
+        );
+        assert_eq!(
+            source("cifar100-coarse:c100"),
+            DataSource::Cifar100 {
+                dir: "c100".into(),
+                coarse: true
+            }
+        );
+        assert!(parse_data_source("imagenet:/d")
+            .unwrap_err()
+            .to_string()
+            .contains("imagenet"));
+        assert!(parse_data_source("idx:").is_err());
+    }
+}
