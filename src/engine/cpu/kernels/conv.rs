@@ -65,6 +65,11 @@ impl ConvGeom {
     pub fn pointwise(&self) -> bool {
         self.k == 1 && self.stride == 1 && self.pad == 0
     }
+    /// Stride 1 with a padding small next to the output width: the weight gradient reads shifted windows of
+    /// the padded input instead of an im2col matrix (the padded row width adds at most 20 % work).
+    pub fn shifted_weight_grad(&self) -> bool {
+        self.stride == 1 && self.k > 1 && 10 * self.pad <= self.ow
+    }
     /// Valid output columns `[lo, hi)` for kernel offset `kx` along an axis of input size `n`.
     fn valid(&self, kx: usize, n: usize, on: usize) -> (usize, usize) {
         let (s, p) = (self.stride as isize, self.pad as isize);
@@ -88,6 +93,10 @@ pub struct ConvScratch {
     dcol: Vec<f32>,
     dw: Vec<f32>,
     db: Vec<f32>,
+    /// Zero-padded input and output gradient for the shifted-window weight gradient.
+    xp: Vec<f32>,
+    dyp: Vec<f32>,
+    starts: Vec<usize>,
 }
 
 fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
@@ -275,30 +284,65 @@ fn backward_chunk(
     let (kdim, ohw) = (g.kdim(), g.out_hw());
     grow(&mut s.dw, g.cout * kdim);
     grow(&mut s.db, g.cout).fill(0.0);
-    let ConvScratch { col, dcol, dw, db } = s;
+    let ConvScratch {
+        col,
+        dcol,
+        dw,
+        db,
+        xp,
+        dyp,
+        starts,
+    } = s;
+    let shifted = g.shifted_weight_grad();
+    // Padded geometry: rows of width wp; dW[o, (c, ky, kx)] = Σ_q dyp[o, q] · xp[c·plane + ky·wp + kx + q].
+    let (wp, hp) = (g.w + 2 * g.pad, g.h + 2 * g.pad);
+    let plane = hp * wp;
+    if shifted {
+        grow(xp, g.cin * plane + g.k).fill(0.0);
+        grow(dyp, g.cout * g.oh * wp).fill(0.0);
+        starts.clear();
+        for c in 0..g.cin {
+            for ky in 0..g.k {
+                for kx in 0..g.k {
+                    starts.push(c * plane + ky * wp + kx);
+                }
+            }
+        }
+    }
     for (n, (xn, dyn_)) in xc
         .chunks(g.in_len())
         .zip(dyc.chunks(g.out_len()))
         .enumerate()
     {
-        let colv: &[f32] = if g.pointwise() {
-            xn
+        if shifted {
+            for c in 0..g.cin {
+                for y in 0..g.h {
+                    let dst = c * plane + (y + g.pad) * wp + g.pad;
+                    xp[dst..dst + g.w].copy_from_slice(&xn[(c * g.h + y) * g.w..][..g.w]);
+                }
+            }
+            for o in 0..g.cout {
+                for y in 0..g.oh {
+                    let dst = (o * g.oh + y) * wp;
+                    dyp[dst..dst + g.ow].copy_from_slice(&dyn_[(o * g.oh + y) * g.ow..][..g.ow]);
+                }
+            }
+            let kq = g.oh * wp;
+            let a = Rows::strided(&dyp[..g.cout * kq], g.cout, kq);
+            let b = Rows::at(&xp[..g.cin * plane + g.k], starts);
+            gemm_nt(kq, a, b, &mut dw[..], kdim, n > 0);
         } else {
-            let c = grow(col, kdim * ohw);
-            im2col(g, xn, c);
-            c
-        };
-        let a = Rows {
-            data: dyn_,
-            rows: g.cout,
-            ld: ohw,
-        };
-        let b = Rows {
-            data: colv,
-            rows: kdim,
-            ld: ohw,
-        };
-        gemm_nt(ohw, a, b, &mut dw[..], kdim, n > 0);
+            let colv: &[f32] = if g.pointwise() {
+                xn
+            } else {
+                let c = grow(col, kdim * ohw);
+                im2col(g, xn, c);
+                c
+            };
+            let a = Rows::strided(dyn_, g.cout, ohw);
+            let b = Rows::strided(colv, kdim, ohw);
+            gemm_nt(ohw, a, b, &mut dw[..], kdim, n > 0);
+        }
         if with_bias {
             for (o, row) in dyn_.chunks(ohw).enumerate() {
                 db[o] += row.iter().sum::<f32>();
@@ -406,6 +450,51 @@ mod tests {
             let want = direct(&g, &x, &wt);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b} for k{k} s{s} p{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn weight_gradient_matches_the_definition() {
+        for &(k, s, p, h, w) in &[
+            (3, 1, 1, 10, 12),
+            (3, 2, 1, 7, 6),
+            (5, 1, 2, 20, 20),
+            (3, 1, 1, 4, 4),
+        ] {
+            let g = ConvGeom::new(3, 4, h, w, k, s, p).unwrap();
+            let n = 3;
+            let x: Vec<f32> = (0..n * g.in_len())
+                .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
+                .collect();
+            let wt: Vec<f32> = (0..g.cout * g.kdim())
+                .map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.1)
+                .collect();
+            let dy: Vec<f32> = (0..n * g.out_len())
+                .map(|i| ((i * 3 % 7) as f32 - 3.0) * 0.2)
+                .collect();
+            let mut dw = vec![0.0; wt.len()];
+            let mut scratch: Vec<ConvScratch> = (0..4).map(|_| ConvScratch::default()).collect();
+            backward(&g, &x, &wt, &dy, None, &mut dw, None, &mut scratch);
+            let mut col = vec![0.0; g.kdim() * g.out_hw()];
+            let mut want = vec![0.0f64; wt.len()];
+            for b in 0..n {
+                im2col(&g, &x[b * g.in_len()..(b + 1) * g.in_len()], &mut col);
+                for o in 0..g.cout {
+                    for kk in 0..g.kdim() {
+                        for q in 0..g.out_hw() {
+                            want[o * g.kdim() + kk] += (dy[b * g.out_len() + o * g.out_hw() + q]
+                                * col[kk * g.out_hw() + q])
+                                as f64;
+                        }
+                    }
+                }
+            }
+            for (a, b) in dw.iter().zip(&want) {
+                assert!(
+                    (*a as f64 - b).abs() < 1e-3,
+                    "{a} vs {b} for k{k} s{s} p{p} {h}x{w}"
+                );
             }
         }
     }

@@ -23,16 +23,8 @@ pub fn forward(
         .for_each(|(yc, xc)| {
             let _ftz = FlushDenormals::new();
             let rows = xc.len() / nin;
-            let a = Rows {
-                data: xc,
-                rows,
-                ld: nin,
-            };
-            let b = Rows {
-                data: weight,
-                rows: nout,
-                ld: nin,
-            };
+            let a = Rows::strided(xc, rows, nin);
+            let b = Rows::strided(weight, nout, nin);
             gemm_nt(nin, a, b, yc, nout, false);
             if bias.is_some() || relu {
                 for row in yc.chunks_mut(nout) {

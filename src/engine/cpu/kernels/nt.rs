@@ -4,30 +4,55 @@
 //! Register-blocked 4 × 4 with AVX2/FMA when the CPU has it, a portable loop otherwise. The summation order
 //! depends only on `k`, so results are deterministic.
 
-/// Row-major matrix view: `rows` rows of `k` used values, `ld` apart.
+/// Matrix view: `rows` rows of `k` values each, row `i` starting at `i · ld`, or at `starts[i]` when given
+/// (rows may then overlap, e.g. shifted windows of one padded image).
 #[derive(Clone, Copy)]
 pub struct Rows<'a> {
     pub data: &'a [f32],
     pub rows: usize,
     pub ld: usize,
+    pub starts: Option<&'a [usize]>,
 }
 
 impl<'a> Rows<'a> {
-    fn row(&self, i: usize, k: usize) -> &'a [f32] {
-        &self.data[i * self.ld..i * self.ld + k]
+    /// Rows `ld` apart.
+    pub fn strided(data: &'a [f32], rows: usize, ld: usize) -> Self {
+        Rows {
+            data,
+            rows,
+            ld,
+            starts: None,
+        }
+    }
+    /// Rows at explicit offsets.
+    pub fn at(data: &'a [f32], starts: &'a [usize]) -> Self {
+        Rows {
+            data,
+            rows: starts.len(),
+            ld: 0,
+            starts: Some(starts),
+        }
+    }
+    #[inline(always)]
+    fn start(&self, i: usize) -> usize {
+        match self.starts {
+            Some(s) => s[i],
+            None => i * self.ld,
+        }
+    }
+    /// Whether every row of `k` values lies inside `data`.
+    fn fits(&self, k: usize) -> bool {
+        match self.starts {
+            Some(s) => s.iter().all(|&o| o + k <= self.data.len()),
+            None => self.rows == 0 || self.data.len() >= (self.rows - 1) * self.ld + k,
+        }
     }
 }
 
 /// `c[i·ldc + j] (+)= Σ_p a[i, p] · b[j, p]` for `i < a.rows`, `j < b.rows`, `p < k`.
 pub fn gemm_nt(k: usize, a: Rows, b: Rows, c: &mut [f32], ldc: usize, accumulate: bool) {
-    assert!(
-        a.rows == 0 || a.data.len() >= (a.rows - 1) * a.ld + k,
-        "gemm_nt: A too short"
-    );
-    assert!(
-        b.rows == 0 || b.data.len() >= (b.rows - 1) * b.ld + k,
-        "gemm_nt: B too short"
-    );
+    assert!(a.fits(k), "gemm_nt: A too short");
+    assert!(b.fits(k), "gemm_nt: B too short");
     assert!(
         a.rows == 0 || b.rows == 0 || c.len() >= (a.rows - 1) * ldc + b.rows,
         "gemm_nt: C too short"
@@ -55,9 +80,9 @@ pub fn gemm_nt(k: usize, a: Rows, b: Rows, c: &mut [f32], ldc: usize, accumulate
 
 fn portable(k: usize, a: Rows, b: Rows, c: &mut [f32], ldc: usize, accumulate: bool) {
     for i in 0..a.rows {
-        let ar = a.row(i, k);
+        let ar = &a.data[a.start(i)..a.start(i) + k];
         for j in 0..b.rows {
-            let br = b.row(j, k);
+            let br = &b.data[b.start(j)..b.start(j) + k];
             let mut lanes = [0.0f32; 8];
             let mut p = 0;
             while p + 8 <= k {
@@ -124,14 +149,14 @@ mod avx2 {
         let (pa, pb) = (a.data.as_ptr(), b.data.as_ptr());
         tiles(a.rows, b.rows, 4, 4, |i, j, ri, cj| {
             if ri == 4 && cj == 4 {
-                let a0 = pa.add(i * a.ld);
-                let a1 = a0.add(a.ld);
-                let a2 = a1.add(a.ld);
-                let a3 = a2.add(a.ld);
-                let b0 = pb.add(j * b.ld);
-                let b1 = b0.add(b.ld);
-                let b2 = b1.add(b.ld);
-                let b3 = b2.add(b.ld);
+                let a0 = pa.add(a.start(i));
+                let a1 = pa.add(a.start(i + 1));
+                let a2 = pa.add(a.start(i + 2));
+                let a3 = pa.add(a.start(i + 3));
+                let b0 = pb.add(b.start(j));
+                let b1 = pb.add(b.start(j + 1));
+                let b2 = pb.add(b.start(j + 2));
+                let b3 = pb.add(b.start(j + 3));
                 let z = _mm512_setzero_ps();
                 let (mut c00, mut c01, mut c02, mut c03) = (z, z, z, z);
                 let (mut c10, mut c11, mut c12, mut c13) = (z, z, z, z);
@@ -189,8 +214,8 @@ mod avx2 {
             } else {
                 for di in 0..ri {
                     for dj in 0..cj {
-                        let ar = pa.add((i + di) * a.ld);
-                        let br = pb.add((j + dj) * b.ld);
+                        let ar = pa.add(a.start(i + di));
+                        let br = pb.add(b.start(j + dj));
                         let mut acc = _mm512_setzero_ps();
                         let mut p = 0;
                         while p < k16 {
@@ -239,8 +264,8 @@ mod avx2 {
         tiles(a.rows, b.rows, 2, 4, |i, j, ri, cj| {
             let z = _mm256_setzero_ps();
             let mut acc = [[z; 4]; 2];
-            let ar: [*const f32; 2] = [pa.add(i * a.ld), pa.add((i + ri - 1) * a.ld)];
-            let br: [*const f32; 4] = std::array::from_fn(|d| pb.add((j + d.min(cj - 1)) * b.ld));
+            let ar: [*const f32; 2] = [pa.add(a.start(i)), pa.add(a.start(i + ri - 1))];
+            let br: [*const f32; 4] = std::array::from_fn(|d| pb.add(b.start(j + d.min(cj - 1))));
             let mut p = 0;
             while p < k8 {
                 let v0 = _mm256_loadu_ps(br[0].add(p));
@@ -294,16 +319,8 @@ mod tests {
             let mut c = vec![1.0f32; m * n];
             gemm_nt(
                 k,
-                Rows {
-                    data: &a,
-                    rows: m,
-                    ld: k,
-                },
-                Rows {
-                    data: &b,
-                    rows: n,
-                    ld: k,
-                },
+                Rows::strided(&a, m, k),
+                Rows::strided(&b, n, k),
                 &mut c,
                 n,
                 true,
@@ -311,16 +328,8 @@ mod tests {
             let mut p = vec![0.0f32; m * n];
             portable(
                 k,
-                Rows {
-                    data: &a,
-                    rows: m,
-                    ld: k,
-                },
-                Rows {
-                    data: &b,
-                    rows: n,
-                    ld: k,
-                },
+                Rows::strided(&a, m, k),
+                Rows::strided(&b, n, k),
                 &mut p,
                 n,
                 false,
