@@ -20,8 +20,8 @@ pub enum Shape {
 
 /// A cycle's schedule: peak learning rate, curve shape and linear warm-up over the first `warmup` fraction of the
 /// cycle (from `lr/warmup_steps` up to `lr`). `lr(step, total)` is a pure function; a new cycle restarts it.
+/// Unknown keys are rejected by the flattened `shape` variant.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Schedule {
     pub lr: f64,
     #[serde(flatten)]
@@ -96,6 +96,18 @@ impl Schedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn serde_round_trip_rejects_unknown_keys() {
+        let s = Schedule {
+            lr: 0.1,
+            shape: Shape::Triangular { start: 0.2, peak: 0.2 },
+            warmup: 0.0,
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), s);
+        assert!(serde_json::from_str::<Schedule>(r#"{"lr":0.1,"shape":"cosine","colour":1}"#).is_err());
+    }
 
     #[test]
     fn shapes_follow_their_definitions() {
