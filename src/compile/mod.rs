@@ -1,1 +1,2 @@
 //! Placeholder module.
+pub mod emit;

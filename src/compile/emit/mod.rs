@@ -1,0 +1,2 @@
+pub mod binary;
+pub mod c;
