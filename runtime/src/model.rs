@@ -568,13 +568,15 @@ impl<'a> Model<'a> {
             return Err(LoadError::NonMonotoneIndptr { tensor: i });
         }
         for r in 0..rows {
-            let (a, b) = (ip(r), ip(r + 1));
-            if b < a {
+            if ip(r + 1) < ip(r) {
                 return Err(LoadError::NonMonotoneIndptr { tensor: i });
             }
-            if b > t.nnz as usize {
-                return Err(LoadError::NnzMismatch { tensor: i });
-            }
+        }
+        if ip(rows) != t.nnz as usize {
+            return Err(LoadError::NnzMismatch { tensor: i });
+        }
+        for r in 0..rows {
+            let (a, b) = (ip(r), ip(r + 1));
             let mut next = 0usize;
             for k in a..b {
                 let col = match t.encoding {
@@ -587,9 +589,6 @@ impl<'a> Model<'a> {
                 }
                 next = col + 1;
             }
-        }
-        if ip(rows) != t.nnz as usize {
-            return Err(LoadError::NnzMismatch { tensor: i });
         }
         Ok(())
     }
