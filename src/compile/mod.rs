@@ -1,2 +1,3 @@
 //! Placeholder module.
 pub mod emit;
+pub mod target;
