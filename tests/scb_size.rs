@@ -19,7 +19,7 @@ fn lenet5(int8: bool, density: f64) -> (ScbModel, usize) {
         ..Default::default()
     };
     let mut dense_bytes = 0;
-    let mut buf = |m: &mut ScbModel, dims: Vec<usize>, rng: &mut ChaCha8Rng| {
+    let buf = |m: &mut ScbModel, dims: Vec<usize>, rng: &mut ChaCha8Rng| {
         m.buffers.push(BufferSpec {
             dims,
             scale: if int8 { rng.gen_range(0.02..0.05) } else { 0.0 },
