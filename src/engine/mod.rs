@@ -1,5 +1,6 @@
 //! The `Network` seam: what methods and the trainer see of a model, whatever runs it.
 
+pub mod bench;
 pub mod cpu;
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayView4, ArrayViewD};

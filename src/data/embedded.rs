@@ -1,0 +1,53 @@
+//! The embedded default dataset: mnist10k, 10,000 real MNIST digits (8004 train, 1996 test) compiled into the
+//! binary as gzipped IDX files, so `sculpt` trains on real data with no download.
+
+use std::path::PathBuf;
+
+use super::dataset::Splits;
+use super::{file, idx};
+use crate::error::Result;
+
+/// Name of the embedded dataset.
+pub const NAME: &str = "mnist10k";
+
+macro_rules! embed {
+    ($file:literal) => {
+        (
+            $file,
+            include_bytes!(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/data/mnist10k/",
+                $file
+            )) as &[u8],
+        )
+    };
+}
+
+const TRAIN_IMAGES: (&str, &[u8]) = embed!("train-images-idx3-ubyte.gz");
+const TRAIN_LABELS: (&str, &[u8]) = embed!("train-labels-idx1-ubyte.gz");
+const TEST_IMAGES: (&str, &[u8]) = embed!("t10k-images-idx3-ubyte.gz");
+const TEST_LABELS: (&str, &[u8]) = embed!("t10k-labels-idx1-ubyte.gz");
+
+/// The pseudo-path that names an embedded file in errors.
+fn path(name: &str) -> PathBuf {
+    PathBuf::from(format!("<embedded>/{NAME}/{name}"))
+}
+
+fn decoded((name, bytes): (&str, &[u8])) -> Result<(PathBuf, Vec<u8>)> {
+    let p = path(name);
+    let raw = file::decode(&p, bytes.to_vec())?;
+    Ok((p, raw))
+}
+
+/// Decodes the embedded dataset.
+pub fn load() -> Result<Splits> {
+    let split = |images, labels| -> Result<_> {
+        let (ip, ib) = decoded(images)?;
+        let (lp, lb) = decoded(labels)?;
+        idx::split_from_bytes(NAME, (&ip, ib), (&lp, lb))
+    };
+    let train = split(TRAIN_IMAGES, TRAIN_LABELS)?;
+    let test = split(TEST_IMAGES, TEST_LABELS)?;
+    idx::check_same_shape(&train, &test, &path(TEST_IMAGES.0))?;
+    Ok(Splits { train, test })
+}

@@ -1,0 +1,410 @@
+//! 2-D convolution as im2col + GEMM, the batch split into contiguous chunks across rayon threads.
+//!
+//! Per sample: forward `y[Cout, HW] = W[Cout, K] · col[K, HW]`; weight gradient `dW += dy · colᵀ`; data gradient
+//! `dcol = Wᵀ · dy`, then col2im. A 1×1 stride-1 unpadded convolution uses the input as `col` directly.
+
+use rayon::prelude::*;
+
+use super::{chunk_size, reduce_in_order, sgemm, FlushDenormals};
+
+/// Geometry of one convolution (square kernel, equal stride and padding on both axes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConvGeom {
+    pub cin: usize,
+    pub cout: usize,
+    pub h: usize,
+    pub w: usize,
+    pub k: usize,
+    pub stride: usize,
+    pub pad: usize,
+    pub oh: usize,
+    pub ow: usize,
+}
+
+impl ConvGeom {
+    /// Geometry for an input of `h × w`; `None` if the window does not fit.
+    pub fn new(
+        cin: usize,
+        cout: usize,
+        h: usize,
+        w: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Option<Self> {
+        if k == 0 || stride == 0 || h + 2 * pad < k || w + 2 * pad < k {
+            return None;
+        }
+        Some(ConvGeom {
+            cin,
+            cout,
+            h,
+            w,
+            k,
+            stride,
+            pad,
+            oh: (h + 2 * pad - k) / stride + 1,
+            ow: (w + 2 * pad - k) / stride + 1,
+        })
+    }
+    /// Fan-in: rows of the im2col matrix.
+    pub fn kdim(&self) -> usize {
+        self.cin * self.k * self.k
+    }
+    pub fn out_hw(&self) -> usize {
+        self.oh * self.ow
+    }
+    pub fn in_len(&self) -> usize {
+        self.cin * self.h * self.w
+    }
+    pub fn out_len(&self) -> usize {
+        self.cout * self.out_hw()
+    }
+    /// 1×1, stride 1, no padding: the input already is the im2col matrix.
+    pub fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.pad == 0
+    }
+    /// Valid output columns `[lo, hi)` for kernel offset `kx` along an axis of input size `n`.
+    fn valid(&self, kx: usize, n: usize, on: usize) -> (usize, usize) {
+        let (s, p) = (self.stride as isize, self.pad as isize);
+        let off = kx as isize - p;
+        // ix = o*s + off must satisfy 0 <= ix < n
+        let lo = if off >= 0 { 0 } else { (-off + s - 1) / s };
+        let hi = if n as isize - off <= 0 {
+            0
+        } else {
+            (n as isize - off - 1) / s + 1
+        };
+        let lo = (lo as usize).min(on);
+        (lo, (hi as usize).clamp(lo, on))
+    }
+}
+
+/// Per-chunk scratch memory, reused across layers and steps.
+#[derive(Debug, Default)]
+pub struct ConvScratch {
+    col: Vec<f32>,
+    dcol: Vec<f32>,
+    dw: Vec<f32>,
+    db: Vec<f32>,
+}
+
+fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
+    if v.len() < len {
+        v.resize(len, 0.0);
+    }
+    &mut v[..len]
+}
+
+/// Unfolds one sample `x[Cin, H, W]` into `col[K, OH·OW]`, row `(c·k + ky)·k + kx`.
+pub fn im2col(g: &ConvGeom, x: &[f32], col: &mut [f32]) {
+    let (k, s, ohw) = (g.k, g.stride, g.out_hw());
+    for c in 0..g.cin {
+        let xc = &x[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..k {
+            let (ylo, yhi) = g.valid(ky, g.h, g.oh);
+            for kx in 0..k {
+                let (xlo, xhi) = g.valid(kx, g.w, g.ow);
+                let row = &mut col[((c * k + ky) * k + kx) * ohw..][..ohw];
+                row[..ylo * g.ow].fill(0.0);
+                row[yhi * g.ow..].fill(0.0);
+                for oy in ylo..yhi {
+                    let iy = oy * s + ky - g.pad;
+                    let src = &xc[iy * g.w..(iy + 1) * g.w];
+                    let dst = &mut row[oy * g.ow..(oy + 1) * g.ow];
+                    dst[..xlo].fill(0.0);
+                    dst[xhi..].fill(0.0);
+                    if s == 1 {
+                        let ix0 = xlo + kx - g.pad;
+                        dst[xlo..xhi].copy_from_slice(&src[ix0..ix0 + xhi - xlo]);
+                    } else {
+                        for (ox, d) in dst.iter_mut().enumerate().take(xhi).skip(xlo) {
+                            *d = src[ox * s + kx - g.pad];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Folds `col[K, OH·OW]` back onto `dx[Cin, H, W]`, adding (the adjoint of [`im2col`]).
+pub fn col2im_add(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
+    let (k, s, ohw) = (g.k, g.stride, g.out_hw());
+    for c in 0..g.cin {
+        let dxc = &mut dx[c * g.h * g.w..(c + 1) * g.h * g.w];
+        for ky in 0..k {
+            let (ylo, yhi) = g.valid(ky, g.h, g.oh);
+            for kx in 0..k {
+                let (xlo, xhi) = g.valid(kx, g.w, g.ow);
+                let row = &col[((c * k + ky) * k + kx) * ohw..][..ohw];
+                for oy in ylo..yhi {
+                    let iy = oy * s + ky - g.pad;
+                    let dst = &mut dxc[iy * g.w..(iy + 1) * g.w];
+                    let src = &row[oy * g.ow..(oy + 1) * g.ow];
+                    if s == 1 {
+                        let ix0 = xlo + kx - g.pad;
+                        for (d, v) in dst[ix0..ix0 + xhi - xlo].iter_mut().zip(&src[xlo..xhi]) {
+                            *d += v;
+                        }
+                    } else {
+                        for (ox, v) in src.iter().enumerate().take(xhi).skip(xlo) {
+                            dst[ox * s + kx - g.pad] += v;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Forward over a batch: `y[N, Cout, OH, OW]` from `x[N, Cin, H, W]`, weight `[Cout, Cin, k, k]`, optional
+/// bias, optionally followed by ReLU. `scratch` needs one entry per chunk (see [`super::chunk_count`]).
+pub fn forward(
+    g: &ConvGeom,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+    scratch: &mut [ConvScratch],
+) {
+    let batch = x.len() / g.in_len();
+    let cs = chunk_size(batch);
+    let (kdim, ohw) = (g.kdim(), g.out_hw());
+    y.par_chunks_mut(cs * g.out_len())
+        .zip(x.par_chunks(cs * g.in_len()))
+        .zip(scratch.par_iter_mut())
+        .for_each(|((yc, xc), s)| {
+            let _ftz = FlushDenormals::new();
+            for (yn, xn) in yc.chunks_mut(g.out_len()).zip(xc.chunks(g.in_len())) {
+                let col: &[f32] = if g.pointwise() {
+                    xn
+                } else {
+                    let col = grow(&mut s.col, kdim * ohw);
+                    im2col(g, xn, col);
+                    col
+                };
+                sgemm(
+                    g.cout,
+                    kdim,
+                    ohw,
+                    1.0,
+                    weight,
+                    (kdim, 1),
+                    col,
+                    (ohw, 1),
+                    0.0,
+                    yn,
+                    (ohw, 1),
+                );
+                if bias.is_some() || relu {
+                    for (o, row) in yn.chunks_mut(ohw).enumerate() {
+                        let b = bias.map_or(0.0, |b| b[o]);
+                        if relu {
+                            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+                        } else {
+                            row.iter_mut().for_each(|v| *v += b);
+                        }
+                    }
+                }
+            }
+        });
+}
+
+/// Backward over a batch. Writes the weight gradient (and bias gradient) over `dweight` (`dbias`); when `dx`
+/// is given, writes (`accumulate == false`) or adds the input gradient to it. Partial weight gradients are
+/// kept per chunk and summed in chunk order, so the result is deterministic for a given thread count.
+#[allow(clippy::too_many_arguments)]
+pub fn backward(
+    g: &ConvGeom,
+    x: &[f32],
+    weight: &[f32],
+    dy: &[f32],
+    dx: Option<(&mut [f32], bool)>,
+    dweight: &mut [f32],
+    dbias: Option<&mut [f32]>,
+    scratch: &mut [ConvScratch],
+) {
+    let batch = x.len() / g.in_len();
+    let cs = chunk_size(batch);
+    let with_bias = dbias.is_some();
+    let chunks = x
+        .par_chunks(cs * g.in_len())
+        .zip(dy.par_chunks(cs * g.out_len()));
+    match dx {
+        Some((dx, acc)) => chunks
+            .zip(dx.par_chunks_mut(cs * g.in_len()))
+            .zip(scratch.par_iter_mut())
+            .for_each(|(((xc, dyc), dxc), s)| {
+                backward_chunk(g, xc, weight, dyc, Some((dxc, acc)), with_bias, s)
+            }),
+        None => chunks
+            .zip(scratch.par_iter_mut())
+            .for_each(|((xc, dyc), s)| backward_chunk(g, xc, weight, dyc, None, with_bias, s)),
+    }
+    let used = batch.div_ceil(cs);
+    let wlen = g.cout * g.kdim();
+    reduce_in_order(dweight, scratch[..used].iter().map(|s| &s.dw[..wlen]));
+    if let Some(db) = dbias {
+        reduce_in_order(db, scratch[..used].iter().map(|s| &s.db[..g.cout]));
+    }
+}
+
+fn backward_chunk(
+    g: &ConvGeom,
+    xc: &[f32],
+    weight: &[f32],
+    dyc: &[f32],
+    mut dxc: Option<(&mut [f32], bool)>,
+    with_bias: bool,
+    s: &mut ConvScratch,
+) {
+    let _ftz = FlushDenormals::new();
+    let (kdim, ohw) = (g.kdim(), g.out_hw());
+    grow(&mut s.dw, g.cout * kdim).fill(0.0);
+    grow(&mut s.db, g.cout).fill(0.0);
+    let ConvScratch { col, dcol, dw, db } = s;
+    for (n, (xn, dyn_)) in xc
+        .chunks(g.in_len())
+        .zip(dyc.chunks(g.out_len()))
+        .enumerate()
+    {
+        let colv: &[f32] = if g.pointwise() {
+            xn
+        } else {
+            let c = grow(col, kdim * ohw);
+            im2col(g, xn, c);
+            c
+        };
+        sgemm(
+            g.cout,
+            ohw,
+            kdim,
+            1.0,
+            dyn_,
+            (ohw, 1),
+            colv,
+            (1, ohw),
+            1.0,
+            &mut dw[..],
+            (kdim, 1),
+        );
+        if with_bias {
+            for (o, row) in dyn_.chunks(ohw).enumerate() {
+                db[o] += row.iter().sum::<f32>();
+            }
+        }
+        if let Some((dx, acc)) = dxc.as_mut() {
+            let dxn = &mut dx[n * g.in_len()..(n + 1) * g.in_len()];
+            if g.pointwise() {
+                let beta = if *acc { 1.0 } else { 0.0 };
+                sgemm(
+                    kdim,
+                    g.cout,
+                    ohw,
+                    1.0,
+                    weight,
+                    (1, kdim),
+                    dyn_,
+                    (ohw, 1),
+                    beta,
+                    dxn,
+                    (ohw, 1),
+                );
+            } else {
+                let dc = grow(dcol, kdim * ohw);
+                sgemm(
+                    kdim,
+                    g.cout,
+                    ohw,
+                    1.0,
+                    weight,
+                    (1, kdim),
+                    dyn_,
+                    (ohw, 1),
+                    0.0,
+                    dc,
+                    (ohw, 1),
+                );
+                if !*acc {
+                    dxn.fill(0.0);
+                }
+                col2im_add(g, dc, dxn);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn direct(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
+        let mut y = vec![0.0; g.out_len()];
+        for o in 0..g.cout {
+            for oy in 0..g.oh {
+                for ox in 0..g.ow {
+                    let mut acc = 0.0;
+                    for c in 0..g.cin {
+                        for ky in 0..g.k {
+                            for kx in 0..g.k {
+                                let iy = (oy * g.stride + ky) as isize - g.pad as isize;
+                                let ix = (ox * g.stride + kx) as isize - g.pad as isize;
+                                if iy >= 0 && ix >= 0 && (iy as usize) < g.h && (ix as usize) < g.w
+                                {
+                                    acc += x[(c * g.h + iy as usize) * g.w + ix as usize]
+                                        * w[((o * g.cin + c) * g.k + ky) * g.k + kx];
+                                }
+                            }
+                        }
+                    }
+                    y[(o * g.oh + oy) * g.ow + ox] = acc;
+                }
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn im2col_gemm_matches_direct_convolution() {
+        for &(k, s, p, h, w) in &[
+            (3, 1, 1, 5, 6),
+            (3, 2, 1, 7, 5),
+            (5, 1, 2, 6, 6),
+            (1, 2, 0, 5, 5),
+            (1, 1, 0, 4, 3),
+        ] {
+            let g = ConvGeom::new(2, 3, h, w, k, s, p).unwrap();
+            let x: Vec<f32> = (0..g.in_len())
+                .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
+                .collect();
+            let wt: Vec<f32> = (0..g.cout * g.kdim())
+                .map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.1)
+                .collect();
+            let mut y = vec![0.0; g.out_len()];
+            let mut scratch: Vec<ConvScratch> = (0..4).map(|_| ConvScratch::default()).collect();
+            forward(&g, &x, &wt, None, false, &mut y, &mut scratch);
+            let want = direct(&g, &x, &wt);
+            for (a, b) in y.iter().zip(&want) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b} for k{k} s{s} p{p}");
+            }
+        }
+    }
+
+    #[test]
+    fn col2im_is_the_adjoint_of_im2col() {
+        let g = ConvGeom::new(2, 1, 5, 4, 3, 2, 1).unwrap();
+        let x: Vec<f32> = (0..g.in_len()).map(|i| (i as f32 * 0.37).sin()).collect();
+        let c: Vec<f32> = (0..g.kdim() * g.out_hw())
+            .map(|i| (i as f32 * 0.11).cos())
+            .collect();
+        let mut col = vec![0.0; c.len()];
+        im2col(&g, &x, &mut col);
+        let mut back = vec![0.0; x.len()];
+        col2im_add(&g, &c, &mut back);
+        let lhs: f64 = col.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
+        let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (a * b) as f64).sum();
+        assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
+    }
+}

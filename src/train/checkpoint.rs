@@ -1,0 +1,380 @@
+//! Checkpoints as specified in `formats/checkpoint.md`: a safetensors file with every tensor (weights, BN
+//! statistics, momentum buffers, mask CSR arrays, the method's tensors) and a JSON file with the metadata, both
+//! written atomically, the JSON last.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ndarray::{ArrayD, IxDyn};
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Normalization;
+use crate::engine::Network;
+use crate::error::{Error, Result};
+use crate::method::Phase;
+use crate::nn::ModelSpec;
+use crate::sparsity::Mask;
+use crate::train::recipe::Recipe;
+
+/// The `format` value of the metadata.
+pub const FORMAT: &str = "sculpt-checkpoint";
+/// The layout version this code writes and reads.
+pub const VERSION: u32 = 1;
+
+const MOMENTUM_PREFIX: &str = "optim.momentum.";
+const MASK_PREFIX: &str = "mask.";
+const METHOD_PREFIX: &str = "method.";
+
+/// The state of a random stream: seed, stream and word position of a ChaCha8 generator.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RngState {
+    /// The 32-byte seed as hex.
+    pub seed: String,
+    pub stream: u64,
+    /// The word position (a u128) as a decimal string.
+    pub word_pos: String,
+}
+
+impl RngState {
+    pub fn capture(rng: &ChaCha8Rng) -> Self {
+        RngState {
+            seed: rng.get_seed().iter().map(|b| format!("{b:02x}")).collect(),
+            stream: rng.get_stream(),
+            word_pos: rng.get_word_pos().to_string(),
+        }
+    }
+
+    /// Rebuilds the generator; `origin` names the file in errors.
+    pub fn restore(&self, origin: &Path) -> Result<ChaCha8Rng> {
+        use rand::SeedableRng;
+        let bad = |m: &str| Error::Checkpoint {
+            path: origin.to_path_buf(),
+            msg: format!("RNG state: {m}"),
+        };
+        if self.seed.len() != 64 || !self.seed.is_ascii() {
+            return Err(bad("seed must be 64 hex digits"));
+        }
+        let mut seed = [0u8; 32];
+        for (i, b) in seed.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&self.seed[2 * i..2 * i + 2], 16).map_err(|_| bad("seed is not hex"))?;
+        }
+        let pos: u128 = self.word_pos.parse().map_err(|_| bad("word_pos is not a number"))?;
+        let mut rng = ChaCha8Rng::from_seed(seed);
+        rng.set_stream(self.stream);
+        rng.set_word_pos(pos);
+        Ok(rng)
+    }
+}
+
+/// Where training stood when the checkpoint was written.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Index of the current phase (0-based, in the order the method handed them out).
+    pub phase_index: usize,
+    /// The current phase, `None` before the first one.
+    #[serde(with = "crate::train::serde_repr::opt_phase")]
+    pub phase: Option<Phase>,
+    /// Epochs completed within the current phase.
+    pub epoch_in_phase: usize,
+    /// Epochs completed over the whole run.
+    pub global_epoch: usize,
+    /// Optimiser steps over the whole run.
+    pub global_step: usize,
+    /// Steps per epoch the run was using (checked on resume).
+    pub steps_per_epoch: usize,
+    /// The method returned no further phase: the run is complete.
+    pub finished: bool,
+    /// What `Method::state` returned.
+    pub method_state: serde_json::Value,
+    /// The method's random stream.
+    pub rng: RngState,
+    /// Best validation accuracy so far and the global epoch it was reached at.
+    pub best_val: Option<(f64, usize)>,
+    /// The last evaluation's accuracies (validation, test).
+    pub last_val_acc: Option<f64>,
+    pub last_test_acc: Option<f64>,
+}
+
+/// The JSON half of a checkpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    pub format: String,
+    pub version: u32,
+    #[serde(with = "crate::train::serde_repr::model_spec")]
+    pub model: ModelSpec,
+    pub normalization: Normalization,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<Recipe>,
+    /// Method name (its `kind`), for readers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub training: Option<TrainState>,
+}
+
+/// A checkpoint in memory.
+#[derive(Debug, Clone)]
+pub struct Checkpoint {
+    pub meta: CheckpointMeta,
+    /// Parameters and BN statistics by path, in the model's tensor order.
+    pub tensors: Vec<(String, ArrayD<f32>)>,
+    /// Momentum buffers by parameter path.
+    pub momentum: Vec<(String, ArrayD<f32>)>,
+    /// Masks by weight path.
+    pub masks: Vec<(String, Mask)>,
+    /// The method's tensors by the method's own names (stored under `method.<name>`).
+    pub method_tensors: Vec<(String, ArrayD<f32>)>,
+}
+
+/// The two file paths of a checkpoint named by `path` (which may end in `.safetensors`, `.json`, or neither).
+pub fn checkpoint_paths(path: &Path) -> (PathBuf, PathBuf) {
+    let base = match path.extension().and_then(|e| e.to_str()) {
+        Some("safetensors") | Some("json") => path.with_extension(""),
+        _ => path.to_path_buf(),
+    };
+    let mut st = base.clone().into_os_string();
+    st.push(".safetensors");
+    let mut js = base.into_os_string();
+    js.push(".json");
+    (PathBuf::from(st), PathBuf::from(js))
+}
+
+impl Checkpoint {
+    /// Captures everything of `net` plus the given metadata and method tensors.
+    pub fn capture(net: &dyn Network, meta: CheckpointMeta, method_tensors: Vec<(String, ArrayD<f32>)>) -> Result<Self> {
+        let mut tensors = Vec::new();
+        let mut masks = Vec::new();
+        for t in net.tensors() {
+            tensors.push((t.path.clone(), net.read(&t.path)?));
+            if t.is_prunable() {
+                if let Some(m) = net.mask(&t.path) {
+                    masks.push((t.path.clone(), m));
+                }
+            }
+        }
+        Ok(Checkpoint {
+            meta,
+            tensors,
+            momentum: net.optimizer_state(),
+            masks,
+            method_tensors,
+        })
+    }
+
+    /// Writes `NAME.safetensors` then `NAME.json`, each atomically. Returns the safetensors path.
+    pub fn save(&self, path: &Path) -> Result<PathBuf> {
+        let (st_path, json_path) = checkpoint_paths(path);
+        let bytes = self.tensor_bytes(&st_path)?;
+        write_atomic(&st_path, &bytes)?;
+        let json = serde_json::to_vec_pretty(&self.meta).map_err(|e| Error::Checkpoint {
+            path: json_path.clone(),
+            msg: format!("cannot serialise metadata: {e}"),
+        })?;
+        write_atomic(&json_path, &json)?;
+        Ok(st_path)
+    }
+
+    fn tensor_bytes(&self, path: &Path) -> Result<Vec<u8>> {
+        let mut f32s: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        let mut push_f32 = |name: String, a: &ArrayD<f32>| {
+            let bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
+            f32s.push((name, a.shape().to_vec(), bytes));
+        };
+        for (p, a) in &self.tensors {
+            push_f32(p.clone(), a);
+        }
+        for (p, a) in &self.momentum {
+            push_f32(format!("{MOMENTUM_PREFIX}{p}"), a);
+        }
+        for (p, a) in &self.method_tensors {
+            push_f32(format!("{METHOD_PREFIX}{p}"), a);
+        }
+        let mut i64s: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+        for (p, m) in &self.masks {
+            let ip = m.indptr();
+            let ix = m.indices();
+            i64s.push((
+                format!("{MASK_PREFIX}{p}.indptr"),
+                vec![ip.len()],
+                ip.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
+            ));
+            i64s.push((
+                format!("{MASK_PREFIX}{p}.indices"),
+                vec![ix.len()],
+                ix.iter().flat_map(|&v| (v as i64).to_le_bytes()).collect(),
+            ));
+        }
+        let mut views: BTreeMap<String, TensorView> = BTreeMap::new();
+        fn mk<'a>(dtype: Dtype, shape: &[usize], data: &'a [u8], name: &str, path: &Path) -> Result<TensorView<'a>> {
+            TensorView::new(dtype, shape.to_vec(), data).map_err(|e| Error::Checkpoint {
+                path: path.to_path_buf(),
+                msg: format!("tensor {name}: {e:?}"),
+            })
+        }
+        for (n, s, d) in &f32s {
+            if views.insert(n.clone(), mk(Dtype::F32, s, d, n, path)?).is_some() {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    msg: format!("duplicate tensor name {n}"),
+                });
+            }
+        }
+        for (n, s, d) in &i64s {
+            if views.insert(n.clone(), mk(Dtype::I64, s, d, n, path)?).is_some() {
+                return Err(Error::Checkpoint {
+                    path: path.to_path_buf(),
+                    msg: format!("duplicate tensor name {n}"),
+                });
+            }
+        }
+        safetensors::serialize(views, &None).map_err(|e| Error::Checkpoint {
+            path: path.to_path_buf(),
+            msg: format!("cannot serialise tensors: {e:?}"),
+        })
+    }
+
+    /// Writes the tensors and BN statistics, masks and momentum buffers into `net` (whose spec must equal the
+    /// checkpoint's model). Masks are set first so that masked weights are written as zeros.
+    pub fn apply_to(&self, net: &mut dyn Network, origin: &Path) -> Result<()> {
+        if net.spec() != &self.meta.model {
+            return Err(Error::Checkpoint {
+                path: origin.to_path_buf(),
+                msg: format!(
+                    "checkpoint is of model {} {:?} with {} classes, but the run uses {} {:?} with {} classes",
+                    self.meta.model.name(),
+                    self.meta.model.input,
+                    self.meta.model.classes,
+                    net.spec().name(),
+                    net.spec().input,
+                    net.spec().classes
+                ),
+            });
+        }
+        let infos = net.tensors().to_vec();
+        for t in infos.iter().filter(|t| t.is_prunable()) {
+            let m = self.masks.iter().find(|(p, _)| p == &t.path).map(|(_, m)| m);
+            net.set_mask(&t.path, m)?;
+        }
+        for t in &infos {
+            let (_, a) = self.tensors.iter().find(|(p, _)| p == &t.path).ok_or_else(|| Error::Checkpoint {
+                path: origin.to_path_buf(),
+                msg: format!("missing tensor {}", t.path),
+            })?;
+            net.write(&t.path, a.view())?;
+        }
+        net.reset_optimizer();
+        if !self.momentum.is_empty() {
+            net.set_optimizer_state(&self.momentum)?;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a checkpoint named by either of its files or their common stem. Every structural problem (missing
+/// file, bad JSON, wrong format or version, tensor of the wrong dtype or shape, malformed mask) is an error
+/// naming the file.
+pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let (st_path, json_path) = checkpoint_paths(path);
+    let json = std::fs::read(&json_path).map_err(|e| Error::io(&json_path, e))?;
+    let meta: CheckpointMeta = serde_json::from_slice(&json).map_err(|e| Error::Checkpoint {
+        path: json_path.clone(),
+        msg: format!("malformed metadata: {e}"),
+    })?;
+    if meta.format != FORMAT || meta.version != VERSION {
+        return Err(Error::Checkpoint {
+            path: json_path,
+            msg: format!(
+                "expected format '{FORMAT}' version {VERSION}, found '{}' version {}",
+                meta.format, meta.version
+            ),
+        });
+    }
+    let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
+    let bad = |msg: String| Error::Checkpoint {
+        path: st_path.clone(),
+        msg,
+    };
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a valid safetensors file: {e:?}")))?;
+    let graph = meta.model.graph().map_err(|e| bad(format!("metadata model: {e}")))?;
+    let infos = graph.tensors();
+
+    let read_f32 = |name: &str, shape: &[usize]| -> Result<ArrayD<f32>> {
+        let v = st.tensor(name).map_err(|_| bad(format!("missing tensor {name}")))?;
+        if v.dtype() != Dtype::F32 || v.shape() != shape {
+            return Err(bad(format!(
+                "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
+                v.dtype(),
+                v.shape()
+            )));
+        }
+        let data: Vec<f32> = v
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| bad(format!("tensor {name}: {e}")))
+    };
+    let read_i64 = |name: &str| -> Result<Vec<usize>> {
+        let v = st.tensor(name).map_err(|_| bad(format!("missing tensor {name}")))?;
+        if v.dtype() != Dtype::I64 || v.shape().len() != 1 {
+            return Err(bad(format!("tensor {name} must be a 1-D I64 array")));
+        }
+        v.data()
+            .chunks_exact(8)
+            .map(|c| {
+                let x = i64::from_le_bytes(c.try_into().expect("chunk of 8"));
+                usize::try_from(x).map_err(|_| bad(format!("tensor {name} holds the negative index {x}")))
+            })
+            .collect()
+    };
+
+    let mut tensors = Vec::new();
+    let mut momentum = Vec::new();
+    let mut masks = Vec::new();
+    for t in &infos {
+        tensors.push((t.path.clone(), read_f32(&t.path, &t.shape)?));
+        let mname = format!("{MOMENTUM_PREFIX}{}", t.path);
+        if st.tensor(&mname).is_ok() {
+            momentum.push((t.path.clone(), read_f32(&mname, &t.shape)?));
+        }
+        let ip = format!("{MASK_PREFIX}{}.indptr", t.path);
+        if st.tensor(&ip).is_ok() {
+            let indptr = read_i64(&ip)?;
+            let indices = read_i64(&format!("{MASK_PREFIX}{}.indices", t.path))?;
+            let m = Mask::from_csr(&t.shape, indptr, indices).map_err(|e| bad(format!("mask of {}: {e}", t.path)))?;
+            masks.push((t.path.clone(), m));
+        }
+    }
+    let mut names: Vec<String> = st.names().into_iter().cloned().collect();
+    names.sort();
+    let mut method_tensors = Vec::new();
+    for n in &names {
+        if let Some(rest) = n.strip_prefix(METHOD_PREFIX) {
+            let shape = st.tensor(n).map_err(|e| bad(format!("tensor {n}: {e:?}")))?.shape().to_vec();
+            method_tensors.push((rest.to_string(), read_f32(n, &shape)?));
+        }
+    }
+    Ok(Checkpoint {
+        meta,
+        tensors,
+        momentum,
+        masks,
+        method_tensors,
+    })
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let mut tmp = tempfile::NamedTempFile::new_in(&dir).map_err(|e| Error::io(&dir, e))?;
+    tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
+    tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
+    Ok(())
+}
