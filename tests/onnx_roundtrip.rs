@@ -43,7 +43,12 @@ fn same_outputs(a: &Graph, b: &Graph, spec: &ModelSpec) {
 
 #[test]
 fn dense_and_sparse_round_trips() {
-    for (spec, sp) in [(lenet5(), 0.0), (lenet5(), 0.95), (resnet_small(), 0.0), (resnet_small(), 0.95)] {
+    for (spec, sp) in [
+        (lenet5(), 0.0),
+        (lenet5(), 0.95),
+        (resnet_small(), 0.0),
+        (resnet_small(), 0.95),
+    ] {
         let g = compiled(&spec, sp);
         for variant in [Variant::Dense, Variant::Sparse] {
             let bytes = emit(&g, variant, None).unwrap();
@@ -51,21 +56,37 @@ fn dense_and_sparse_round_trips() {
             same_weights(&g, &back);
             same_outputs(&g, &back, &spec);
             if variant == Variant::Sparse && sp > 0.0 {
-                assert!(back.nodes.iter().any(|n| matches!(n.op.weight().map(|w| &w.storage), Some(Storage::Csr { .. }))));
+                assert!(back.nodes.iter().any(|n| matches!(
+                    n.op.weight().map(|w| &w.storage),
+                    Some(Storage::Csr { .. })
+                )));
                 let dense_len = emit(&g, Variant::Dense, None).unwrap().len();
-                assert!(bytes.len() * 3 < dense_len, "sparse {} vs dense {dense_len}", bytes.len());
+                assert!(
+                    bytes.len() * 3 < dense_len,
+                    "sparse {} vs dense {dense_len}",
+                    bytes.len()
+                );
             }
         }
         // the unfolded graph (BatchNormalization, standalone Relu, Flatten) round-trips too
         let raw = graph(&spec, sp, 42);
-        let back = import_bytes(&emit(&raw, Variant::Dense, None).unwrap(), Path::new("raw.onnx")).unwrap();
+        let back = import_bytes(
+            &emit(&raw, Variant::Dense, None).unwrap(),
+            Path::new("raw.onnx"),
+        )
+        .unwrap();
         same_outputs(&raw, &back, &spec);
     }
 }
 
 #[test]
 fn tract_agrees_with_the_interpreter() {
-    for (spec, sp) in [(lenet5(), 0.0), (lenet5(), 0.95), (resnet20(), 0.0), (resnet20(), 0.95)] {
+    for (spec, sp) in [
+        (lenet5(), 0.0),
+        (lenet5(), 0.95),
+        (resnet20(), 0.0),
+        (resnet20(), 0.95),
+    ] {
         let g = compiled(&spec, sp);
         let bytes = emit(&g, Variant::Dense, None).unwrap();
         let xs = inputs(&spec, 4, 3);
@@ -73,7 +94,11 @@ fn tract_agrees_with_the_interpreter() {
         let got = runners::tract(&bytes, &g, &xs).unwrap();
         let d = max_abs_diff(&want, &got);
         println!("tract {} at {sp}: max |Δ| = {d:e}", spec.name());
-        assert!(d <= 1e-3 * max_abs(&want).max(1.0), "{} at {sp}: {d}", spec.name());
+        assert!(
+            d <= 1e-3 * max_abs(&want).max(1.0),
+            "{} at {sp}: {d}",
+            spec.name()
+        );
         for (a, b) in want.chunks(10).zip(got.chunks(10)) {
             assert_eq!(argmax(a), argmax(b));
         }
@@ -101,9 +126,14 @@ fn onnxruntime_accepts_the_sparse_file_and_agrees() {
 }
 
 fn reject(bytes: &[u8], needle: &str) {
-    let e = import_bytes(bytes, Path::new("bad.onnx")).unwrap_err().to_string();
+    let e = import_bytes(bytes, Path::new("bad.onnx"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("bad.onnx"), "error does not name the file: {e}");
-    assert!(e.contains(needle), "error '{e}' does not mention '{needle}'");
+    assert!(
+        e.contains(needle),
+        "error '{e}' does not mention '{needle}'"
+    );
 }
 
 #[test]
@@ -130,21 +160,52 @@ fn importer_rejects_bad_files() {
         }
     }
     println!("bit flips rejected: {rejected}/200");
+    assert!(rejected >= 195, "only {rejected}/200 bit flips rejected");
+    reject(
+        &{
+            let mut b = bytes.clone();
+            let n = b.len();
+            b[n / 2] ^= 0x10;
+            b
+        },
+        "onnx",
+    );
     reject(b"\xff\xff\xff\xff\x0f garbage", "malformed protobuf");
 
-    let base = ModelProto::parse_from_bytes(&bytes).unwrap();
+    // edited files lose the integrity record, as a third-party file would not have one
+    let mut base = ModelProto::parse_from_bytes(&bytes).unwrap();
+    base.metadata_props.retain(|e| e.key != sculpt::compile::emit::onnx::GRAPH_SHA256);
+    import_bytes(&base.write_to_bytes().unwrap(), Path::new("ok.onnx")).unwrap();
     // missing initializer
     let mut m = base.clone();
-    m.graph.as_mut().unwrap().initializer.retain(|t| t.name != "conv2.weight");
+    m.graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .retain(|t| t.name != "conv2.weight");
     reject(&m.write_to_bytes().unwrap(), "conv2.weight");
     // wrong shape
     let mut m = base.clone();
-    let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name == "fc1.weight").unwrap();
+    let t = m
+        .graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "fc1.weight")
+        .unwrap();
     t.dims = vec![t.dims[0] + 1, t.dims[1]];
     reject(&m.write_to_bytes().unwrap(), "fc1.weight");
     // data length inconsistent with dims
     let mut m = base.clone();
-    let t = m.graph.as_mut().unwrap().initializer.iter_mut().find(|t| t.name == "conv1.bias").unwrap();
+    let t = m
+        .graph
+        .as_mut()
+        .unwrap()
+        .initializer
+        .iter_mut()
+        .find(|t| t.name == "conv1.bias")
+        .unwrap();
     t.raw_data.truncate(8);
     reject(&m.write_to_bytes().unwrap(), "conv1.bias");
     // unsupported op named
@@ -164,7 +225,18 @@ fn importer_rejects_bad_files() {
     reject(&m.write_to_bytes().unwrap(), "no graph");
     // inconsistent conv attributes
     let mut m = base;
-    let conv = m.graph.as_mut().unwrap().node.iter_mut().find(|n| n.op_type == "Conv").unwrap();
-    conv.attribute.iter_mut().find(|a| a.name == "kernel_shape").unwrap().ints = vec![5, 3];
+    let conv = m
+        .graph
+        .as_mut()
+        .unwrap()
+        .node
+        .iter_mut()
+        .find(|n| n.op_type == "Conv")
+        .unwrap();
+    conv.attribute
+        .iter_mut()
+        .find(|a| a.name == "kernel_shape")
+        .unwrap()
+        .ints = vec![5, 3];
     reject(&m.write_to_bytes().unwrap(), "kernel_shape");
 }

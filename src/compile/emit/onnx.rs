@@ -4,7 +4,8 @@
 //!
 //! The input `input` is the *normalised* image `[N, C, H, W]` (N symbolic); the normalisation is recorded in the
 //! model's metadata (`sculpt.normalization.mean`, `sculpt.normalization.std`, JSON arrays) together with
-//! `sculpt.model_hash` (hex). The output `logits` is `[N, classes]`.
+//! `sculpt.model_hash` (hex) and `sculpt.graph_sha256`, the SHA-256 of the serialised graph, which the importer
+//! checks to detect corruption. The output `logits` is `[N, classes]`.
 
 use onnx_protobuf::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
@@ -12,6 +13,7 @@ use onnx_protobuf::{
     StringStringEntryProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use protobuf::{Message, MessageField};
+use sha2::{Digest, Sha256};
 
 use crate::compile::ir::{Bias, DType, Graph, Op, Weight};
 use crate::error::{Error, Result};
@@ -24,6 +26,9 @@ pub const IR_VERSION: i64 = 8;
 pub const INPUT: &str = "input";
 /// Name of the graph output.
 pub const OUTPUT: &str = "logits";
+
+/// Metadata key of the integrity check: hex SHA-256 of the serialised `GraphProto`.
+pub const GRAPH_SHA256: &str = "sculpt.graph_sha256";
 
 /// Which constant layout to write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -384,6 +389,9 @@ pub fn to_model(graph: &Graph, variant: Variant) -> Result<ModelProto> {
     m.opset_import.push(opset);
     m.producer_name = "sculpt".into();
     m.producer_version = env!("CARGO_PKG_VERSION").into();
+    let graph_bytes =
+        b.g.write_to_bytes()
+            .map_err(|e| Error::Invalid(format!("onnx: cannot serialise: {e}")))?;
     m.graph = MessageField::some(b.g);
     let json = |v: &[f32]| serde_json::to_string(v).expect("f32 arrays serialise");
     m.metadata_props
@@ -392,6 +400,8 @@ pub fn to_model(graph: &Graph, variant: Variant) -> Result<ModelProto> {
         .push(meta("sculpt.normalization.std", json(&graph.input.std)));
     m.metadata_props
         .push(meta("sculpt.model_hash", hex(&graph.model_hash())));
+    m.metadata_props
+        .push(meta(GRAPH_SHA256, hex(&Sha256::digest(&graph_bytes))));
     Ok(m)
 }
 

@@ -9,6 +9,9 @@ use std::path::Path;
 
 use onnx_protobuf::{tensor_proto::DataType, AttributeProto, ModelProto, NodeProto, TensorProto};
 use protobuf::Message;
+use sha2::{Digest, Sha256};
+
+use crate::compile::emit::onnx::GRAPH_SHA256;
 
 use crate::compile::ir::{Bias, Graph, IndexFormat, InputSpec, Op, Storage, Weight};
 use crate::error::{Error, Result};
@@ -607,6 +610,24 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
         .graph
         .as_ref()
         .ok_or_else(|| err(path, "the model has no graph"))?;
+    if let Some(e) = m.metadata_props.iter().find(|e| e.key == GRAPH_SHA256) {
+        let bytes = graph
+            .write_to_bytes()
+            .map_err(|e| err(path, format!("cannot re-serialise the graph: {e}")))?;
+        let got: String = Sha256::digest(&bytes)
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        if got != e.value {
+            return Err(err(
+                path,
+                format!(
+                    "integrity check failed: the graph's SHA-256 is {got}, the file records {}",
+                    e.value
+                ),
+            ));
+        }
+    }
     if let Some(o) = m
         .opset_import
         .iter()
