@@ -15,22 +15,49 @@ use sculpt::nn::init::kaiming_init;
 use sculpt::nn::spec::{Arch, LeNet5Variant, ModelSpec, Shortcut, TensorRole};
 
 pub fn lenet5() -> ModelSpec {
-    ModelSpec { arch: Arch::LeNet5 { variant: LeNet5Variant::Classic }, input: [1, 28, 28], classes: 10 }
+    ModelSpec {
+        arch: Arch::LeNet5 {
+            variant: LeNet5Variant::Classic,
+        },
+        input: [1, 28, 28],
+        classes: 10,
+    }
 }
 
 /// ResNet-8 (the ResNet-20 structure with one block per stage) on 3×12×12 inputs, option-A shortcuts.
 pub fn resnet_small() -> ModelSpec {
-    ModelSpec { arch: Arch::ResNetCifar { depth: 8, shortcut: Shortcut::Identity }, input: [3, 12, 12], classes: 10 }
+    ModelSpec {
+        arch: Arch::ResNetCifar {
+            depth: 8,
+            shortcut: Shortcut::Identity,
+        },
+        input: [3, 12, 12],
+        classes: 10,
+    }
 }
 
 /// ResNet-20 on 3×16×16 inputs (option A).
 pub fn resnet20() -> ModelSpec {
-    ModelSpec { arch: Arch::ResNetCifar { depth: 20, shortcut: Shortcut::Identity }, input: [3, 16, 16], classes: 10 }
+    ModelSpec {
+        arch: Arch::ResNetCifar {
+            depth: 20,
+            shortcut: Shortcut::Identity,
+        },
+        input: [3, 16, 16],
+        classes: 10,
+    }
 }
 
 /// Named tensors of `spec`: Kaiming weights with `sparsity` of each weight zeroed by magnitude, small random
 /// biases and BN parameters, and the CSR masks of the pruned weights.
-pub fn tensors(spec: &ModelSpec, sparsity: f64, seed: u64) -> (Vec<(String, ArrayD<f32>)>, Vec<(String, Vec<i64>, Vec<i64>)>) {
+pub fn tensors(
+    spec: &ModelSpec,
+    sparsity: f64,
+    seed: u64,
+) -> (
+    Vec<(String, ArrayD<f32>)>,
+    Vec<(String, Vec<i64>, Vec<i64>)>,
+) {
     let g = spec.graph().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();
@@ -72,38 +99,80 @@ pub fn tensors(spec: &ModelSpec, sparsity: f64, seed: u64) -> (Vec<(String, Arra
 }
 
 /// safetensors bytes of the tensors (and masks when `with_masks`).
-pub fn safetensors_bytes(t: &[(String, ArrayD<f32>)], masks: &[(String, Vec<i64>, Vec<i64>)], with_masks: bool) -> Vec<u8> {
+pub fn safetensors_bytes(
+    t: &[(String, ArrayD<f32>)],
+    masks: &[(String, Vec<i64>, Vec<i64>)],
+    with_masks: bool,
+) -> Vec<u8> {
     let mut data: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = t
         .iter()
-        .map(|(n, a)| (n.clone(), Dtype::F32, a.shape().to_vec(), a.iter().flat_map(|v| v.to_le_bytes()).collect()))
+        .map(|(n, a)| {
+            (
+                n.clone(),
+                Dtype::F32,
+                a.shape().to_vec(),
+                a.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )
+        })
         .collect();
     if with_masks {
         for (p, ip, ix) in masks {
-            data.push((format!("mask.{p}.indptr"), Dtype::I64, vec![ip.len()], ip.iter().flat_map(|v| v.to_le_bytes()).collect()));
-            data.push((format!("mask.{p}.indices"), Dtype::I64, vec![ix.len()], ix.iter().flat_map(|v| v.to_le_bytes()).collect()));
+            data.push((
+                format!("mask.{p}.indptr"),
+                Dtype::I64,
+                vec![ip.len()],
+                ip.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ));
+            data.push((
+                format!("mask.{p}.indices"),
+                Dtype::I64,
+                vec![ix.len()],
+                ix.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ));
         }
     }
-    let views: BTreeMap<String, TensorView> =
-        data.iter().map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap())).collect();
+    let views: BTreeMap<String, TensorView> = data
+        .iter()
+        .map(|(n, d, s, b)| (n.clone(), TensorView::new(*d, s.clone(), b).unwrap()))
+        .collect();
     safetensors::serialize(views, &None).unwrap()
 }
 
 pub fn meta(spec: &ModelSpec) -> Meta {
     let c = spec.input[0];
-    Meta { model: spec.clone(), mean: (0..c).map(|i| 0.1 + 0.1 * i as f32).collect(), std: (0..c).map(|i| 0.3 + 0.05 * i as f32).collect() }
+    Meta {
+        model: spec.clone(),
+        mean: (0..c).map(|i| 0.1 + 0.1 * i as f32).collect(),
+        std: (0..c).map(|i| 0.3 + 0.05 * i as f32).collect(),
+    }
 }
 
 /// The imported IR of a random model.
 pub fn graph(spec: &ModelSpec, sparsity: f64, seed: u64) -> Graph {
     let (t, m) = tensors(spec, sparsity, seed);
-    graph_from_tensors(&meta(spec), &safetensors_bytes(&t, &m, sparsity > 0.0), Path::new("test.safetensors")).unwrap()
+    graph_from_tensors(
+        &meta(spec),
+        &safetensors_bytes(&t, &m, sparsity > 0.0),
+        Path::new("test.safetensors"),
+    )
+    .unwrap()
 }
 
 /// Writes a checkpoint pair `dir/NAME.{json,safetensors}` and returns the base path.
-pub fn write_checkpoint(dir: &Path, name: &str, spec: &ModelSpec, sparsity: f64, seed: u64) -> PathBuf {
+pub fn write_checkpoint(
+    dir: &Path,
+    name: &str,
+    spec: &ModelSpec,
+    sparsity: f64,
+    seed: u64,
+) -> PathBuf {
     let (t, m) = tensors(spec, sparsity, seed);
     let base = dir.join(name);
-    std::fs::write(base.with_extension("safetensors"), safetensors_bytes(&t, &m, sparsity > 0.0)).unwrap();
+    std::fs::write(
+        base.with_extension("safetensors"),
+        safetensors_bytes(&t, &m, sparsity > 0.0),
+    )
+    .unwrap();
     let md = meta(spec);
     let mut model = serde_json::to_value(spec).unwrap();
     if let serde_json::Value::Object(o) = &mut model {
@@ -114,14 +183,20 @@ pub fn write_checkpoint(dir: &Path, name: &str, spec: &ModelSpec, sparsity: f64,
         "format": "sculpt-checkpoint", "version": 1, "model": model,
         "normalization": { "mean": md.mean, "std": md.std }
     });
-    std::fs::write(base.with_extension("json"), serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    std::fs::write(
+        base.with_extension("json"),
+        serde_json::to_vec_pretty(&json).unwrap(),
+    )
+    .unwrap();
     base
 }
 
 /// `n` seeded random images in [0, 1], concatenated.
 pub fn inputs(spec: &ModelSpec, n: usize, seed: u64) -> Vec<f32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    (0..n * spec.input.iter().product::<usize>()).map(|_| rng.gen::<f32>()).collect()
+    (0..n * spec.input.iter().product::<usize>())
+        .map(|_| rng.gen::<f32>())
+        .collect()
 }
 
 pub fn argmax(v: &[f32]) -> usize {
@@ -136,7 +211,10 @@ pub fn argmax(v: &[f32]) -> usize {
 
 pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
 }
 
 pub fn max_abs(a: &[f32]) -> f32 {
