@@ -1,1 +1,300 @@
-//! Placeholder module.
+//! Runs every artefact of a compilation on a dataset against the IR interpreter and reports agreement.
+//!
+//! The reference graphs are rebuilt from the manifest's source with the manifest's options (the pipeline is
+//! deterministic), and the rebuilt model hash must equal the manifest's. Bounds:
+//!
+//! - float formats (dense ONNX via tract, sparse ONNX via ONNX Runtime, f32 `.scb` via the runtime crate, f32 C
+//!   via the system compiler): identical top-1 on every sample and `max |Δlogit| ≤ 1e-3 · scale`, where `scale`
+//!   is the largest |logit| of the float reference (at least 1);
+//! - int8 formats (`.scb` and C): bit-identical logits to the interpreter's int8 semantics (hence to each other);
+//! - the int8 reference against the float reference: top-1 agreement of at least
+//!   [`VerifyOptions::int8_min_agreement`] (reported, loosely bounded).
+//!
+//! A format whose executor is unavailable (no ONNX Runtime library, no C compiler) is reported as skipped with
+//! the reason, and fails the run only when the option requiring it is set.
+pub mod runners;
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::compile::emit::onnx::hex;
+use crate::compile::import;
+use crate::compile::interp;
+use crate::compile::ir::Graph;
+use crate::compile::pipeline::{build, calibration_images, images_f32, read_manifest};
+use crate::data::Dataset;
+use crate::error::{Error, Result};
+
+/// Options of a verification run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyOptions {
+    /// Use only the first `limit` samples.
+    pub limit: Option<usize>,
+    /// C compiler for the C artefacts.
+    pub cc: String,
+    /// Relative logit bound for float formats.
+    pub float_tolerance: f32,
+    /// Minimum top-1 agreement of the int8 reference with the float reference.
+    pub int8_min_agreement: f64,
+    /// Fail (instead of skipping) when ONNX Runtime or the C compiler is unavailable.
+    pub require_all: bool,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            limit: None,
+            cc: std::env::var("CC").unwrap_or_else(|_| "cc".into()),
+            float_tolerance: 1e-3,
+            int8_min_agreement: 0.9,
+            require_all: false,
+        }
+    }
+}
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FormatResult {
+    pub format: String,
+    pub file: String,
+    pub bytes: u64,
+    /// What it was compared with and the bound applied.
+    pub bound: String,
+    pub accuracy: Option<f64>,
+    pub top1_agreement: Option<f64>,
+    pub max_abs_dlogit: Option<f32>,
+    pub passed: bool,
+    /// Why the format was not run, or why it failed to run.
+    pub note: Option<String>,
+}
+
+/// The verification report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct VerifyReport {
+    pub model_hash: String,
+    pub dataset: String,
+    pub samples: usize,
+    pub reference_accuracy: f64,
+    pub rows: Vec<FormatResult>,
+    pub passed: bool,
+}
+
+fn argmax(v: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, x) in v.iter().enumerate() {
+        if *x > v[best] {
+            best = i;
+        }
+    }
+    best
+}
+
+struct Compare {
+    accuracy: f64,
+    agreement: f64,
+    max_abs: f32,
+}
+
+fn compare(reference: &[f32], got: &[f32], classes: usize, labels: &[u32]) -> Result<Compare> {
+    if got.len() != reference.len() {
+        return Err(Error::Invalid(format!(
+            "produced {} logits, expected {}",
+            got.len(),
+            reference.len()
+        )));
+    }
+    let n = labels.len().max(1);
+    let mut correct = 0;
+    let mut agree = 0;
+    for ((r, g), &l) in reference
+        .chunks(classes)
+        .zip(got.chunks(classes))
+        .zip(labels)
+    {
+        correct += usize::from(argmax(g) == l as usize);
+        agree += usize::from(argmax(g) == argmax(r));
+    }
+    let max_abs = reference
+        .iter()
+        .zip(got)
+        .map(|(a, b)| (a - b).abs())
+        .fold(
+            0.0f32,
+            |m, d| if d.is_nan() { f32::INFINITY } else { m.max(d) },
+        );
+    Ok(Compare {
+        accuracy: correct as f64 / n as f64,
+        agreement: agree as f64 / n as f64,
+        max_abs,
+    })
+}
+
+/// Verifies the artefacts in `dir` on the test split `dataset`.
+pub fn verify(dir: &Path, dataset: &Dataset, options: &VerifyOptions) -> Result<VerifyReport> {
+    let manifest = read_manifest(dir)?;
+    let source = import::import(&manifest.source)?;
+    if hex(&source.model_hash()) != manifest.model_hash {
+        return Err(Error::Invalid(format!(
+            "{}: the source {} no longer has model hash {} (recompile)",
+            dir.display(),
+            manifest.source.display(),
+            manifest.model_hash
+        )));
+    }
+    if dataset.shape != source.input.shape {
+        return Err(Error::Invalid(format!(
+            "dataset {} has images {:?}, the model takes {:?}",
+            dataset.name, dataset.shape, source.input.shape
+        )));
+    }
+    let needs_int8 = manifest.files.iter().any(|f| f.format.ends_with("int8"));
+    let calib = if needs_int8 {
+        Some(calibration_images(&source, &manifest.options)?)
+    } else {
+        None
+    };
+    let graphs = build(source, &manifest.index_formats, calib.as_deref())?;
+    let n = options.limit.unwrap_or(dataset.len()).min(dataset.len());
+    let xs = images_f32(dataset, n);
+    let labels = &dataset.labels[..n];
+    let classes = graphs.float.classes();
+    let reference = interp::run_batch(&graphs.float, &xs)?;
+    let ref_acc = compare(&reference, &reference, classes, labels)?.accuracy;
+    let scale = reference.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+    let int8_ref = match &graphs.int8 {
+        Some(q) => Some(interp::run_batch(q, &xs)?),
+        None => None,
+    };
+    let mut rows = Vec::new();
+    if let Some(r8) = &int8_ref {
+        let c = compare(&reference, r8, classes, labels)?;
+        rows.push(FormatResult {
+            format: "int8-reference".into(),
+            file: "(interpreter)".into(),
+            bytes: 0,
+            bound: format!(
+                "top-1 agreement with float ≥ {:.0}%",
+                100.0 * options.int8_min_agreement
+            ),
+            accuracy: Some(c.accuracy),
+            top1_agreement: Some(c.agreement),
+            max_abs_dlogit: Some(c.max_abs),
+            passed: c.agreement >= options.int8_min_agreement,
+            note: None,
+        });
+    }
+    for f in &manifest.files {
+        let path = dir.join(&f.file);
+        let int8 = f.format.ends_with("int8");
+        let (want, bound) = match (&int8_ref, int8) {
+            (Some(r), true) => (r, "bit-identical to the int8 interpreter".to_string()),
+            (None, true) => continue,
+            (_, false) => (
+                &reference,
+                format!("same top-1, |Δ| ≤ {:e}", options.float_tolerance * scale),
+            ),
+        };
+        let graph: &Graph = &graphs.float;
+        let run: Result<Vec<f32>> = (|| {
+            let read = || std::fs::read(&path).map_err(|e| Error::io(&path, e));
+            match f.format.as_str() {
+                "onnx" => runners::tract(&read()?, graph, &xs),
+                "onnx-sparse" => runners::onnxruntime(&read()?, graph, &xs),
+                "scb" | "scb-int8" => runners::runtime(&read()?, &xs),
+                "c" | "c-int8" => {
+                    let d: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                    runners::c(&d, &options.cc, &xs)
+                }
+                other => Err(Error::Invalid(format!("unknown artefact format {other}"))),
+            }
+        })();
+        let mut row = FormatResult {
+            format: f.format.clone(),
+            file: f.file.clone(),
+            bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(f.bytes),
+            bound,
+            accuracy: None,
+            top1_agreement: None,
+            max_abs_dlogit: None,
+            passed: false,
+            note: None,
+        };
+        match run.and_then(|got| compare(want, &got, classes, labels)) {
+            Ok(c) => {
+                row.passed = if int8 {
+                    c.max_abs == 0.0
+                } else {
+                    c.agreement == 1.0 && c.max_abs <= options.float_tolerance * scale
+                };
+                row.accuracy = Some(c.accuracy);
+                row.top1_agreement = Some(c.agreement);
+                row.max_abs_dlogit = Some(c.max_abs);
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                let unavailable = msg.contains("ONNX Runtime not found")
+                    || msg.contains("cannot run the C compiler");
+                row.passed = unavailable && !options.require_all;
+                row.note = Some(if unavailable {
+                    format!("skipped: {msg}")
+                } else {
+                    msg
+                });
+            }
+        }
+        rows.push(row);
+    }
+    let passed = rows.iter().all(|r| r.passed);
+    Ok(VerifyReport {
+        model_hash: manifest.model_hash,
+        dataset: dataset.name.clone(),
+        samples: n,
+        reference_accuracy: ref_acc,
+        rows,
+        passed,
+    })
+}
+
+impl VerifyReport {
+    /// The report as a table for people.
+    pub fn table(&self) -> String {
+        let mut s = format!(
+            "model {}  dataset {} ({} samples)  reference accuracy {:.2}%\n",
+            &self.model_hash[..16.min(self.model_hash.len())],
+            self.dataset,
+            self.samples,
+            100.0 * self.reference_accuracy
+        );
+        s.push_str(&format!(
+            "{:<15} {:<20} {:>9} {:>9} {:>9} {:>11}  {:<6} {}\n",
+            "format", "file", "bytes", "accuracy", "top-1 agr", "max|Δlogit|", "result", "bound"
+        ));
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
+        for r in &self.rows {
+            s.push_str(&format!(
+                "{:<15} {:<20} {:>9} {:>9} {:>9} {:>11}  {:<6} {}\n",
+                r.format,
+                r.file,
+                r.bytes,
+                pct(r.accuracy),
+                pct(r.top1_agreement),
+                r.max_abs_dlogit.map_or("-".into(), |v| format!("{v:.3e}")),
+                if r.note.as_deref().is_some_and(|n| n.starts_with("skipped")) && r.passed {
+                    "skip"
+                } else if r.passed {
+                    "ok"
+                } else {
+                    "FAIL"
+                },
+                r.note.as_deref().unwrap_or(&r.bound)
+            ));
+        }
+        s.push_str(if self.passed {
+            "all artefacts agree\n"
+        } else {
+            "DISAGREEMENT: see FAIL rows\n"
+        });
+        s
+    }
+}

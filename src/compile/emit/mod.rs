@@ -1,0 +1,3 @@
+pub mod binary;
+pub mod c;
+pub mod onnx;

@@ -1,0 +1,81 @@
+//! Chooses, per conv/gemm weight, dense storage or CSR with one index format: whichever is smallest in the
+//! binary encodings of formats/scb.md, among the formats a target allows. Costs in bytes (`e` = value size,
+//! `rows + 1` u32 row pointers for CSR):
+//!
+//! - dense: `rows · cols · e`;
+//! - `Gap8`: `(nnz + fillers) · (e + 1) + 4 (rows + 1)`, one filler per 256 columns skipped in a gap;
+//! - `U16`: `nnz · (e + 2) + 4 (rows + 1)` (only when `cols ≤ 65536`); `U32`: `nnz · (e + 4) + 4 (rows + 1)`;
+//! - `Rle4`: `nnz · e + ⌈nibbles / 2⌉` with one nibble per entry plus one per 15 positions skipped, no row
+//!   pointers.
+//!
+//! Ties keep the earlier choice in the order dense, Gap8, U16, U32, Rle4. Only exact zeros are dropped, so the
+//! graph computes the same function.
+
+use crate::compile::ir::{Graph, IndexFormat, Storage, Weight};
+use crate::error::Result;
+
+/// Stored bytes of `w` (its current values and dtype) in `format` (`None` = dense), or `None` when the format
+/// cannot hold it.
+pub fn cost(w: &Weight, format: Option<IndexFormat>) -> Option<usize> {
+    let (rows, cols, e) = (w.rows(), w.cols(), w.dtype.size());
+    let dense = w.to_dense();
+    let nnz = dense.iter().filter(|v| **v != 0.0).count();
+    let ptrs = 4 * (rows + 1);
+    Some(match format {
+        None => rows * cols * e,
+        Some(IndexFormat::Gap8) => {
+            let mut fillers = 0;
+            for row in dense.chunks(cols.max(1)) {
+                let mut next = 0;
+                for (c, v) in row.iter().enumerate() {
+                    if *v != 0.0 {
+                        fillers += (c - next) / 256;
+                        next = c + 1;
+                    }
+                }
+            }
+            (nnz + fillers) * (e + 1) + ptrs
+        }
+        Some(IndexFormat::U16) if cols > 65536 => return None,
+        Some(IndexFormat::U16) => nnz * (e + 2) + ptrs,
+        Some(IndexFormat::U32) => nnz * (e + 4) + ptrs,
+        Some(IndexFormat::Rle4) => {
+            let mut nibbles = 0;
+            let mut next = 0;
+            for (p, v) in dense.iter().enumerate() {
+                if *v != 0.0 {
+                    nibbles += (p - next) / 15 + 1;
+                    next = p + 1;
+                }
+            }
+            nnz * e + nibbles.div_ceil(2)
+        }
+    })
+}
+
+/// The smallest storage for `w` among dense and `allowed`.
+pub fn choose(w: &Weight, allowed: &[IndexFormat]) -> Option<IndexFormat> {
+    let mut best = (cost(w, None).unwrap_or(usize::MAX), None);
+    for &f in allowed {
+        if let Some(c) = cost(w, Some(f)) {
+            if c < best.0 {
+                best = (c, Some(f));
+            }
+        }
+    }
+    best.1
+}
+
+/// Re-stores every weight in its smallest allowed form.
+pub fn layout(mut graph: Graph, allowed: &[IndexFormat]) -> Result<Graph> {
+    for node in &mut graph.nodes {
+        if let Some(w) = node.op.weight_mut() {
+            w.storage = match choose(w, allowed) {
+                None => Storage::Dense(w.to_dense()),
+                Some(f) => w.to_csr(f),
+            };
+        }
+    }
+    graph.validate()?;
+    Ok(graph)
+}

@@ -1,0 +1,144 @@
+//! Deployment targets (`targets/*.toml`, documented in `formats/targets.md`): flash and RAM budgets, the
+//! weight value types and index encodings allowed, alignment, the C compiler and its flags. Adding a target
+//! is adding a file. [`Footprint`] measures an artefact and [`Target::check`] reports a budget overflow.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::emit::binary::{IndexEncoding, ValueType};
+use crate::error::{Error, Result};
+
+/// One deployment target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Target {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Flash available to the model (weights, graph, code) in bytes.
+    pub flash_bytes: u64,
+    /// RAM available to the model's activation arena in bytes.
+    pub ram_bytes: u64,
+    pub value_types: Vec<ValueType>,
+    pub index_encodings: Vec<IndexEncoding>,
+    /// Alignment in bytes the target needs for weights in place (a power of two; `.scb` aligns to 16).
+    pub alignment: u64,
+    pub cc: String,
+    pub cflags: Vec<String>,
+}
+
+/// What an artefact needs: flash (its bytes) and RAM (its arena).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Footprint {
+    pub flash_bytes: u64,
+    pub ram_bytes: u64,
+}
+
+impl Footprint {
+    /// The footprint of a `.scb` file: its size in flash and its arena in RAM. Errors if it is not valid.
+    pub fn of_scb(bytes: &[u8]) -> Result<Footprint> {
+        let m = sculpt_runtime::Model::parse(bytes)
+            .map_err(|e| Error::Invalid(format!("not a valid .scb model: {e}")))?;
+        Ok(Footprint {
+            flash_bytes: bytes.len() as u64,
+            ram_bytes: m.arena_size() as u64,
+        })
+    }
+}
+
+impl Target {
+    /// Reads and validates a target file.
+    pub fn load(path: &Path) -> Result<Target> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let t: Target = toml::from_str(&text)
+            .map_err(|e| Error::format(path, format!("invalid target: {e}")))?;
+        t.validate().map_err(|msg| Error::format(path, msg))?;
+        Ok(t)
+    }
+
+    /// Loads `<dir>/<name>.toml`.
+    pub fn load_named(dir: &Path, name: &str) -> Result<Target> {
+        Target::load(&dir.join(format!("{name}.toml")))
+    }
+
+    /// Every target in `dir`, sorted by name.
+    pub fn load_all(dir: &Path) -> Result<Vec<Target>> {
+        let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        paths.sort();
+        paths.iter().map(|p| Target::load(p)).collect()
+    }
+
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("name is empty".into());
+        }
+        if self.flash_bytes == 0 || self.ram_bytes == 0 {
+            return Err("flash_bytes and ram_bytes must be positive".into());
+        }
+        if self.value_types.is_empty() {
+            return Err("value_types is empty".into());
+        }
+        if !self.alignment.is_power_of_two() {
+            return Err(format!(
+                "alignment {} is not a power of two",
+                self.alignment
+            ));
+        }
+        if self.cc.trim().is_empty() {
+            return Err("cc is empty".into());
+        }
+        Ok(())
+    }
+
+    /// Errors when the footprint exceeds a budget, saying by how much.
+    pub fn check(&self, what: &str, need: &Footprint) -> Result<()> {
+        let mut over = Vec::new();
+        if need.flash_bytes > self.flash_bytes {
+            over.push(format!(
+                "flash: needs {} bytes, {} has {} (over by {} bytes)",
+                need.flash_bytes,
+                self.name,
+                self.flash_bytes,
+                need.flash_bytes - self.flash_bytes
+            ));
+        }
+        if need.ram_bytes > self.ram_bytes {
+            over.push(format!(
+                "RAM: needs {} bytes, {} has {} (over by {} bytes)",
+                need.ram_bytes,
+                self.name,
+                self.ram_bytes,
+                need.ram_bytes - self.ram_bytes
+            ));
+        }
+        if over.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(format!(
+                "{what} does not fit target {}: {}",
+                self.name,
+                over.join("; ")
+            )))
+        }
+    }
+
+    /// A one-line report of use against the budgets.
+    pub fn report(&self, what: &str, need: &Footprint) -> String {
+        let pct = |a: u64, b: u64| 100.0 * a as f64 / b as f64;
+        format!(
+            "{what} on {}: flash {} / {} bytes ({:.1}%), RAM {} / {} bytes ({:.1}%)",
+            self.name,
+            need.flash_bytes,
+            self.flash_bytes,
+            pct(need.flash_bytes, self.flash_bytes),
+            need.ram_bytes,
+            self.ram_bytes,
+            pct(need.ram_bytes, self.ram_bytes)
+        )
+    }
+}

@@ -1,0 +1,209 @@
+//! Executors of each artefact kind, all with one contract: given the artefact and `n` samples of C·H·W values
+//! in [0, 1] (concatenated), return `n` rows of logits (concatenated). ONNX files take normalised inputs (see
+//! formats/onnx.md), so the ONNX runners normalise first; `.scb` and C apply the normalisation themselves.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::compile::interp::normalize;
+use crate::compile::ir::Graph;
+use crate::error::{Error, Result};
+
+fn fail(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::Invalid(format!("{what}: {e}"))
+}
+
+/// Runs an ONNX model with tract, one sample at a time. `graph` supplies the input shape and normalisation.
+pub fn tract(bytes: &[u8], graph: &Graph, xs: &[f32]) -> Result<Vec<f32>> {
+    use tract_onnx::prelude::*;
+    let [c, h, w] = graph.input.shape;
+    let model = tract_onnx::onnx()
+        .model_for_read(&mut &bytes[..])
+        .and_then(|m| m.with_input_fact(0, f32::fact([1, c, h, w]).into()))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(|e| fail("tract cannot load the ONNX model", format!("{e:#}")))?;
+    let mut out = Vec::new();
+    for x in xs.chunks(c * h * w) {
+        let t = tract_ndarray::Array4::from_shape_vec((1, c, h, w), normalize(graph, x))
+            .map_err(|e| fail("tract input", e))?;
+        let r = model
+            .run(tvec!(Tensor::from(t).into()))
+            .map_err(|e| fail("tract run", format!("{e:#}")))?;
+        let t = r[0].clone().into_tensor();
+        let v = t
+            .to_plain_array_view::<f32>()
+            .map_err(|e| fail("tract output", e))?;
+        out.extend(v.iter().copied());
+    }
+    Ok(out)
+}
+
+/// Where the ONNX Runtime shared library is: `ORT_DYLIB_PATH`, else the `onnxruntime` Python package's
+/// `capi/libonnxruntime.so*`.
+pub fn find_onnxruntime() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("ORT_DYLIB_PATH") {
+        let p = PathBuf::from(p);
+        return p.is_file().then_some(p);
+    }
+    let out = Command::new("python3")
+        .args([
+            "-c",
+            "import onnxruntime,os;print(os.path.dirname(onnxruntime.__file__))",
+        ])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()).join("capi");
+    let mut libs: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .ok()?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                n.starts_with("libonnxruntime.so")
+                    || n.starts_with("libonnxruntime.") && n.ends_with(".dylib")
+            })
+        })
+        .collect();
+    libs.sort();
+    libs.pop()
+}
+
+static ORT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
+
+/// Loads ONNX Runtime once per process; the error says why it is unavailable.
+pub fn ort_init() -> Result<PathBuf> {
+    ORT.get_or_init(|| {
+        let lib = find_onnxruntime().ok_or_else(|| {
+            "ONNX Runtime not found: set ORT_DYLIB_PATH or `pip install onnxruntime`".to_string()
+        })?;
+        ort::init_from(lib.display().to_string())
+            .commit()
+            .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", lib.display()))?;
+        Ok(lib)
+    })
+    .clone()
+    .map_err(Error::Invalid)
+}
+
+/// Runs an ONNX model with ONNX Runtime (the sparse export: ORT accepts `sparse_initializer`).
+pub fn onnxruntime(bytes: &[u8], graph: &Graph, xs: &[f32]) -> Result<Vec<f32>> {
+    ort_init()?;
+    let [c, h, w] = graph.input.shape;
+    let per = c * h * w;
+    let n = xs.len() / per;
+    let mut session = ort::session::Session::builder()
+        .and_then(|b| b.with_intra_threads(1))
+        .and_then(|b| b.commit_from_memory(bytes))
+        .map_err(|e| fail("ONNX Runtime cannot load the model", e))?;
+    let normalised: Vec<f32> = xs.chunks(per).flat_map(|x| normalize(graph, x)).collect();
+    let input = ort::value::Tensor::from_array(([n, c, h, w], normalised))
+        .map_err(|e| fail("ONNX Runtime input", e))?;
+    let outputs = session
+        .run(ort::inputs![crate::compile::emit::onnx::INPUT => input])
+        .map_err(|e| fail("ONNX Runtime run", e))?;
+    let (_, data) = outputs[crate::compile::emit::onnx::OUTPUT]
+        .try_extract_tensor::<f32>()
+        .map_err(|e| fail("ONNX Runtime output", e))?;
+    Ok(data.to_vec())
+}
+
+/// Runs a `.scb` model with the runtime crate (float API: the runtime normalises, and for int8 models
+/// quantises the input and dequantises the logits).
+pub fn runtime(bytes: &[u8], xs: &[f32]) -> Result<Vec<f32>> {
+    let m = sculpt_runtime::Model::parse(bytes)
+        .map_err(|e| fail("the runtime rejects the .scb", format!("{e:?}")))?;
+    let mut storage = vec![0u8; m.arena_size() + 16];
+    let off = storage.as_ptr().align_offset(16).min(16);
+    let arena = &mut storage[off..off + m.arena_size()];
+    let mut out = vec![0.0f32; m.output_len()];
+    let mut all = Vec::new();
+    for x in xs.chunks(m.input_len().max(1)) {
+        m.run(x, arena, &mut out)
+            .map_err(|e| fail("runtime run", format!("{e:?}")))?;
+        all.extend_from_slice(&out);
+    }
+    Ok(all)
+}
+
+const HARNESS: &str = r#"#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+int main(int argc, char **argv)
+{
+    static float in[SCULPT_MODEL_INPUT_LEN];
+    static float out[SCULPT_MODEL_OUTPUT_LEN];
+    FILE *fi;
+    FILE *fo;
+    if (argc != 3) {
+        return 2;
+    }
+    fi = fopen(argv[1], "rb");
+    fo = fopen(argv[2], "wb");
+    if (fi == NULL || fo == NULL) {
+        return 3;
+    }
+    while (fread(in, sizeof(float), SCULPT_MODEL_INPUT_LEN, fi) == SCULPT_MODEL_INPUT_LEN) {
+        if (sculpt_model_run(in, out) != 0) {
+            return 4;
+        }
+        if (fwrite(out, sizeof(float), SCULPT_MODEL_OUTPUT_LEN, fo) != SCULPT_MODEL_OUTPUT_LEN) {
+            return 5;
+        }
+    }
+    fclose(fi);
+    fclose(fo);
+    return 0;
+}
+"#;
+
+/// Compiles `dir/model.c` with `cc` and a harness that reads f32 samples from a file and writes logits, then
+/// runs it on `xs`.
+pub fn c(dir: &Path, cc: &str, xs: &[f32]) -> Result<Vec<f32>> {
+    let work = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let w = work.path();
+    for f in ["model.c", "model.h"] {
+        std::fs::copy(dir.join(f), w.join(f)).map_err(|e| Error::io(dir.join(f), e))?;
+    }
+    std::fs::write(w.join("harness.c"), HARNESS).map_err(|e| Error::io(w.join("harness.c"), e))?;
+    let exe = w.join("harness");
+    let out = Command::new(cc)
+        .args([
+            "-std=c99",
+            "-O2",
+            "-ffp-contract=off",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-pedantic",
+            "-o",
+        ])
+        .arg(&exe)
+        .arg(w.join("harness.c"))
+        .arg(w.join("model.c"))
+        .output()
+        .map_err(|e| fail(&format!("cannot run the C compiler '{cc}'"), e))?;
+    if !out.status.success() {
+        return Err(fail(
+            &format!("{} does not compile", dir.join("model.c").display()),
+            String::from_utf8_lossy(&out.stderr),
+        ));
+    }
+    let bin: Vec<u8> = xs.iter().flat_map(|v| v.to_le_bytes()).collect();
+    std::fs::write(w.join("in.bin"), bin).map_err(|e| Error::io(w.join("in.bin"), e))?;
+    let st = Command::new(&exe)
+        .arg(w.join("in.bin"))
+        .arg(w.join("out.bin"))
+        .status()
+        .map_err(|e| fail("cannot run the C harness", e))?;
+    if !st.success() {
+        return Err(fail("the C harness failed", st));
+    }
+    let o = std::fs::read(w.join("out.bin")).map_err(|e| Error::io(w.join("out.bin"), e))?;
+    Ok(o.chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect())
+}

@@ -1,0 +1,216 @@
+//! Small `.scb` models built directly with the writer, for runtime, C and rejection tests.
+#![allow(dead_code)]
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use sculpt::compile::emit::binary::{
+    BufferSpec, CsrBytes, IndexEncoding, OpSpec, ScbModel, TensorSpec,
+};
+use sculpt_runtime::format::{dtype, opcode, NONE};
+
+pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Value type of the weights of [`small_resnet`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    F32,
+    F16,
+    I8,
+}
+
+struct Builder {
+    rng: ChaCha8Rng,
+    kind: Kind,
+    density: f64,
+    m: ScbModel,
+}
+
+impl Builder {
+    fn buffer(&mut self, dims: Vec<usize>) -> u32 {
+        let scale = if self.kind == Kind::I8 {
+            self.rng.gen_range(0.02f32..0.08)
+        } else {
+            0.0
+        };
+        self.m.buffers.push(BufferSpec { dims, scale });
+        (self.m.buffers.len() - 1) as u32
+    }
+
+    fn same_scale(&mut self, from: u32, dims: Vec<usize>) -> u32 {
+        let scale = self.m.buffers[from as usize].scale;
+        self.m.buffers.push(BufferSpec { dims, scale });
+        (self.m.buffers.len() - 1) as u32
+    }
+
+    fn weights(&mut self, dims: Vec<usize>, enc: Option<IndexEncoding>) -> (u32, u32) {
+        let rows = dims[0];
+        let cols: usize = dims[1..].iter().product();
+        let (values, elem, dt, scales, bias) = match self.kind {
+            Kind::I8 => {
+                let v: Vec<u8> = (0..rows * cols)
+                    .map(|_| {
+                        if self.rng.gen_bool(self.density) {
+                            self.rng.gen_range(-127i8..=127) as u8
+                        } else {
+                            0
+                        }
+                    })
+                    .collect();
+                let s: Vec<f32> = (0..rows)
+                    .map(|_| self.rng.gen_range(0.001f32..0.01))
+                    .collect();
+                let b: Vec<u8> = (0..rows)
+                    .flat_map(|_| self.rng.gen_range(-2000i32..2000).to_le_bytes())
+                    .collect();
+                (
+                    v,
+                    1,
+                    dtype::I8,
+                    Some(s),
+                    TensorSpec::dense(dtype::I32, vec![rows], b),
+                )
+            }
+            k => {
+                let w: Vec<f32> = (0..rows * cols)
+                    .map(|_| {
+                        if self.rng.gen_bool(self.density) {
+                            self.rng.gen_range(-0.5f32..0.5)
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                let b: Vec<f32> = (0..rows)
+                    .map(|_| self.rng.gen_range(-0.1f32..0.1))
+                    .collect();
+                let bias = TensorSpec::dense(dtype::F32, vec![rows], f32_bytes(&b));
+                if k == Kind::F16 {
+                    let v = w
+                        .iter()
+                        .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
+                        .collect();
+                    (v, 2, dtype::F16, None, bias)
+                } else {
+                    (f32_bytes(&w), 4, dtype::F32, None, bias)
+                }
+            }
+        };
+        let csr = CsrBytes::from_dense(rows, cols, &values, elem);
+        let data = match enc {
+            None => csr.smallest(&IndexEncoding::ALL),
+            Some(e) => csr.encode(e).unwrap(),
+        };
+        self.m.tensors.push(TensorSpec {
+            dtype: dt,
+            dims,
+            data,
+            scales,
+        });
+        self.m.tensors.push(bias);
+        (
+            (self.m.tensors.len() - 2) as u32,
+            (self.m.tensors.len() - 1) as u32,
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &mut self,
+        x: u32,
+        co: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        relu: bool,
+        enc: Option<IndexEncoding>,
+    ) -> u32 {
+        let d = self.m.buffers[x as usize].dims.clone();
+        let (w, b) = self.weights(vec![co, d[0], k, k], enc);
+        let y = self.buffer(vec![
+            co,
+            (d[1] + 2 * p - k) / s + 1,
+            (d[2] + 2 * p - k) / s + 1,
+        ]);
+        self.m.ops.push(OpSpec {
+            opcode: opcode::CONV,
+            relu,
+            in0: x,
+            in1: NONE,
+            out: y,
+            weight: w,
+            bias: b,
+            kernel: k as u8,
+            stride: s as u8,
+            pad: p as u16,
+        });
+        y
+    }
+}
+
+/// A small residual network exercising every op: conv (dense and each sparse encoding, stride 1 and 2),
+/// ReLU, the option-A shortcut, add, max and average pooling, global average pooling and a gemm.
+pub fn small_resnet(kind: Kind, density: f64, seed: u64) -> ScbModel {
+    let mut b = Builder {
+        rng: ChaCha8Rng::seed_from_u64(seed),
+        kind,
+        density,
+        m: ScbModel {
+            int8: kind == Kind::I8,
+            ..Default::default()
+        },
+    };
+    let x = b.buffer(vec![3, 12, 12]);
+    let h = b.conv(x, 8, 3, 1, 1, true, Some(IndexEncoding::Gap8));
+    let r = b.conv(h, 16, 3, 2, 1, true, Some(IndexEncoding::Rle4));
+    let r = b.conv(r, 16, 3, 1, 1, false, Some(IndexEncoding::Idx16));
+    let sc = b.same_scale(h, vec![16, 6, 6]);
+    b.m.ops.push(OpSpec {
+        pad: 4,
+        stride: 2,
+        ..OpSpec::simple(opcode::SUBSAMPLE_PAD, h, sc)
+    });
+    let a = b.buffer(vec![16, 6, 6]);
+    b.m.ops.push(OpSpec {
+        in1: sc,
+        relu: true,
+        ..OpSpec::simple(opcode::ADD, r, a)
+    });
+    let mp = b.same_scale(a, vec![16, 5, 5]);
+    b.m.ops.push(OpSpec {
+        kernel: 2,
+        stride: 1,
+        ..OpSpec::simple(opcode::MAX_POOL, a, mp)
+    });
+    let ap = b.buffer(vec![16, 2, 2]);
+    b.m.ops.push(OpSpec {
+        kernel: 2,
+        stride: 2,
+        ..OpSpec::simple(opcode::AVG_POOL, mp, ap)
+    });
+    let c2 = b.conv(ap, 12, 1, 1, 0, false, Some(IndexEncoding::Idx32));
+    let rl = b.same_scale(c2, vec![12, 2, 2]);
+    b.m.ops.push(OpSpec::simple(opcode::RELU, c2, rl));
+    let g = b.buffer(vec![12]);
+    b.m.ops.push(OpSpec::simple(opcode::GLOBAL_AVG_POOL, rl, g));
+    let (w, bias) = b.weights(vec![10, 12], None);
+    let out = b.buffer(vec![10]);
+    b.m.ops.push(OpSpec {
+        weight: w,
+        bias,
+        ..OpSpec::simple(opcode::GEMM, g, out)
+    });
+    b.m.input = x;
+    b.m.output = out;
+    b.m.normalization = Some((vec![0.1, 0.2, 0.3], vec![0.5, 1.0, 2.0]));
+    b.m.model_hash = [0xAB; 32];
+    b.m
+}
+
+pub fn inputs(n: usize, len: usize, seed: u64) -> Vec<Vec<f32>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    (0..n)
+        .map(|_| (0..len).map(|_| rng.gen_range(-1.0f32..1.0)).collect())
+        .collect()
+}
