@@ -9,7 +9,9 @@ use sculpt::method::Phase;
 use sculpt::nn::ModelSpec;
 use sculpt::optim::Schedule;
 use sculpt::sparsity::Mask;
-use sculpt::train::checkpoint::{checkpoint_paths, load_checkpoint, Checkpoint, CheckpointMeta, RngState};
+use sculpt::train::checkpoint::{
+    checkpoint_paths, load_checkpoint, Checkpoint, CheckpointMeta, RngState,
+};
 use sculpt::train::{Recipe, TrainState};
 
 fn sample() -> Checkpoint {
@@ -20,15 +22,25 @@ fn sample() -> Checkpoint {
         .enumerate()
         .map(|(k, t)| {
             let n: usize = t.shape.iter().product();
-            let v: Vec<f32> = (0..n).map(|i| ((i * 7 + k * 13) % 101) as f32 * 0.01 - 0.5).collect();
-            (t.path.clone(), ArrayD::from_shape_vec(IxDyn(&t.shape), v).unwrap())
+            let v: Vec<f32> = (0..n)
+                .map(|i| ((i * 7 + k * 13) % 101) as f32 * 0.01 - 0.5)
+                .collect();
+            (
+                t.path.clone(),
+                ArrayD::from_shape_vec(IxDyn(&t.shape), v).unwrap(),
+            )
         })
         .collect();
     let w = &infos[0];
-    let keep: Vec<bool> = (0..w.shape.iter().product::<usize>()).map(|i| i % 3 != 0).collect();
+    let keep: Vec<bool> = (0..w.shape.iter().product::<usize>())
+        .map(|i| i % 3 != 0)
+        .collect();
     let mask = Mask::from_keep(&w.shape, &keep);
     let momentum = vec![(infos[1].path.clone(), tensors[1].1.mapv(|x| x * 0.5))];
-    let method_tensors = vec![("theta0.fc1.weight".to_string(), ArrayD::from_elem(IxDyn(&[2, 3]), 1.25f32))];
+    let method_tensors = vec![(
+        "theta0.fc1.weight".to_string(),
+        ArrayD::from_elem(IxDyn(&[2, 3]), 1.25f32),
+    )];
     use rand::{RngCore, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
     rng.next_u64();
@@ -63,6 +75,7 @@ fn sample() -> Checkpoint {
             recipe: Some(Recipe::default()),
             method: Some("dense".into()),
             training: Some(training),
+            tensors_sha256: None,
         },
         tensors,
         momentum,
@@ -82,9 +95,23 @@ fn raw_header(bytes: &[u8]) -> (serde_json::Map<String, serde_json::Value>, usiz
 fn raw_tensor<'a>(bytes: &'a [u8], name: &str) -> (String, Vec<usize>, &'a [u8]) {
     let (h, base) = raw_header(bytes);
     let e = &h[name];
-    let off: Vec<usize> = e["data_offsets"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
-    let shape = e["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
-    (e["dtype"].as_str().unwrap().to_string(), shape, &bytes[base + off[0]..base + off[1]])
+    let off: Vec<usize> = e["data_offsets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
+    let shape = e["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect();
+    (
+        e["dtype"].as_str().unwrap().to_string(),
+        shape,
+        &bytes[base + off[0]..base + off[1]],
+    )
 }
 
 #[test]
@@ -95,7 +122,14 @@ fn round_trip_is_exact() {
     assert_eq!(st, dir.path().join("ck.safetensors"));
     for name in ["ck", "ck.json", "ck.safetensors"] {
         let back = load_checkpoint(&dir.path().join(name)).unwrap();
-        assert_eq!(back.meta, c.meta);
+        assert!(back.meta.tensors_sha256.is_some());
+        assert_eq!(
+            CheckpointMeta {
+                tensors_sha256: None,
+                ..back.meta.clone()
+            },
+            c.meta
+        );
         assert_eq!(back.tensors, c.tensors);
         assert_eq!(back.momentum, c.momentum);
         assert_eq!(back.masks, c.masks);
@@ -104,9 +138,19 @@ fn round_trip_is_exact() {
     let back = load_checkpoint(&st).unwrap();
     let ts = back.meta.training.unwrap();
     // f64 state survives JSON exactly, and the random stream continues where it was.
-    assert_eq!(ts.method_state["fraction"].as_f64().unwrap(), 0.1f64 + 0.2f64);
+    assert_eq!(
+        ts.method_state["fraction"].as_f64().unwrap(),
+        0.1f64 + 0.2f64
+    );
     use rand::RngCore;
-    let mut a = c.meta.training.as_ref().unwrap().rng.restore(Path::new("x")).unwrap();
+    let mut a = c
+        .meta
+        .training
+        .as_ref()
+        .unwrap()
+        .rng
+        .restore(Path::new("x"))
+        .unwrap();
     let mut b = ts.rng.restore(Path::new("x")).unwrap();
     use rand::SeedableRng;
     let mut reference = rand_chacha::ChaCha8Rng::seed_from_u64(42);
@@ -135,9 +179,15 @@ fn layout_follows_the_spec() {
     // The mask as I64 CSR arrays: row pointers and fan-in column indices.
     let (dtype, shape, data) = raw_tensor(&bytes, "mask.conv1.weight.indptr");
     assert_eq!((dtype.as_str(), shape), ("I64", vec![7]));
-    let indptr: Vec<i64> = data.chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+    let indptr: Vec<i64> = data
+        .chunks(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     let (_, _, data) = raw_tensor(&bytes, "mask.conv1.weight.indices");
-    let indices: Vec<i64> = data.chunks(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect();
+    let indices: Vec<i64> = data
+        .chunks(8)
+        .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+        .collect();
     let mut keep = vec![false; 150];
     for r in 0..6 {
         for &col in &indices[indptr[r] as usize..indptr[r + 1] as usize] {
@@ -146,7 +196,10 @@ fn layout_follows_the_spec() {
     }
     let expect: Vec<bool> = (0..150).map(|i| i % 3 != 0).collect();
     assert_eq!(keep, expect);
-    assert!(!h.contains_key("mask.conv2.weight.indptr"), "a dense weight has no mask entries");
+    assert!(
+        !h.contains_key("mask.conv2.weight.indptr"),
+        "a dense weight has no mask entries"
+    );
     // The JSON metadata carries the keys every reader needs.
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(dir.path().join("ck.json")).unwrap()).unwrap();
@@ -154,7 +207,10 @@ fn layout_follows_the_spec() {
     assert_eq!(meta["version"], 1);
     assert_eq!(meta["model"]["arch"], "lenet5");
     assert_eq!(meta["model"]["input"], serde_json::json!([1, 28, 28]));
-    assert_eq!(meta["normalization"]["mean"][0].as_f64().unwrap() as f32, 0.1307f32);
+    assert_eq!(
+        meta["normalization"]["mean"][0].as_f64().unwrap() as f32,
+        0.1307f32
+    );
     assert_eq!(meta["training"]["phase"]["schedule"]["shape"], "constant");
     // And the safetensors crate (what PyTorch tooling uses) reads it too.
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
@@ -171,12 +227,17 @@ fn damaged_checkpoints_are_clear_errors() {
     let good_st = std::fs::read(&st).unwrap();
     let good_json = std::fs::read(&json).unwrap();
 
-    let e = load_checkpoint(&dir.path().join("nothing")).unwrap_err().to_string();
+    let e = load_checkpoint(&dir.path().join("nothing"))
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("nothing.json"), "{e}");
 
     std::fs::write(&st, &good_st[..good_st.len() / 2]).unwrap();
     let e = load_checkpoint(&base).unwrap_err().to_string();
-    assert!(e.contains("ck.safetensors") && e.contains("safetensors"), "{e}");
+    assert!(
+        e.contains("ck.safetensors") && e.contains("safetensors"),
+        "{e}"
+    );
 
     std::fs::write(&st, b"garbage").unwrap();
     let e = load_checkpoint(&base).unwrap_err().to_string();
@@ -200,11 +261,24 @@ fn damaged_checkpoints_are_clear_errors() {
     let e = load_checkpoint(&base).unwrap_err().to_string();
     assert!(e.contains("conv1.weight"), "{e}");
 
-    // A mask whose column index is out of range.
+    // A torn pair: tensors of another save next to this metadata.
     std::fs::write(&json, &good_json).unwrap();
+    let mut other = sample();
+    other.tensors[0].1[[0, 0, 0, 0]] += 1.0;
+    other.save(&dir.path().join("other")).unwrap();
+    std::fs::copy(dir.path().join("other.safetensors"), &st).unwrap();
+    let e = load_checkpoint(&base).unwrap_err().to_string();
+    assert!(e.contains("ck.safetensors") && e.contains("SHA-256"), "{e}");
+
+    // Without the checksum, a mask whose column index is out of range.
+    let mut meta: serde_json::Value = serde_json::from_slice(&good_json).unwrap();
+    meta.as_object_mut().unwrap().remove("tensors_sha256");
+    std::fs::write(&json, serde_json::to_vec(&meta).unwrap()).unwrap();
     let mut bytes = good_st.clone();
     let (h, header_end) = raw_header(&bytes);
-    let off = h["mask.conv1.weight.indices"]["data_offsets"][0].as_u64().unwrap() as usize;
+    let off = h["mask.conv1.weight.indices"]["data_offsets"][0]
+        .as_u64()
+        .unwrap() as usize;
     bytes[header_end + off..header_end + off + 8].copy_from_slice(&10_000i64.to_le_bytes());
     std::fs::write(&st, &bytes).unwrap();
     let e = load_checkpoint(&base).unwrap_err().to_string();
@@ -215,4 +289,21 @@ fn damaged_checkpoints_are_clear_errors() {
     std::fs::write(&st, &bytes).unwrap();
     let e = load_checkpoint(&base).unwrap_err().to_string();
     assert!(e.contains("negative"), "{e}");
+}
+
+#[test]
+fn the_documented_metadata_example_parses() {
+    let spec = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("formats/checkpoint.md"),
+    )
+    .unwrap();
+    let a = spec.find("```json").expect("spec has a JSON example") + "```json".len();
+    let b = a + spec[a..].find("```").unwrap();
+    let meta: CheckpointMeta = serde_json::from_str(&spec[a..b]).unwrap();
+    assert_eq!(
+        meta.model,
+        ModelSpec::from_name("lenet5", [1, 28, 28], 10).unwrap()
+    );
+    assert_eq!(meta.normalization.std, vec![0.3081]);
+    assert!(meta.training.is_none() && meta.recipe.is_none());
 }

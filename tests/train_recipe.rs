@@ -8,8 +8,12 @@ use sculpt::optim::schedule::Shape;
 use sculpt::train::{Override, Recipe};
 
 fn example_from_spec() -> String {
-    let spec = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("formats/recipe.md")).unwrap();
-    let start = spec.find("## Example").expect("spec has an example section");
+    let spec =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("formats/recipe.md"))
+            .unwrap();
+    let start = spec
+        .find("## Example")
+        .expect("spec has an example section");
     let rest = &spec[start..];
     let a = rest.find("```toml").expect("example is a toml block") + "```toml".len();
     let b = a + rest[a..].find("```").expect("example block is closed");
@@ -17,7 +21,9 @@ fn example_from_spec() -> String {
 }
 
 fn err_of(text: &str) -> String {
-    Recipe::from_toml_str(text, "test.toml").unwrap_err().to_string()
+    Recipe::from_toml_str(text, "test.toml")
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -41,7 +47,10 @@ fn the_documented_example_parses_to_what_it_says() {
 
 #[test]
 fn empty_recipe_is_the_default() {
-    assert_eq!(Recipe::from_toml_str("", "empty.toml").unwrap(), Recipe::default());
+    assert_eq!(
+        Recipe::from_toml_str("", "empty.toml").unwrap(),
+        Recipe::default()
+    );
     let d = Recipe::default();
     assert_eq!(d.model.name, "lenet5");
     assert_eq!(d.method, MethodConfig::Dense);
@@ -69,10 +78,16 @@ fn bad_values_are_named() {
         ("[data]\nvalidation = 1.0\n", "validation"),
         ("[optimizer]\nmomentum = 1.0\n", "momentum"),
         ("[optimizer]\nweight_decay = -1.0\n", "weight_decay"),
-        ("[schedule]\nlr = -0.1\nshape = \"constant\"\n", "learning rate"),
+        (
+            "[schedule]\nlr = -0.1\nshape = \"constant\"\n",
+            "learning rate",
+        ),
         ("[schedule]\nshape = \"constant\"\nmin_lr = 0.1\n", "min_lr"),
         ("[schedule]\nshape = \"zigzag\"\n", "zigzag"),
-        ("[schedule]\nlr = 0.1\nshape = \"cosine\"\nwarmup = 2.0\n", "warmup"),
+        (
+            "[schedule]\nlr = 0.1\nshape = \"cosine\"\nwarmup = 2.0\n",
+            "warmup",
+        ),
         ("[train]\nbatch_size = \"big\"\n", "batch_size"),
         ("[train]\nepochs = -3\n", "epochs"),
     ] {

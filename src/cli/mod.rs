@@ -1,6 +1,55 @@
-//! The command-line interface: clap derive, one file per subcommand.
+//! The command-line interface: clap derive, one file per subcommand. Each subcommand turns its arguments into
+//! typed library configurations and calls the library; nothing else happens here.
 
-/// Entry point of the `sculpt` binary.
+pub mod bench;
+pub mod train;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+/// sculpt: train sparse neural networks and compile them for deployment.
+#[derive(Debug, Parser)]
+#[command(name = "sculpt", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Worker threads for training and inference (default: all cores).
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train a model from a recipe (or the embedded default), or resume a stopped run.
+    Train(Box<train::TrainArgs>),
+    /// Measure training or inference throughput of a model on random inputs.
+    Bench(bench::BenchArgs),
+}
+
+/// Builds the global rayon pool with `threads` workers (all cores when `None`).
+pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
+    let mut builder = rayon::ThreadPoolBuilder::new();
+    if let Some(n) = threads {
+        anyhow::ensure!(n > 0, "--threads must be at least 1");
+        builder = builder.num_threads(n);
+    }
+    builder
+        .build_global()
+        .context("cannot build the thread pool")
+}
+
+/// Runs the parsed command line.
+pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    init_threads(cli.threads)?;
+    match &cli.command {
+        Command::Train(a) => train::run(a),
+        Command::Bench(a) => bench::run(a),
+    }
+}
+
+/// Entry point of the `sculpt` binary: parses the arguments and runs the command.
 pub fn main() -> anyhow::Result<()> {
-    Ok(())
+    dispatch(Cli::parse())
 }

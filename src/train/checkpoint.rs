@@ -59,9 +59,13 @@ impl RngState {
         }
         let mut seed = [0u8; 32];
         for (i, b) in seed.iter_mut().enumerate() {
-            *b = u8::from_str_radix(&self.seed[2 * i..2 * i + 2], 16).map_err(|_| bad("seed is not hex"))?;
+            *b = u8::from_str_radix(&self.seed[2 * i..2 * i + 2], 16)
+                .map_err(|_| bad("seed is not hex"))?;
         }
-        let pos: u128 = self.word_pos.parse().map_err(|_| bad("word_pos is not a number"))?;
+        let pos: u128 = self
+            .word_pos
+            .parse()
+            .map_err(|_| bad("word_pos is not a number"))?;
         let mut rng = ChaCha8Rng::from_seed(seed);
         rng.set_stream(self.stream);
         rng.set_word_pos(pos);
@@ -113,6 +117,10 @@ pub struct CheckpointMeta {
     pub method: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub training: Option<TrainState>,
+    /// SHA-256 (hex) of the safetensors file written with this metadata; set by [`Checkpoint::save`] and checked
+    /// by [`load_checkpoint`], so a pair torn by a kill between the two writes is detected.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tensors_sha256: Option<String>,
 }
 
 /// A checkpoint in memory.
@@ -144,7 +152,11 @@ pub fn checkpoint_paths(path: &Path) -> (PathBuf, PathBuf) {
 
 impl Checkpoint {
     /// Captures everything of `net` plus the given metadata and method tensors.
-    pub fn capture(net: &dyn Network, meta: CheckpointMeta, method_tensors: Vec<(String, ArrayD<f32>)>) -> Result<Self> {
+    pub fn capture(
+        net: &dyn Network,
+        meta: CheckpointMeta,
+        method_tensors: Vec<(String, ArrayD<f32>)>,
+    ) -> Result<Self> {
         let mut tensors = Vec::new();
         let mut masks = Vec::new();
         for t in net.tensors() {
@@ -169,7 +181,11 @@ impl Checkpoint {
         let (st_path, json_path) = checkpoint_paths(path);
         let bytes = self.tensor_bytes(&st_path)?;
         write_atomic(&st_path, &bytes)?;
-        let json = serde_json::to_vec_pretty(&self.meta).map_err(|e| Error::Checkpoint {
+        let meta = CheckpointMeta {
+            tensors_sha256: Some(sha256_hex(&bytes)),
+            ..self.meta.clone()
+        };
+        let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Checkpoint {
             path: json_path.clone(),
             msg: format!("cannot serialise metadata: {e}"),
         })?;
@@ -208,14 +224,23 @@ impl Checkpoint {
             ));
         }
         let mut views: BTreeMap<String, TensorView> = BTreeMap::new();
-        fn mk<'a>(dtype: Dtype, shape: &[usize], data: &'a [u8], name: &str, path: &Path) -> Result<TensorView<'a>> {
+        fn mk<'a>(
+            dtype: Dtype,
+            shape: &[usize],
+            data: &'a [u8],
+            name: &str,
+            path: &Path,
+        ) -> Result<TensorView<'a>> {
             TensorView::new(dtype, shape.to_vec(), data).map_err(|e| Error::Checkpoint {
                 path: path.to_path_buf(),
                 msg: format!("tensor {name}: {e:?}"),
             })
         }
         for (n, s, d) in &f32s {
-            if views.insert(n.clone(), mk(Dtype::F32, s, d, n, path)?).is_some() {
+            if views
+                .insert(n.clone(), mk(Dtype::F32, s, d, n, path)?)
+                .is_some()
+            {
                 return Err(Error::Checkpoint {
                     path: path.to_path_buf(),
                     msg: format!("duplicate tensor name {n}"),
@@ -223,7 +248,10 @@ impl Checkpoint {
             }
         }
         for (n, s, d) in &i64s {
-            if views.insert(n.clone(), mk(Dtype::I64, s, d, n, path)?).is_some() {
+            if views
+                .insert(n.clone(), mk(Dtype::I64, s, d, n, path)?)
+                .is_some()
+            {
                 return Err(Error::Checkpoint {
                     path: path.to_path_buf(),
                     msg: format!("duplicate tensor name {n}"),
@@ -255,14 +283,22 @@ impl Checkpoint {
         }
         let infos = net.tensors().to_vec();
         for t in infos.iter().filter(|t| t.is_prunable()) {
-            let m = self.masks.iter().find(|(p, _)| p == &t.path).map(|(_, m)| m);
+            let m = self
+                .masks
+                .iter()
+                .find(|(p, _)| p == &t.path)
+                .map(|(_, m)| m);
             net.set_mask(&t.path, m)?;
         }
         for t in &infos {
-            let (_, a) = self.tensors.iter().find(|(p, _)| p == &t.path).ok_or_else(|| Error::Checkpoint {
-                path: origin.to_path_buf(),
-                msg: format!("missing tensor {}", t.path),
-            })?;
+            let (_, a) = self
+                .tensors
+                .iter()
+                .find(|(p, _)| p == &t.path)
+                .ok_or_else(|| Error::Checkpoint {
+                    path: origin.to_path_buf(),
+                    msg: format!("missing tensor {}", t.path),
+                })?;
             net.write(&t.path, a.view())?;
         }
         net.reset_optimizer();
@@ -293,16 +329,33 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         });
     }
     let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
+    if let Some(expected) = &meta.tensors_sha256 {
+        if &sha256_hex(&bytes) != expected {
+            return Err(Error::Checkpoint {
+                path: st_path,
+                msg: format!(
+                    "does not match its metadata {} (SHA-256 differs): the pair is torn or the file was changed",
+                    json_path.display()
+                ),
+            });
+        }
+    }
     let bad = |msg: String| Error::Checkpoint {
         path: st_path.clone(),
         msg,
     };
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| bad(format!("not a valid safetensors file: {e:?}")))?;
-    let graph = meta.model.graph().map_err(|e| bad(format!("metadata model: {e}")))?;
+    let st = SafeTensors::deserialize(&bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e:?}")))?;
+    let graph = meta
+        .model
+        .graph()
+        .map_err(|e| bad(format!("metadata model: {e}")))?;
     let infos = graph.tensors();
 
     let read_f32 = |name: &str, shape: &[usize]| -> Result<ArrayD<f32>> {
-        let v = st.tensor(name).map_err(|_| bad(format!("missing tensor {name}")))?;
+        let v = st
+            .tensor(name)
+            .map_err(|_| bad(format!("missing tensor {name}")))?;
         if v.dtype() != Dtype::F32 || v.shape() != shape {
             return Err(bad(format!(
                 "tensor {name} is {:?} {:?}, expected F32 {shape:?}",
@@ -318,7 +371,9 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         ArrayD::from_shape_vec(IxDyn(shape), data).map_err(|e| bad(format!("tensor {name}: {e}")))
     };
     let read_i64 = |name: &str| -> Result<Vec<usize>> {
-        let v = st.tensor(name).map_err(|_| bad(format!("missing tensor {name}")))?;
+        let v = st
+            .tensor(name)
+            .map_err(|_| bad(format!("missing tensor {name}")))?;
         if v.dtype() != Dtype::I64 || v.shape().len() != 1 {
             return Err(bad(format!("tensor {name} must be a 1-D I64 array")));
         }
@@ -326,7 +381,8 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
             .chunks_exact(8)
             .map(|c| {
                 let x = i64::from_le_bytes(c.try_into().expect("chunk of 8"));
-                usize::try_from(x).map_err(|_| bad(format!("tensor {name} holds the negative index {x}")))
+                usize::try_from(x)
+                    .map_err(|_| bad(format!("tensor {name} holds the negative index {x}")))
             })
             .collect()
     };
@@ -344,7 +400,8 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         if st.tensor(&ip).is_ok() {
             let indptr = read_i64(&ip)?;
             let indices = read_i64(&format!("{MASK_PREFIX}{}.indices", t.path))?;
-            let m = Mask::from_csr(&t.shape, indptr, indices).map_err(|e| bad(format!("mask of {}: {e}", t.path)))?;
+            let m = Mask::from_csr(&t.shape, indptr, indices)
+                .map_err(|e| bad(format!("mask of {}: {e}", t.path)))?;
             masks.push((t.path.clone(), m));
         }
     }
@@ -353,7 +410,11 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let mut method_tensors = Vec::new();
     for n in &names {
         if let Some(rest) = n.strip_prefix(METHOD_PREFIX) {
-            let shape = st.tensor(n).map_err(|e| bad(format!("tensor {n}: {e:?}")))?.shape().to_vec();
+            let shape = st
+                .tensor(n)
+                .map_err(|e| bad(format!("tensor {n}: {e:?}")))?
+                .shape()
+                .to_vec();
             method_tensors.push((rest.to_string(), read_f32(n, &shape)?));
         }
     }
@@ -364,6 +425,14 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         masks,
         method_tensors,
     })
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.

@@ -75,7 +75,8 @@ impl MetricsLog {
             Ok(text) => text
                 .lines()
                 .filter(|l| {
-                    serde_json::from_str::<EpochMetrics>(l).is_ok_and(|m| m.global_epoch <= global_epoch)
+                    serde_json::from_str::<EpochMetrics>(l)
+                        .is_ok_and(|m| m.global_epoch <= global_epoch)
                 })
                 .map(|l| format!("{l}\n"))
                 .collect::<String>(),
@@ -87,7 +88,10 @@ impl MetricsLog {
     }
 
     fn open(path: &Path) -> Result<Self> {
-        let file = OpenOptions::new().append(true).open(path).map_err(|e| Error::io(path, e))?;
+        let file = OpenOptions::new()
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
         Ok(MetricsLog {
             path: path.to_path_buf(),
             file,
@@ -96,7 +100,8 @@ impl MetricsLog {
 
     /// Appends one record as a JSON line and flushes it.
     pub fn append(&mut self, m: &EpochMetrics) -> Result<()> {
-        let mut line = serde_json::to_string(m).map_err(|e| Error::Invalid(format!("metrics: {e}")))?;
+        let mut line =
+            serde_json::to_string(m).map_err(|e| Error::Invalid(format!("metrics: {e}")))?;
         line.push('\n');
         self.file
             .write_all(line.as_bytes())
@@ -111,6 +116,8 @@ pub fn read_metrics(path: &Path) -> Result<Vec<EpochMetrics>> {
     text.lines()
         .enumerate()
         .filter(|(_, l)| !l.trim().is_empty())
-        .map(|(i, l)| serde_json::from_str(l).map_err(|e| Error::format(path, format!("line {}: {e}", i + 1))))
+        .map(|(i, l)| {
+            serde_json::from_str(l).map_err(|e| Error::format(path, format!("line {}: {e}", i + 1)))
+        })
         .collect()
 }

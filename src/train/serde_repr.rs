@@ -46,11 +46,16 @@ impl ScheduleRepr {
                 ("peak", self.peak.is_some()),
             ];
             match given.iter().find(|(k, g)| *g && !allowed.contains(k)) {
-                Some((k, _)) => Err(format!("unknown field `{k}` for schedule shape `{}`", self.shape)),
+                Some((k, _)) => Err(format!(
+                    "unknown field `{k}` for schedule shape `{}`",
+                    self.shape
+                )),
                 None => Ok(()),
             }
         };
-        let need = |v: Option<f64>, k: &str| v.ok_or_else(|| format!("schedule shape `{}` needs `{k}`", self.shape));
+        let need = |v: Option<f64>, k: &str| {
+            v.ok_or_else(|| format!("schedule shape `{}` needs `{k}`", self.shape))
+        };
         let shape = match self.shape.as_str() {
             "constant" => {
                 extra(&[])?;
@@ -103,7 +108,9 @@ pub mod schedule {
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Schedule, D::Error> {
-        ScheduleRepr::deserialize(d)?.into_schedule().map_err(D::Error::custom)
+        ScheduleRepr::deserialize(d)?
+            .into_schedule()
+            .map_err(D::Error::custom)
     }
 }
 
@@ -154,10 +161,15 @@ pub mod model_spec {
         let v = serde_json::Value::deserialize(d)?;
         let mut map = match v {
             serde_json::Value::Object(m) => m,
-            other => return Err(D::Error::custom(format!("model must be a table, got {other}"))),
+            other => {
+                return Err(D::Error::custom(format!(
+                    "model must be a table, got {other}"
+                )))
+            }
         };
         let take = |map: &mut serde_json::Map<String, serde_json::Value>, k: &str| {
-            map.remove(k).ok_or_else(|| D::Error::custom(format!("model lacks `{k}`")))
+            map.remove(k)
+                .ok_or_else(|| D::Error::custom(format!("model lacks `{k}`")))
         };
         let input: [usize; 3] = serde_json::from_value(take(&mut map, "input")?)
             .map_err(|e| D::Error::custom(format!("model input: {e}")))?;
@@ -165,7 +177,11 @@ pub mod model_spec {
             .map_err(|e| D::Error::custom(format!("model classes: {e}")))?;
         let arch: Arch = serde_json::from_value(serde_json::Value::Object(map))
             .map_err(|e| D::Error::custom(format!("model: {e}")))?;
-        Ok(ModelSpec { arch, input, classes })
+        Ok(ModelSpec {
+            arch,
+            input,
+            classes,
+        })
     }
 }
 
@@ -187,15 +203,28 @@ mod tests {
 
     #[test]
     fn model_specs_round_trip() {
-        for name in ["lenet5", "lenet5caffe", "mlp", "resnet20b", "resnet18", "vgg16"] {
+        for name in [
+            "lenet5",
+            "lenet5caffe",
+            "mlp",
+            "resnet20b",
+            "resnet18",
+            "vgg16",
+        ] {
             let h = SpecHolder {
                 m: ModelSpec::from_name(name, [3, 32, 32], 10).unwrap(),
             };
             let json = serde_json::to_string(&h).unwrap();
-            assert_eq!(serde_json::from_str::<SpecHolder>(&json).unwrap(), h, "{json}");
+            assert_eq!(
+                serde_json::from_str::<SpecHolder>(&json).unwrap(),
+                h,
+                "{json}"
+            );
         }
-        let e = serde_json::from_str::<SpecHolder>(r#"{"m":{"arch":"lenet5","variant":"classic","input":[1,28,28]}}"#)
-            .unwrap_err();
+        let e = serde_json::from_str::<SpecHolder>(
+            r#"{"m":{"arch":"lenet5","variant":"classic","input":[1,28,28]}}"#,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("classes"), "{e}");
         let e = serde_json::from_str::<SpecHolder>(
             r#"{"m":{"arch":"lenet5","variant":"classic","input":[1,28,28],"classes":10,"depth":3}}"#,
@@ -213,7 +242,10 @@ mod tests {
                 milestones: vec![0.5, 0.75],
                 gamma: 0.1,
             },
-            Shape::Triangular { start: 0.1, peak: 0.3 },
+            Shape::Triangular {
+                start: 0.1,
+                peak: 0.3,
+            },
         ] {
             let h = Holder {
                 s: Schedule {
@@ -227,11 +259,13 @@ mod tests {
             let json = serde_json::to_string(&h).unwrap();
             assert_eq!(serde_json::from_str::<Holder>(&json).unwrap(), h, "{json}");
         }
-        let e = toml::from_str::<Holder>("[s]\nlr = 0.1\nshape = \"constant\"\nmin_lr = 0.0\n").unwrap_err();
+        let e = toml::from_str::<Holder>("[s]\nlr = 0.1\nshape = \"constant\"\nmin_lr = 0.0\n")
+            .unwrap_err();
         assert!(e.to_string().contains("min_lr"), "{e}");
         let e = toml::from_str::<Holder>("[s]\nlr = 0.1\nshape = \"spiral\"\n").unwrap_err();
         assert!(e.to_string().contains("spiral"), "{e}");
-        let e = toml::from_str::<Holder>("[s]\nlr = 0.1\nshape = \"multi_step\"\ngamma = 0.1\n").unwrap_err();
+        let e = toml::from_str::<Holder>("[s]\nlr = 0.1\nshape = \"multi_step\"\ngamma = 0.1\n")
+            .unwrap_err();
         assert!(e.to_string().contains("milestones"), "{e}");
         let e = toml::from_str::<Holder>("[s]\nlr = 0.1\nsteepness = 3\n").unwrap_err();
         assert!(e.to_string().contains("steepness"), "{e}");

@@ -41,6 +41,8 @@ struct Workspace {
     bn_mean: Vec<Vec<f32>>,
     bn_invstd: Vec<Vec<f32>>,
     conv: Vec<conv::ConvScratch>,
+    /// Transposed convolution weight, shared by the chunks of one layer.
+    wt: Vec<f32>,
     /// Mode of the last forward pass.
     mode: Option<Mode>,
 }
@@ -364,7 +366,16 @@ impl GraphNetwork {
             Kernel::Conv { geom, bias } => {
                 let t = node.first_tensor.expect("conv has a weight");
                 let b = bias.then(|| self.values[t + 1].as_slice());
-                conv::forward(geom, x, &self.values[t], b, relu, &mut out, &mut ws.conv);
+                conv::forward(
+                    geom,
+                    x,
+                    &self.values[t],
+                    b,
+                    relu,
+                    &mut out,
+                    &mut ws.conv,
+                    &mut ws.wt,
+                );
             }
             &Kernel::Linear { nin, nout, bias } => {
                 let t = node.first_tensor.expect("linear has a weight");

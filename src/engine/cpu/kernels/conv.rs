@@ -5,6 +5,7 @@
 
 use rayon::prelude::*;
 
+use super::nt::{gemm_nt, Rows};
 use super::{chunk_size, reduce_in_order, sgemm, FlushDenormals};
 
 /// Geometry of one convolution (square kernel, equal stride and padding on both axes).
@@ -159,7 +160,9 @@ pub fn col2im_add(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
 }
 
 /// Forward over a batch: `y[N, Cout, OH, OW]` from `x[N, Cin, H, W]`, weight `[Cout, Cin, k, k]`, optional
-/// bias, optionally followed by ReLU. `scratch` needs one entry per chunk (see [`super::chunk_count`]).
+/// bias, optionally followed by ReLU. `scratch` needs one entry per chunk (see [`super::chunk_count`]);
+/// `wt` holds the transposed weight (so that the GEMM packs it with unit stride).
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
     g: &ConvGeom,
     x: &[f32],
@@ -168,10 +171,18 @@ pub fn forward(
     relu: bool,
     y: &mut [f32],
     scratch: &mut [ConvScratch],
+    wt: &mut Vec<f32>,
 ) {
     let batch = x.len() / g.in_len();
     let cs = chunk_size(batch);
     let (kdim, ohw) = (g.kdim(), g.out_hw());
+    let wt = grow(wt, kdim * g.cout);
+    for (o, row) in weight.chunks(kdim).enumerate() {
+        for (kk, &v) in row.iter().enumerate() {
+            wt[kk * g.cout + o] = v;
+        }
+    }
+    let wt = &*wt;
     y.par_chunks_mut(cs * g.out_len())
         .zip(x.par_chunks(cs * g.in_len()))
         .zip(scratch.par_iter_mut())
@@ -190,8 +201,8 @@ pub fn forward(
                     kdim,
                     ohw,
                     1.0,
-                    weight,
-                    (kdim, 1),
+                    wt,
+                    (1, g.cout),
                     col,
                     (ohw, 1),
                     0.0,
@@ -262,7 +273,7 @@ fn backward_chunk(
 ) {
     let _ftz = FlushDenormals::new();
     let (kdim, ohw) = (g.kdim(), g.out_hw());
-    grow(&mut s.dw, g.cout * kdim).fill(0.0);
+    grow(&mut s.dw, g.cout * kdim);
     grow(&mut s.db, g.cout).fill(0.0);
     let ConvScratch { col, dcol, dw, db } = s;
     for (n, (xn, dyn_)) in xc
@@ -277,19 +288,17 @@ fn backward_chunk(
             im2col(g, xn, c);
             c
         };
-        sgemm(
-            g.cout,
-            ohw,
-            kdim,
-            1.0,
-            dyn_,
-            (ohw, 1),
-            colv,
-            (1, ohw),
-            1.0,
-            &mut dw[..],
-            (kdim, 1),
-        );
+        let a = Rows {
+            data: dyn_,
+            rows: g.cout,
+            ld: ohw,
+        };
+        let b = Rows {
+            data: colv,
+            rows: kdim,
+            ld: ohw,
+        };
+        gemm_nt(ohw, a, b, &mut dw[..], kdim, n > 0);
         if with_bias {
             for (o, row) in dyn_.chunks(ohw).enumerate() {
                 db[o] += row.iter().sum::<f32>();
@@ -384,7 +393,16 @@ mod tests {
                 .collect();
             let mut y = vec![0.0; g.out_len()];
             let mut scratch: Vec<ConvScratch> = (0..4).map(|_| ConvScratch::default()).collect();
-            forward(&g, &x, &wt, None, false, &mut y, &mut scratch);
+            forward(
+                &g,
+                &x,
+                &wt,
+                None,
+                false,
+                &mut y,
+                &mut scratch,
+                &mut Vec::new(),
+            );
             let want = direct(&g, &x, &wt);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b} for k{k} s{s} p{p}");

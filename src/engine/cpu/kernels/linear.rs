@@ -3,6 +3,7 @@
 
 use rayon::prelude::*;
 
+use super::nt::{gemm_nt, Rows};
 use super::{chunk_size, sgemm, FlushDenormals};
 
 /// Forward; `relu` applies ReLU to the output.
@@ -22,19 +23,17 @@ pub fn forward(
         .for_each(|(yc, xc)| {
             let _ftz = FlushDenormals::new();
             let rows = xc.len() / nin;
-            sgemm(
+            let a = Rows {
+                data: xc,
                 rows,
-                nin,
-                nout,
-                1.0,
-                xc,
-                (nin, 1),
-                weight,
-                (1, nin),
-                0.0,
-                yc,
-                (nout, 1),
-            );
+                ld: nin,
+            };
+            let b = Rows {
+                data: weight,
+                rows: nout,
+                ld: nin,
+            };
+            gemm_nt(nin, a, b, yc, nout, false);
             if bias.is_some() || relu {
                 for row in yc.chunks_mut(nout) {
                     for (j, v) in row.iter_mut().enumerate() {

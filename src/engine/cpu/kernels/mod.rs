@@ -5,6 +5,7 @@ pub mod bn;
 pub mod conv;
 pub mod elementwise;
 pub mod linear;
+pub mod nt;
 pub mod pool;
 
 /// How many contiguous sample chunks each rayon thread gets on average (more chunks balance load on a noisy

@@ -1,0 +1,117 @@
+//! `sculpt bench train|infer`: throughput of the CPU engine on random inputs.
+
+use clap::{Args, ValueEnum};
+
+use crate::engine::bench::{bench_infer, bench_train, BenchReport};
+use crate::nn::ModelSpec;
+
+/// What to measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BenchKind {
+    /// Forward, backward and SGD step.
+    Train,
+    /// Eval-mode forward.
+    Infer,
+}
+
+/// Arguments of `sculpt bench`.
+#[derive(Debug, Clone, Args)]
+pub struct BenchArgs {
+    /// Train step or inference.
+    #[arg(value_enum)]
+    pub kind: BenchKind,
+    /// Model name, e.g. lenet5, resnet20.
+    #[arg(long, default_value = "resnet20")]
+    pub model: String,
+    /// Batch size.
+    #[arg(long, default_value_t = 128)]
+    pub batch: usize,
+    /// Input shape C,H,W (default: 1,28,28 for MLP/LeNet models, 3,32,32 otherwise).
+    #[arg(long, value_name = "C,H,W")]
+    pub input: Option<String>,
+    /// Number of classes.
+    #[arg(long, default_value_t = 10)]
+    pub classes: usize,
+    /// Seconds of measurement.
+    #[arg(long, default_value_t = 5.0)]
+    pub seconds: f64,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// The default input shape for a model name: MNIST-sized for MLPs and LeNets, CIFAR-sized otherwise.
+pub fn default_input(model: &str) -> [usize; 3] {
+    if model.starts_with("lenet") || model.starts_with("mlp") {
+        [1, 28, 28]
+    } else {
+        [3, 32, 32]
+    }
+}
+
+/// Parses `C,H,W`.
+pub fn parse_input(text: &str) -> anyhow::Result<[usize; 3]> {
+    let v: Vec<usize> = text
+        .split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| anyhow::anyhow!("--input '{text}' is not of the form C,H,W"))?;
+    match v[..] {
+        [c, h, w] if c > 0 && h > 0 && w > 0 => Ok([c, h, w]),
+        _ => anyhow::bail!("--input '{text}' must be three positive numbers C,H,W"),
+    }
+}
+
+/// Runs `sculpt bench`.
+pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(args.batch > 0, "--batch must be positive");
+    anyhow::ensure!(args.classes > 0, "--classes must be positive");
+    anyhow::ensure!(
+        args.seconds.is_finite() && args.seconds > 0.0,
+        "--seconds must be positive"
+    );
+    let input = match &args.input {
+        Some(s) => parse_input(s)?,
+        None => default_input(&args.model),
+    };
+    let spec = ModelSpec::from_name(&args.model, input, args.classes)?;
+    let report: BenchReport = match args.kind {
+        BenchKind::Train => bench_train(&spec, args.batch, args.seconds),
+        BenchKind::Infer => bench_infer(&spec, args.batch, args.seconds),
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "{} {} batch {} on {} threads ({} engine): {:.1} images/s, {:.2} ms/batch (fastest {:.2}, slowest {:.2} \
+             over {} reps), {:.2} GFLOP/s",
+            report.model,
+            report.mode,
+            report.batch,
+            report.threads,
+            report.engine,
+            report.images_per_s,
+            report.ms_per_batch,
+            report.spread_ms[0],
+            report.spread_ms[1],
+            report.reps,
+            report.gflops
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn input_shapes_parse() {
+        assert_eq!(parse_input("3, 32,32").unwrap(), [3, 32, 32]);
+        assert!(parse_input("3,32").is_err());
+        assert!(parse_input("0,32,32").is_err());
+        assert!(parse_input("a,b,c").is_err());
+        assert_eq!(default_input("lenet5"), [1, 28, 28]);
+        assert_eq!(default_input("resnet20"), [3, 32, 32]);
+    }
+}

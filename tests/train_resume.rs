@@ -1,0 +1,307 @@
+//! Resume: a run stopped after any epoch (mid-phase, at a phase boundary, inside a multi-phase method with
+//! masks, rewinding and its own random stream) and resumed ends with bit-identical weights; bad resumes are
+//! clear errors.
+
+use std::path::Path;
+
+use ndarray::ArrayD;
+use rand::Rng;
+use sculpt::engine::cpu::CpuNetwork;
+use sculpt::engine::Network;
+use sculpt::error::{Error, Result};
+use sculpt::method::{Method, MethodCtx, Phase};
+use sculpt::optim::Schedule;
+use sculpt::sparsity::Mask;
+use sculpt::train::{
+    self, load_checkpoint, read_metrics, Override, Recipe, RunOptions, RunSummary,
+};
+
+fn tiny_recipe() -> Recipe {
+    Recipe::load(
+        None,
+        &[
+            Override::parse("model.name=lenet5").unwrap(),
+            Override::parse("train.epochs=2").unwrap(),
+            Override::parse("train.batch_size=64").unwrap(),
+            Override::parse("train.seed=11").unwrap(),
+            Override::parse("data.train_limit=384").unwrap(),
+            Override::parse("data.test_limit=200").unwrap(),
+            Override::parse("data.validation=0.02").unwrap(),
+            Override::parse("data.augment={ crop_padding = 2, hflip = false }").unwrap(),
+            Override::parse("schedule.lr=0.05").unwrap(),
+        ],
+    )
+    .unwrap()
+}
+
+/// A two-phase procedure in the manner of rewinding methods: remember the weights at the start, train,
+/// prune half of every weight (magnitude plus noise from the method's random stream), rewind the survivors to
+/// the remembered weights, train again with a different schedule and the momentum carried over; counts steps.
+#[derive(Default)]
+struct PruneRewind {
+    phase: usize,
+    steps: usize,
+    theta0: Vec<(String, ArrayD<f32>)>,
+}
+
+impl Method for PruneRewind {
+    fn next_phase(&mut self, net: &mut dyn Network, ctx: &mut MethodCtx) -> Result<Option<Phase>> {
+        self.phase += 1;
+        match self.phase {
+            1 => {
+                for t in net.tensors().to_vec().iter().filter(|t| t.is_prunable()) {
+                    self.theta0.push((t.path.clone(), net.read(&t.path)?));
+                }
+                Ok(Some(Phase {
+                    label: "train".into(),
+                    epochs: ctx.epochs,
+                    schedule: ctx.schedule.clone(),
+                    reset_optimizer: true,
+                }))
+            }
+            2 => {
+                let (x, _) = (ctx.sample_batch)(8);
+                assert_eq!(x.dim().0, 8);
+                for (path, w0) in &self.theta0 {
+                    let w = net.read(path)?;
+                    let scores: Vec<f32> = w
+                        .iter()
+                        .map(|v| v.abs() + 1e-3 * ctx.rng.gen::<f32>())
+                        .collect();
+                    let mut sorted = scores.clone();
+                    sorted.sort_by(|a, b| a.total_cmp(b));
+                    let cut = sorted[sorted.len() / 2];
+                    let keep: Vec<bool> = scores.iter().map(|&s| s >= cut).collect();
+                    net.set_mask(path, Some(&Mask::from_keep(w.shape(), &keep)))?;
+                    net.write(path, w0.view())?;
+                }
+                Ok(Some(Phase {
+                    label: "retrain".into(),
+                    epochs: 2,
+                    schedule: Schedule::constant(0.02),
+                    reset_optimizer: false,
+                }))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn after_step(
+        &mut self,
+        _net: &mut dyn Network,
+        _step: usize,
+        _ctx: &mut MethodCtx,
+    ) -> Result<()> {
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn state(&self) -> serde_json::Value {
+        serde_json::json!({ "phase": self.phase, "steps": self.steps })
+    }
+
+    fn tensors(&self) -> Vec<(String, ArrayD<f32>)> {
+        self.theta0
+            .iter()
+            .map(|(p, a)| (format!("theta0.{p}"), a.clone()))
+            .collect()
+    }
+
+    fn restore(
+        &mut self,
+        state: &serde_json::Value,
+        tensors: Vec<(String, ArrayD<f32>)>,
+    ) -> Result<()> {
+        let get = |k: &str| {
+            state[k]
+                .as_u64()
+                .ok_or_else(|| Error::Invalid(format!("state lacks {k}")))
+        };
+        self.phase = get("phase")? as usize;
+        self.steps = get("steps")? as usize;
+        self.theta0 = tensors
+            .into_iter()
+            .map(|(n, a)| (n.strip_prefix("theta0.").unwrap().to_string(), a))
+            .collect();
+        Ok(())
+    }
+}
+
+fn run_custom(recipe: &Recipe, out: &Path, resume: bool, stop: Option<usize>) -> RunSummary {
+    let opts = RunOptions {
+        quiet: true,
+        resume,
+        stop_after_epochs: stop,
+    };
+    train::run_custom(
+        recipe,
+        out,
+        &opts,
+        &|spec, seed| Ok(Box::new(CpuNetwork::new(spec, seed)?) as Box<dyn Network>),
+        &|_| Box::new(PruneRewind::default()) as Box<dyn Method>,
+    )
+    .unwrap()
+}
+
+fn final_bytes(out: &Path) -> Vec<u8> {
+    std::fs::read(out.join("final.safetensors")).unwrap()
+}
+
+fn train_losses(out: &Path) -> Vec<(usize, u64)> {
+    read_metrics(&out.join("metrics.jsonl"))
+        .unwrap()
+        .iter()
+        .map(|m| (m.global_epoch, m.train_loss.to_bits()))
+        .collect()
+}
+
+#[test]
+fn multi_phase_method_resumes_bit_identically() {
+    let recipe = tiny_recipe();
+    let root = tempfile::tempdir().unwrap();
+
+    let full = root.path().join("full");
+    let s = run_custom(&recipe, &full, false, None);
+    assert!(s.completed);
+    assert_eq!(s.total_epochs, 4);
+    assert!((s.density - 0.5).abs() < 0.01, "density {}", s.density);
+    let reference = final_bytes(&full);
+    let ck = load_checkpoint(&full.join("final.safetensors")).unwrap();
+    let ts = ck.meta.training.unwrap();
+    assert_eq!(ts.method_state["steps"], serde_json::json!(s.total_steps));
+    assert!(ck
+        .method_tensors
+        .iter()
+        .any(|(n, _)| n == "theta0.conv1.weight"));
+    assert_eq!(ck.masks.len(), 5);
+
+    // Stopped mid-phase (after 1 epoch), then inside phase 2 (after 3), then to the end.
+    let a = root.path().join("a");
+    let s1 = run_custom(&recipe, &a, false, Some(1));
+    assert!(!s1.completed && s1.total_epochs == 1 && s1.final_test_acc.is_none());
+    assert!(!a.join("final.safetensors").exists());
+    let s2 = run_custom(&recipe, &a, true, Some(2));
+    assert_eq!((s2.epochs_run, s2.total_epochs), (2, 3));
+    let s3 = run_custom(&recipe, &a, true, None);
+    assert!(s3.completed && s3.epochs_run == 1 && s3.total_epochs == 4);
+    assert!(
+        final_bytes(&a) == reference,
+        "weights differ after resuming mid-phase"
+    );
+    assert_eq!(s3.final_test_acc, s.final_test_acc);
+    assert_eq!(train_losses(&a), train_losses(&full));
+
+    // Stopped exactly at the phase boundary, where the method prunes and rewinds on resume.
+    let b = root.path().join("b");
+    run_custom(&recipe, &b, false, Some(2));
+    let ck = load_checkpoint(&b.join("checkpoint")).unwrap();
+    assert_eq!(ck.masks.len(), 0, "no masks before the prune");
+    let s = run_custom(&recipe, &b, true, None);
+    assert!(s.completed);
+    assert!(
+        final_bytes(&b) == reference,
+        "weights differ after resuming at a phase boundary"
+    );
+
+    // A metrics line written after the last checkpoint (a kill between the two) is dropped on resume.
+    let c = root.path().join("c");
+    run_custom(&recipe, &c, false, Some(1));
+    let mut log = std::fs::read_to_string(c.join("metrics.jsonl")).unwrap();
+    let first = log
+        .lines()
+        .next()
+        .unwrap()
+        .replace("\"global_epoch\":1", "\"global_epoch\":2");
+    log.push_str(&first);
+    log.push('\n');
+    std::fs::write(c.join("metrics.jsonl"), log).unwrap();
+    run_custom(&recipe, &c, true, None);
+    assert_eq!(train_losses(&c), train_losses(&full));
+}
+
+#[test]
+fn dense_recipe_resumes_through_the_public_entry_points() {
+    let recipe = tiny_recipe();
+    let root = tempfile::tempdir().unwrap();
+    let quiet = RunOptions {
+        quiet: true,
+        ..RunOptions::default()
+    };
+    let full = root.path().join("full");
+    let s = train::run(&recipe, &full, &quiet).unwrap();
+    assert!(s.completed && s.total_epochs == 2);
+    assert_eq!(s.final_checkpoint, full.join("final.safetensors"));
+
+    let part = root.path().join("part");
+    let stop = RunOptions {
+        stop_after_epochs: Some(1),
+        ..quiet.clone()
+    };
+    let s1 = train::run(&recipe, &part, &stop).unwrap();
+    assert!(!s1.completed);
+    assert_eq!(train::resume_recipe(&part).unwrap(), recipe);
+    let s2 = train::resume(&part, &quiet).unwrap();
+    assert!(s2.completed && s2.epochs_run == 1);
+    assert!(final_bytes(&part) == final_bytes(&full));
+    assert_eq!(s2.final_test_acc, s.final_test_acc);
+    assert_eq!(s2.best_val_acc, s.best_val_acc);
+
+    // Resuming a finished run trains nothing more.
+    let s3 = train::resume(&part, &quiet).unwrap();
+    assert!(s3.completed && s3.epochs_run == 0);
+    assert!(final_bytes(&part) == final_bytes(&full));
+}
+
+#[test]
+fn bad_resumes_are_clear_errors() {
+    let root = tempfile::tempdir().unwrap();
+    let quiet = RunOptions {
+        quiet: true,
+        ..RunOptions::default()
+    };
+    let e = train::resume(&root.path().join("absent"), &quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("absent") && e.contains("no such directory"),
+        "{e}"
+    );
+    let empty = root.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let e = train::resume(&empty, &quiet).unwrap_err().to_string();
+    assert!(e.contains("no checkpoint"), "{e}");
+
+    let recipe = tiny_recipe();
+    let out = root.path().join("run");
+    let stop = RunOptions {
+        stop_after_epochs: Some(1),
+        ..quiet.clone()
+    };
+    train::run(&recipe, &out, &stop).unwrap();
+
+    // Another model.
+    let mut other = recipe.clone();
+    other.model.name = "lenet300".into();
+    let resume = RunOptions {
+        resume: true,
+        ..quiet.clone()
+    };
+    let e = train::run(&other, &out, &resume).unwrap_err().to_string();
+    assert!(
+        e.contains("model") && e.contains("lenet5") && e.contains("checkpoint.json"),
+        "{e}"
+    );
+
+    // Another recipe for the same model.
+    let mut other = recipe.clone();
+    other.train.seed = 99;
+    let e = train::run(&other, &out, &resume).unwrap_err().to_string();
+    assert!(e.contains("different recipe"), "{e}");
+
+    // A corrupt checkpoint.
+    let st = out.join("checkpoint.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    std::fs::write(&st, &bytes[..bytes.len() - 100]).unwrap();
+    let e = train::resume(&out, &quiet).unwrap_err().to_string();
+    assert!(e.contains("checkpoint.safetensors"), "{e}");
+}
