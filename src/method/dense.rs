@@ -28,7 +28,11 @@ impl Method for Dense {
         serde_json::json!({ "started": self.started })
     }
 
-    fn restore(&mut self, state: &serde_json::Value, _tensors: Vec<(String, ndarray::ArrayD<f32>)>) -> Result<()> {
+    fn restore(
+        &mut self,
+        state: &serde_json::Value,
+        _tensors: Vec<(String, ndarray::ArrayD<f32>)>,
+    ) -> Result<()> {
         self.started = state
             .get("started")
             .and_then(|v| v.as_bool())

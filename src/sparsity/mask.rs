@@ -27,7 +27,11 @@ impl Mask {
     /// Builds a mask from row-major keep flags. Panics if `keep.len()` differs from the tensor size.
     pub fn from_keep(shape: &[usize], keep: &[bool]) -> Self {
         let (rows, cols) = Self::rows_cols(shape);
-        assert_eq!(keep.len(), rows * cols, "mask flags do not match shape {shape:?}");
+        assert_eq!(
+            keep.len(),
+            rows * cols,
+            "mask flags do not match shape {shape:?}"
+        );
         let mut indptr = Vec::with_capacity(rows + 1);
         let mut indices = Vec::new();
         indptr.push(0);
@@ -50,8 +54,10 @@ impl Mask {
     pub fn from_csr(shape: &[usize], indptr: Vec<usize>, indices: Vec<usize>) -> Result<Self> {
         let (rows, cols) = Self::rows_cols(shape);
         let data = vec![1u8; indices.len()];
-        let pattern = CsMat::try_new((rows, cols), indptr, indices, data)
-            .map_err(|(_, _, _, e)| Error::Invalid(format!("invalid CSR mask for shape {shape:?}: {e}")))?;
+        let pattern =
+            CsMat::try_new((rows, cols), indptr, indices, data).map_err(|(_, _, _, e)| {
+                Error::Invalid(format!("invalid CSR mask for shape {shape:?}: {e}"))
+            })?;
         Ok(Mask {
             shape: shape.to_vec(),
             pattern,
@@ -99,7 +105,10 @@ impl Mask {
 
     /// Row-major multiplier (1.0 kept, 0.0 pruned).
     pub fn multiplier(&self) -> Vec<f32> {
-        self.keep_flags().into_iter().map(|k| k as u8 as f32).collect()
+        self.keep_flags()
+            .into_iter()
+            .map(|k| k as u8 as f32)
+            .collect()
     }
 
     /// CSR row pointers.
@@ -124,7 +133,9 @@ mod tests {
 
     #[test]
     fn csr_round_trip() {
-        let keep = [true, false, false, true, true, false, false, false, true, true, false, true];
+        let keep = [
+            true, false, false, true, true, false, false, false, true, true, false, true,
+        ];
         let m = Mask::from_keep(&[3, 2, 2], &keep);
         assert_eq!(m.nnz(), 6);
         assert_eq!(m.keep_flags(), keep);
