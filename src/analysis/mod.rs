@@ -1,8 +1,11 @@
 //! Analyses of trained models: linear mode connectivity, sign flips, per-layer sparsity, plots.
 
+pub mod checkpoints;
 pub mod lmc;
 pub mod plot;
+pub mod report;
 pub mod signs;
+pub mod sweep;
 pub mod table;
 
 use std::collections::BTreeMap;

@@ -1,8 +1,15 @@
 //! The command-line interface: clap derive, one file per subcommand. Each subcommand turns its arguments into
 //! typed library configurations and calls the library; nothing else happens here.
 
+pub mod analyze;
 pub mod bench;
+pub mod compile;
+pub mod inspect;
+pub mod pipeline;
+pub mod run;
+pub mod sweep;
 pub mod train;
+pub mod verify;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -26,6 +33,20 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Measure training or inference throughput of a model on random inputs.
     Bench(bench::BenchArgs),
+    /// Compile a checkpoint or ONNX file into ONNX, sparse ONNX, .scb and C for a target.
+    Compile(compile::CompileArgs),
+    /// Run every artefact of a compilation on a dataset and compare with the reference.
+    Verify(verify::VerifyArgs),
+    /// Show layers, shapes, sparsity, storage and bytes of any artefact.
+    Inspect(inspect::InspectArgs),
+    /// Run inference with an artefact.
+    Run(run::RunArgs),
+    /// Train, compile and verify in one go (the main job).
+    Pipeline(pipeline::PipelineArgs),
+    /// Run methods x sparsities x seeds from one file and tabulate and plot the results.
+    Sweep(sweep::SweepArgs),
+    /// Analyse checkpoints: linear mode connectivity, sign flips, per-layer sparsity.
+    Analyze(analyze::AnalyzeArgs),
 }
 
 /// Builds the global rayon pool with `threads` workers (all cores when `None`).
@@ -46,6 +67,13 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match &cli.command {
         Command::Train(a) => train::run(a),
         Command::Bench(a) => bench::run(a),
+        Command::Compile(a) => compile::run(a),
+        Command::Verify(a) => verify::run(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Run(a) => run::run(a),
+        Command::Pipeline(a) => pipeline::run(a),
+        Command::Sweep(a) => sweep::run(a),
+        Command::Analyze(a) => analyze::run(a),
     }
 }
 
