@@ -7,7 +7,14 @@ use std::process::Command;
 fn pipeline_trains_compiles_and_verifies_every_format() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sculpt"))
-        .args(["--threads", "2", "pipeline", "--quiet", "--require-all", "--out"])
+        .args([
+            "--threads",
+            "2",
+            "pipeline",
+            "--quiet",
+            "--require-all",
+            "--out",
+        ])
         .arg(dir.path())
         .output()
         .unwrap();
@@ -29,7 +36,14 @@ fn pipeline_trains_compiles_and_verifies_every_format() {
         .and_then(|v| v.trim().parse().ok())
         .expect("trained accuracy line");
     assert!(acc >= 95.0, "sparse LeNet-5 reached only {acc}%");
-    for f in ["model.onnx", "model.sparse.onnx", "model.scb", "model.int8.scb", "model.c", "model.h"] {
+    for f in [
+        "model.onnx",
+        "model.sparse.onnx",
+        "model.scb",
+        "model.int8.scb",
+        "model.c",
+        "model.h",
+    ] {
         assert!(dir.path().join("artefacts").join(f).exists(), "{f} missing");
     }
     let density: f64 = serde_json::from_str::<serde_json::Value>(

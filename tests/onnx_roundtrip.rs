@@ -174,7 +174,8 @@ fn importer_rejects_bad_files() {
 
     // edited files lose the integrity record, as a third-party file would not have one
     let mut base = ModelProto::parse_from_bytes(&bytes).unwrap();
-    base.metadata_props.retain(|e| e.key != sculpt::compile::emit::onnx::GRAPH_SHA256);
+    base.metadata_props
+        .retain(|e| e.key != sculpt::compile::emit::onnx::GRAPH_SHA256);
     import_bytes(&base.write_to_bytes().unwrap(), Path::new("ok.onnx")).unwrap();
     // missing initializer
     let mut m = base.clone();

@@ -1,16 +1,23 @@
-//! `sculpt bench train|infer`: throughput of the CPU engine on random inputs.
+//! `sculpt bench train|forward|infer`: throughput of the CPU engine (train step, eval forward) and of the
+//! compiled artefacts (runtime vs tract) on random inputs.
 
 use clap::{Args, ValueEnum};
 
+use crate::compile::bench::{
+    bench_graph, random_images, synthetic_graph, InferBench, InferBenchOptions,
+};
 use crate::engine::bench::{bench_infer, bench_train, BenchReport};
 use crate::nn::ModelSpec;
 
 /// What to measure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum BenchKind {
-    /// Forward, backward and SGD step.
+    /// The engine: forward, backward and SGD step.
     Train,
-    /// Eval-mode forward.
+    /// The engine: eval-mode forward.
+    Forward,
+    /// The compiled model: `.scb` through the runtime (f32 and int8) against the dense ONNX through tract,
+    /// batch-1 latency on one thread and throughput on `--threads`, at each of `--sparsities`.
     Infer,
 }
 
@@ -23,16 +30,19 @@ pub struct BenchArgs {
     /// Model name, e.g. lenet5, resnet20.
     #[arg(long, default_value = "resnet20")]
     pub model: String,
-    /// Batch size.
+    /// Batch size (train and forward).
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
+    /// Sparsities of the prunable weights (infer).
+    #[arg(long, value_delimiter = ',', default_value = "0,0.9,0.95,0.98")]
+    pub sparsities: Vec<f64>,
     /// Input shape C,H,W (default: 1,28,28 for MLP/LeNet models, 3,32,32 otherwise).
     #[arg(long, value_name = "C,H,W")]
     pub input: Option<String>,
     /// Number of classes.
     #[arg(long, default_value_t = 10)]
     pub classes: usize,
-    /// Seconds of measurement.
+    /// Seconds of measurement (infer: per runner, for latency and again for throughput).
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
     /// Print the report as JSON.
@@ -77,7 +87,8 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let spec = ModelSpec::from_name(&args.model, input, args.classes)?;
     let report: BenchReport = match args.kind {
         BenchKind::Train => bench_train(&spec, args.batch, args.seconds),
-        BenchKind::Infer => bench_infer(&spec, args.batch, args.seconds),
+        BenchKind::Forward => bench_infer(&spec, args.batch, args.seconds),
+        BenchKind::Infer => return infer(args, &spec),
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -97,6 +108,51 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
             report.reps,
             report.gflops
         );
+    }
+    Ok(())
+}
+
+/// `sculpt bench infer`: one table row per (sparsity, runner).
+fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
+    let options = InferBenchOptions {
+        threads: rayon::current_num_threads(),
+        seconds: args.seconds,
+        int8: true,
+    };
+    let mut all: Vec<InferBench> = Vec::new();
+    if !args.json {
+        println!(
+            "{} inference, latency at batch 1 on 1 thread, throughput on {} threads",
+            args.model, options.threads
+        );
+        println!(
+            "{:>8}  {:<20} {:>10} {:>12} {:>12} {:>10}  {:>10}",
+            "sparsity", "runner", "bytes", "latency ms", "images/s", "vs tract", "(latency)"
+        );
+    }
+    for &s in &args.sparsities {
+        let graph = synthetic_graph(spec, s, 0)?;
+        let calibration = random_images(&graph, 32, 7);
+        let r = bench_graph(&args.model, s, graph, &calibration, &options)?;
+        if !args.json {
+            let base = &r.runners[0];
+            for f in &r.runners {
+                println!(
+                    "{:>7.1}%  {:<20} {:>10} {:>12.4} {:>12.1} {:>9.2}x  {:>9.2}x",
+                    100.0 * s,
+                    f.runner,
+                    f.bytes,
+                    f.latency_ms,
+                    f.images_per_s,
+                    f.images_per_s / base.images_per_s,
+                    base.latency_ms / f.latency_ms
+                );
+            }
+        }
+        all.push(r);
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&all)?);
     }
     Ok(())
 }

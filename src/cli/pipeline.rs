@@ -60,7 +60,11 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
         summary.density
     );
 
-    eprintln!("[2/3] compiling for {} into {}", args.target, art_dir.display());
+    eprintln!(
+        "[2/3] compiling for {} into {}",
+        args.target,
+        art_dir.display()
+    );
     let target = super::compile::load_target(&args.target, &args.targets_dir)?;
     let artefacts = compile(
         &summary.final_checkpoint,
@@ -93,7 +97,10 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
         100.0 * gap
     );
     if !report.passed {
-        bail!("artefacts in {} disagree with the reference", art_dir.display());
+        bail!(
+            "artefacts in {} disagree with the reference",
+            art_dir.display()
+        );
     }
     // The reference runs the same weights in f32 with BN folded; a one-image difference is the most rounding
     // can explain on the test set.

@@ -56,8 +56,8 @@ impl Target {
 
     /// Parses and validates a target description; `origin` names it in errors.
     pub fn parse(text: &str, origin: &Path) -> Result<Target> {
-        let t: Target =
-            toml::from_str(text).map_err(|e| Error::format(origin, format!("invalid target: {e}")))?;
+        let t: Target = toml::from_str(text)
+            .map_err(|e| Error::format(origin, format!("invalid target: {e}")))?;
         t.validate().map_err(|msg| Error::format(origin, msg))?;
         Ok(t)
     }
@@ -65,12 +65,18 @@ impl Target {
     /// The targets shipped in `targets/`, built into the binary so it runs from anywhere.
     pub fn builtin(name: &str) -> Option<Target> {
         const BUILTIN: [(&str, &str); 3] = [
-            ("host-x86_64", include_str!("../../targets/host-x86_64.toml")),
+            (
+                "host-x86_64",
+                include_str!("../../targets/host-x86_64.toml"),
+            ),
             ("cortex-m4f", include_str!("../../targets/cortex-m4f.toml")),
             ("cortex-m7", include_str!("../../targets/cortex-m7.toml")),
         ];
         let (_, text) = BUILTIN.iter().find(|(n, _)| *n == name)?;
-        Some(Target::parse(text, Path::new(&format!("targets/{name}.toml"))).expect("shipped targets are valid"))
+        Some(
+            Target::parse(text, Path::new(&format!("targets/{name}.toml")))
+                .expect("shipped targets are valid"),
+        )
     }
 
     /// Loads `<dir>/<name>.toml`.

@@ -27,7 +27,10 @@ pub enum Split {
 /// largest remainder (ties to the earlier cycle); a cycle rounded to zero gets one epoch, taken from the longest.
 /// Needs `total >= cycles`.
 pub fn split_epochs(split: Split, cycles: usize, total: usize) -> Vec<usize> {
-    assert!(cycles > 0 && total >= cycles, "need at least one epoch per cycle");
+    assert!(
+        cycles > 0 && total >= cycles,
+        "need at least one epoch per cycle"
+    );
     let weights: Vec<f64> = (1..=cycles)
         .map(|c| match split {
             Split::Constant => 1.0,
@@ -38,14 +41,20 @@ pub fn split_epochs(split: Split, cycles: usize, total: usize) -> Vec<usize> {
     let sum: f64 = weights.iter().sum();
     let exact: Vec<f64> = weights.iter().map(|w| w / sum * total as f64).collect();
     let mut out: Vec<usize> = exact.iter().map(|e| e.floor() as usize).collect();
-    let mut rem: Vec<(f64, usize)> = exact.iter().enumerate().map(|(i, e)| (e - e.floor(), i)).collect();
+    let mut rem: Vec<(f64, usize)> = exact
+        .iter()
+        .enumerate()
+        .map(|(i, e)| (e - e.floor(), i))
+        .collect();
     rem.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
     let missing = total - out.iter().sum::<usize>();
     for &(_, i) in rem.iter().take(missing) {
         out[i] += 1;
     }
     while let Some(z) = out.iter().position(|&e| e == 0) {
-        let longest = (0..cycles).max_by(|&a, &b| out[a].cmp(&out[b]).then(b.cmp(&a))).expect("cycles > 0");
+        let longest = (0..cycles)
+            .max_by(|&a, &b| out[a].cmp(&out[b]).then(b.cmp(&a)))
+            .expect("cycles > 0");
         out[longest] -= 1;
         out[z] = 1;
     }

@@ -17,11 +17,14 @@ pub fn kaiming_init<R: Rng>(graph: &Graph, rng: &mut R) -> Vec<(TensorInfo, Arra
             let value = match t.role {
                 TensorRole::Weight => {
                     let fan_in: usize = t.shape[1..].iter().product();
-                    let normal = Normal::new(0.0f32, (2.0 / fan_in as f32).sqrt()).expect("finite std");
+                    let normal =
+                        Normal::new(0.0f32, (2.0 / fan_in as f32).sqrt()).expect("finite std");
                     ArrayD::from_shape_simple_fn(shape, || normal.sample(rng))
                 }
                 TensorRole::BnWeight | TensorRole::RunningVar => ArrayD::ones(shape),
-                TensorRole::Bias | TensorRole::BnBias | TensorRole::RunningMean => ArrayD::zeros(shape),
+                TensorRole::Bias | TensorRole::BnBias | TensorRole::RunningMean => {
+                    ArrayD::zeros(shape)
+                }
             };
             (t, value)
         })

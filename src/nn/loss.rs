@@ -7,7 +7,12 @@ use ndarray::{Array2, ArrayView2, Axis};
 /// Computed in f64 internally for stability.
 pub fn cross_entropy(logits: ArrayView2<f32>, labels: &[u32], eps: f32) -> (f64, Array2<f32>) {
     let (n, k) = logits.dim();
-    assert_eq!(n, labels.len(), "batch of {n} logits but {} labels", labels.len());
+    assert_eq!(
+        n,
+        labels.len(),
+        "batch of {n} logits but {} labels",
+        labels.len()
+    );
     let mut grad = Array2::<f32>::zeros((n, k));
     let mut total = 0.0f64;
     let eps = eps as f64;
@@ -67,9 +72,14 @@ mod tests {
                     p[[i, j]] += h;
                     let mut m = logits.clone();
                     m[[i, j]] -= h;
-                    let fd = (cross_entropy(p.view(), &labels, eps).0 - cross_entropy(m.view(), &labels, eps).0)
+                    let fd = (cross_entropy(p.view(), &labels, eps).0
+                        - cross_entropy(m.view(), &labels, eps).0)
                         / (2.0 * h as f64);
-                    assert!((fd - g[[i, j]] as f64).abs() < 1e-4, "{fd} vs {}", g[[i, j]]);
+                    assert!(
+                        (fd - g[[i, j]] as f64).abs() < 1e-4,
+                        "{fd} vs {}",
+                        g[[i, j]]
+                    );
                 }
             }
         }

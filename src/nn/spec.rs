@@ -211,10 +211,24 @@ impl ModelSpec {
                 };
                 let mut h = b.conv("conv1", x, c1, 5, 1, pad, true)?;
                 h = b.push("relu1", Op::Relu, vec![h])?;
-                h = b.push("pool1", Op::MaxPool2d { kernel: 2, stride: 2 }, vec![h])?;
+                h = b.push(
+                    "pool1",
+                    Op::MaxPool2d {
+                        kernel: 2,
+                        stride: 2,
+                    },
+                    vec![h],
+                )?;
                 h = b.conv("conv2", h, c2, 5, 1, 0, true)?;
                 h = b.push("relu2", Op::Relu, vec![h])?;
-                h = b.push("pool2", Op::MaxPool2d { kernel: 2, stride: 2 }, vec![h])?;
+                h = b.push(
+                    "pool2",
+                    Op::MaxPool2d {
+                        kernel: 2,
+                        stride: 2,
+                    },
+                    vec![h],
+                )?;
                 h = b.push("flatten", Op::Flatten, vec![h])?;
                 for (i, &f) in fcs.iter().enumerate() {
                     h = b.linear(&format!("fc{}", i + 1), h, f)?;
@@ -232,10 +246,17 @@ impl ModelSpec {
                 let mut h = b.conv("conv1", x, 16, 3, 1, 1, false)?;
                 h = b.bn("bn1", h)?;
                 h = b.push("relu", Op::Relu, vec![h])?;
-                for (stage, (width, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate() {
+                for (stage, (width, stride)) in [(16, 1), (32, 2), (64, 2)].into_iter().enumerate()
+                {
                     for i in 0..n {
                         let s = if i == 0 { stride } else { 1 };
-                        h = b.basic_block(&format!("layer{}.{i}", stage + 1), h, width, s, *shortcut)?;
+                        h = b.basic_block(
+                            &format!("layer{}.{i}", stage + 1),
+                            h,
+                            width,
+                            s,
+                            *shortcut,
+                        )?;
                     }
                 }
                 h = b.push("avgpool", Op::GlobalAvgPool, vec![h])?;
@@ -245,22 +266,40 @@ impl ModelSpec {
                 let mut h = b.conv("conv1", x, 64, 3, 1, 1, false)?;
                 h = b.bn("bn1", h)?;
                 h = b.push("relu", Op::Relu, vec![h])?;
-                for (stage, (width, stride)) in [(64, 1), (128, 2), (256, 2), (512, 2)].into_iter().enumerate() {
+                for (stage, (width, stride)) in [(64, 1), (128, 2), (256, 2), (512, 2)]
+                    .into_iter()
+                    .enumerate()
+                {
                     for i in 0..2 {
                         let s = if i == 0 { stride } else { 1 };
-                        h = b.basic_block(&format!("layer{}.{i}", stage + 1), h, width, s, Shortcut::Projection)?;
+                        h = b.basic_block(
+                            &format!("layer{}.{i}", stage + 1),
+                            h,
+                            width,
+                            s,
+                            Shortcut::Projection,
+                        )?;
                     }
                 }
                 h = b.push("avgpool", Op::GlobalAvgPool, vec![h])?;
                 b.linear("fc", h, self.classes)?
             }
             Arch::Vgg16Bn => {
-                const CFG: [usize; 18] = [64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0];
+                const CFG: [usize; 18] = [
+                    64, 64, 0, 128, 128, 0, 256, 256, 256, 0, 512, 512, 512, 0, 512, 512, 512, 0,
+                ];
                 let mut h = x;
                 let mut conv_i = 0;
                 for (i, &c) in CFG.iter().enumerate() {
                     if c == 0 {
-                        h = b.push(&format!("pool{i}"), Op::MaxPool2d { kernel: 2, stride: 2 }, vec![h])?;
+                        h = b.push(
+                            &format!("pool{i}"),
+                            Op::MaxPool2d {
+                                kernel: 2,
+                                stride: 2,
+                            },
+                            vec![h],
+                        )?;
                     } else {
                         conv_i += 1;
                         h = b.conv(&format!("conv{conv_i}"), h, c, 3, 1, 1, false)?;
@@ -284,7 +323,11 @@ impl ModelSpec {
         match &self.arch {
             Arch::Mlp { hidden } => format!(
                 "mlp-{}",
-                hidden.iter().map(|h| h.to_string()).collect::<Vec<_>>().join("-")
+                hidden
+                    .iter()
+                    .map(|h| h.to_string())
+                    .collect::<Vec<_>>()
+                    .join("-")
             ),
             Arch::LeNet5 {
                 variant: LeNet5Variant::Classic,
@@ -323,7 +366,11 @@ impl Graph {
                     bias,
                     ..
                 } => {
-                    add("weight", vec![*out_channels, *in_channels, *kernel, *kernel], TensorRole::Weight);
+                    add(
+                        "weight",
+                        vec![*out_channels, *in_channels, *kernel, *kernel],
+                        TensorRole::Weight,
+                    );
                     if *bias {
                         add("bias", vec![*out_channels], TensorRole::Bias);
                     }
@@ -333,7 +380,11 @@ impl Graph {
                     out_features,
                     bias,
                 } => {
-                    add("weight", vec![*out_features, *in_features], TensorRole::Weight);
+                    add(
+                        "weight",
+                        vec![*out_features, *in_features],
+                        TensorRole::Weight,
+                    );
                     if *bias {
                         add("bias", vec![*out_features], TensorRole::Bias);
                     }
@@ -357,7 +408,9 @@ impl Graph {
             .enumerate()
             .map(|(i, n)| match &n.op {
                 Op::Conv2d {
-                    in_channels, kernel, ..
+                    in_channels,
+                    kernel,
+                    ..
                 } => {
                     let s = &self.shapes[i];
                     (s.iter().product::<usize>() * in_channels * kernel * kernel) as u64
@@ -397,7 +450,10 @@ impl GraphBuilder {
     fn chw(&self, i: usize, who: &str) -> Result<(usize, usize, usize)> {
         match self.shapes[i][..] {
             [c, h, w] => Ok((c, h, w)),
-            _ => Err(Error::Model(format!("{who} needs a (C, H, W) input, got {:?}", self.shapes[i]))),
+            _ => Err(Error::Model(format!(
+                "{who} needs a (C, H, W) input, got {:?}",
+                self.shapes[i]
+            ))),
         }
     }
 
@@ -416,7 +472,9 @@ impl GraphBuilder {
         let x = inputs[0];
         let pooled = |k: usize, s: usize, h: usize| -> Result<usize> {
             if h < k {
-                Err(Error::Model(format!("{name}: input of size {h} is smaller than the window {k}")))
+                Err(Error::Model(format!(
+                    "{name}: input of size {h} is smaller than the window {k}"
+                )))
             } else {
                 Ok((h - k) / s + 1)
             }
@@ -433,7 +491,9 @@ impl GraphBuilder {
             } => {
                 let (c, h, w) = self.chw(x, name)?;
                 if c != *in_channels {
-                    return Err(Error::Model(format!("{name}: expects {in_channels} channels, got {c}")));
+                    return Err(Error::Model(format!(
+                        "{name}: expects {in_channels} channels, got {c}"
+                    )));
                 }
                 let oh = pooled(*kernel, *stride, h + 2 * padding)?;
                 let ow = pooled(*kernel, *stride, w + 2 * padding)?;
@@ -455,7 +515,11 @@ impl GraphBuilder {
             Op::BatchNorm2d { .. } | Op::Relu => self.shapes[x].clone(),
             Op::MaxPool2d { kernel, stride } | Op::AvgPool2d { kernel, stride } => {
                 let (c, h, w) = self.chw(x, name)?;
-                vec![c, pooled(*kernel, *stride, h)?, pooled(*kernel, *stride, w)?]
+                vec![
+                    c,
+                    pooled(*kernel, *stride, h)?,
+                    pooled(*kernel, *stride, w)?,
+                ]
             }
             Op::GlobalAvgPool => vec![self.chw(x, name)?.0],
             Op::Flatten => vec![self.numel(x)],
@@ -474,13 +538,26 @@ impl GraphBuilder {
                 pad_after,
             } => {
                 let (c, h, w) = self.chw(x, name)?;
-                vec![c + pad_before + pad_after, h.div_ceil(*stride), w.div_ceil(*stride)]
+                vec![
+                    c + pad_before + pad_after,
+                    h.div_ceil(*stride),
+                    w.div_ceil(*stride),
+                ]
             }
         })
     }
 
     #[allow(clippy::too_many_arguments)]
-    fn conv(&mut self, name: &str, x: usize, out: usize, k: usize, s: usize, p: usize, bias: bool) -> Result<usize> {
+    fn conv(
+        &mut self,
+        name: &str,
+        x: usize,
+        out: usize,
+        k: usize,
+        s: usize,
+        p: usize,
+        bias: bool,
+    ) -> Result<usize> {
         let (c, _, _) = self.chw(x, name)?;
         self.push(
             name,
@@ -519,7 +596,14 @@ impl GraphBuilder {
         self.push(name, Op::BatchNorm2d { channels: c }, vec![x])
     }
 
-    fn basic_block(&mut self, p: &str, x: usize, width: usize, stride: usize, shortcut: Shortcut) -> Result<usize> {
+    fn basic_block(
+        &mut self,
+        p: &str,
+        x: usize,
+        width: usize,
+        stride: usize,
+        shortcut: Shortcut,
+    ) -> Result<usize> {
         let (cin, _, _) = self.chw(x, p)?;
         let mut h = self.conv(&format!("{p}.conv1"), x, width, 3, stride, 1, false)?;
         h = self.bn(&format!("{p}.bn1"), h)?;
@@ -571,12 +655,30 @@ mod tests {
     fn parameter_counts_match_the_literature() {
         let mnist = [1, 28, 28];
         let cifar = [3, 32, 32];
-        assert_eq!(count_params(&ModelSpec::from_name("lenet300", mnist, 10).unwrap()), 266_610);
-        assert_eq!(count_params(&ModelSpec::from_name("lenet5", mnist, 10).unwrap()), 61_706);
-        assert_eq!(count_params(&ModelSpec::from_name("lenet5caffe", mnist, 10).unwrap()), 431_080);
-        assert_eq!(count_params(&ModelSpec::from_name("resnet20", cifar, 10).unwrap()), 269_722);
-        assert_eq!(count_params(&ModelSpec::from_name("resnet56", cifar, 10).unwrap()), 853_018);
-        assert_eq!(count_params(&ModelSpec::from_name("resnet18", cifar, 10).unwrap()), 11_173_962);
+        assert_eq!(
+            count_params(&ModelSpec::from_name("lenet300", mnist, 10).unwrap()),
+            266_610
+        );
+        assert_eq!(
+            count_params(&ModelSpec::from_name("lenet5", mnist, 10).unwrap()),
+            61_706
+        );
+        assert_eq!(
+            count_params(&ModelSpec::from_name("lenet5caffe", mnist, 10).unwrap()),
+            431_080
+        );
+        assert_eq!(
+            count_params(&ModelSpec::from_name("resnet20", cifar, 10).unwrap()),
+            269_722
+        );
+        assert_eq!(
+            count_params(&ModelSpec::from_name("resnet56", cifar, 10).unwrap()),
+            853_018
+        );
+        assert_eq!(
+            count_params(&ModelSpec::from_name("resnet18", cifar, 10).unwrap()),
+            11_173_962
+        );
     }
 
     #[test]
@@ -605,7 +707,10 @@ mod tests {
 
     #[test]
     fn stable_paths() {
-        let g = ModelSpec::from_name("resnet20b", [3, 32, 32], 10).unwrap().graph().unwrap();
+        let g = ModelSpec::from_name("resnet20b", [3, 32, 32], 10)
+            .unwrap()
+            .graph()
+            .unwrap();
         let names: Vec<_> = g.tensors().into_iter().map(|t| t.path).collect();
         assert!(names.contains(&"layer2.0.shortcut.0.weight".to_string()));
         assert!(names.contains(&"layer3.2.bn2.running_var".to_string()));

@@ -8,14 +8,20 @@ use serde::{Deserialize, Serialize};
 pub enum Shape {
     Constant,
     /// Multiply by `gamma` at each milestone, given as fractions of the cycle (e.g. `[0.5, 0.75]`).
-    MultiStep { milestones: Vec<f64>, gamma: f64 },
+    MultiStep {
+        milestones: Vec<f64>,
+        gamma: f64,
+    },
     /// Cosine decay from the peak to `min_lr`.
     Cosine {
         #[serde(default)]
         min_lr: f64,
     },
     /// Linear rise from `start·lr` to `lr` over the first `peak` fraction, then linear fall to 0 at the end.
-    Triangular { start: f64, peak: f64 },
+    Triangular {
+        start: f64,
+        peak: f64,
+    },
 }
 
 /// A cycle's schedule: peak learning rate, curve shape and linear warm-up over the first `warmup` fraction of the
@@ -42,10 +48,16 @@ impl Schedule {
     /// Checks the hyperparameters.
     pub fn validate(&self) -> Result<(), String> {
         if !(self.lr.is_finite() && self.lr >= 0.0) {
-            return Err(format!("learning rate must be finite and non-negative, got {}", self.lr));
+            return Err(format!(
+                "learning rate must be finite and non-negative, got {}",
+                self.lr
+            ));
         }
         if !(0.0..1.0).contains(&self.warmup) {
-            return Err(format!("warmup must be a fraction in [0, 1), got {}", self.warmup));
+            return Err(format!(
+                "warmup must be a fraction in [0, 1), got {}",
+                self.warmup
+            ));
         }
         match &self.shape {
             Shape::MultiStep { milestones, gamma } => {
@@ -81,7 +93,9 @@ impl Schedule {
                 let passed = milestones.iter().filter(|&&m| frac >= m).count();
                 self.lr * gamma.powi(passed as i32)
             }
-            Shape::Cosine { min_lr } => min_lr + (self.lr - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos()),
+            Shape::Cosine { min_lr } => {
+                min_lr + (self.lr - min_lr) * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
             Shape::Triangular { start, peak } => {
                 if t < *peak {
                     self.lr * (start + (1.0 - start) * t / peak)
@@ -101,12 +115,17 @@ mod tests {
     fn serde_round_trip_rejects_unknown_keys() {
         let s = Schedule {
             lr: 0.1,
-            shape: Shape::Triangular { start: 0.2, peak: 0.2 },
+            shape: Shape::Triangular {
+                start: 0.2,
+                peak: 0.2,
+            },
             warmup: 0.0,
         };
         let json = serde_json::to_string(&s).unwrap();
         assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), s);
-        assert!(serde_json::from_str::<Schedule>(r#"{"lr":0.1,"shape":"cosine","colour":1}"#).is_err());
+        assert!(
+            serde_json::from_str::<Schedule>(r#"{"lr":0.1,"shape":"cosine","colour":1}"#).is_err()
+        );
     }
 
     #[test]
@@ -131,7 +150,10 @@ mod tests {
         assert!((m.lr(80, 100) - 0.01).abs() < 1e-12);
         let t = Schedule {
             lr: 1.0,
-            shape: Shape::Triangular { start: 0.2, peak: 0.2 },
+            shape: Shape::Triangular {
+                start: 0.2,
+                peak: 0.2,
+            },
             warmup: 0.0,
         };
         assert!((t.lr(0, 100) - 0.2).abs() < 1e-12);

@@ -79,7 +79,10 @@ mod tests {
         sgd_update(&cfg, 0.5, true, &mut w, &[1.0], &mut b, None);
         // d = 1 - 0.005 = 0.995; buf = 0.9 * 2.1 + 0.995 = 2.885; w = -0.05 - 1.4425
         assert!((w[0] + 1.4925).abs() < 1e-5 && (b[0] - 2.885).abs() < 1e-5);
-        let nest = SgdConfig { nesterov: true, ..cfg };
+        let nest = SgdConfig {
+            nesterov: true,
+            ..cfg
+        };
         let (mut w, mut b) = ([1.0f32], [1.0f32]);
         sgd_update(&nest, 1.0, false, &mut w, &[1.0], &mut b, None);
         // buf = 0.9 + 1 = 1.9; step = 1 + 0.9 * 1.9 = 2.71
@@ -91,7 +94,15 @@ mod tests {
         let cfg = SgdConfig::default();
         let mut w = [0.0f32, 1.0];
         let mut b = [0.3f32, 0.0];
-        sgd_update(&cfg, 0.1, true, &mut w, &[5.0, 1.0], &mut b, Some(&[0.0, 1.0]));
+        sgd_update(
+            &cfg,
+            0.1,
+            true,
+            &mut w,
+            &[5.0, 1.0],
+            &mut b,
+            Some(&[0.0, 1.0]),
+        );
         assert_eq!(w[0], 0.0);
         assert_eq!(b[0], 0.0);
         assert!(w[1] < 1.0);

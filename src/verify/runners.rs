@@ -14,28 +14,53 @@ fn fail(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Invalid(format!("{what}: {e}"))
 }
 
-/// Runs an ONNX model with tract, one sample at a time. `graph` supplies the input shape and normalisation.
-pub fn tract(bytes: &[u8], graph: &Graph, xs: &[f32]) -> Result<Vec<f32>> {
-    use tract_onnx::prelude::*;
-    let [c, h, w] = graph.input.shape;
-    let model = tract_onnx::onnx()
-        .model_for_read(&mut &bytes[..])
-        .and_then(|m| m.with_input_fact(0, f32::fact([1, c, h, w]).into()))
-        .and_then(|m| m.into_optimized())
-        .and_then(|m| m.into_runnable())
-        .map_err(|e| fail("tract cannot load the ONNX model", format!("{e:#}")))?;
-    let mut out = Vec::new();
-    for x in xs.chunks(c * h * w) {
-        let t = tract_ndarray::Array4::from_shape_vec((1, c, h, w), normalize(graph, x))
+/// An ONNX model loaded and optimised by tract for batch-1 inputs of a graph's input shape.
+pub struct Tract {
+    plan: std::sync::Arc<tract_onnx::prelude::TypedSimplePlan>,
+    shape: [usize; 3],
+}
+
+impl Tract {
+    /// Loads `bytes` for single images of `graph`'s input shape.
+    pub fn load(bytes: &[u8], graph: &Graph) -> Result<Self> {
+        use tract_onnx::prelude::*;
+        let [c, h, w] = graph.input.shape;
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .and_then(|m| m.with_input_fact(0, f32::fact([1, c, h, w]).into()))
+            .and_then(|m| m.into_optimized())
+            .and_then(|m| m.into_runnable())
+            .map_err(|e| fail("tract cannot load the ONNX model", format!("{e:#}")))?;
+        Ok(Tract {
+            plan,
+            shape: graph.input.shape,
+        })
+    }
+
+    /// The logits of one already-normalised image.
+    pub fn run_normalised(&self, x: &[f32]) -> Result<Vec<f32>> {
+        use tract_onnx::prelude::*;
+        let [c, h, w] = self.shape;
+        let t = tract_ndarray::Array4::from_shape_vec((1, c, h, w), x.to_vec())
             .map_err(|e| fail("tract input", e))?;
-        let r = model
+        let r = self
+            .plan
             .run(tvec!(Tensor::from(t).into()))
             .map_err(|e| fail("tract run", format!("{e:#}")))?;
-        let t = r[0].clone().into_tensor();
-        let v = t
+        let v = r[0]
             .to_plain_array_view::<f32>()
             .map_err(|e| fail("tract output", e))?;
-        out.extend(v.iter().copied());
+        Ok(v.iter().copied().collect())
+    }
+}
+
+/// Runs an ONNX model with tract, one sample at a time. `graph` supplies the input shape and normalisation.
+pub fn tract(bytes: &[u8], graph: &Graph, xs: &[f32]) -> Result<Vec<f32>> {
+    let model = Tract::load(bytes, graph)?;
+    let per: usize = graph.input.shape.iter().product();
+    let mut out = Vec::new();
+    for x in xs.chunks(per) {
+        out.extend(model.run_normalised(&normalize(graph, x))?);
     }
     Ok(out)
 }

@@ -1,0 +1,219 @@
+//! `sculpt sweep` end to end on tiny real runs: every point trained once, results table and aggregates consistent
+//! with the per-run rows, plots written, finished points skipped on a re-run, an interrupted point resumed, and
+//! bad sweep files rejected with a message.
+
+use std::cell::Cell;
+use std::path::Path;
+
+use sculpt::analysis::sweep::{aggregate, run_sweep, ResultRow, SweepSpec};
+use sculpt::error::Result;
+use sculpt::train::{Recipe, RunOptions, RunSummary};
+
+const SWEEP: &str = r#"
+title = "tiny"
+out = "out"
+seeds = [0, 1]
+sparsities = [0.8]
+
+[base]
+model = { name = "lenet300" }
+data = { source = { kind = "embedded" }, validation = 0.1, train_limit = 512, test_limit = 256 }
+train = { epochs = 1, batch_size = 64, seed = 0 }
+schedule = { lr = 0.05, shape = "constant" }
+method = { kind = "dense" }
+
+[[run]]
+name = "static"
+group = "g"
+method = { kind = "static", pai = { score = "random", allocation = "erk" } }
+
+[[run]]
+name = "cyclic"
+group = "g"
+method = { kind = "cyclic", cycles = 2, split = "constant", pai = { score = "random", allocation = "erk" } }
+sparsities = [0.8, 0.9]
+"#;
+
+fn write(dir: &Path, text: &str) -> std::path::PathBuf {
+    let p = dir.join("sweep.toml");
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn sweep(
+    file: &Path,
+    report: Option<&Path>,
+    calls: &Cell<usize>,
+    opts: &RunOptions,
+) -> Result<Vec<ResultRow>> {
+    let (spec, root) = SweepSpec::load(file)?;
+    let train = |r: &Recipe, d: &Path, o: &RunOptions| -> Result<RunSummary> {
+        calls.set(calls.get() + 1);
+        sculpt::train::run(r, d, o)
+    };
+    run_sweep(
+        &spec,
+        &root,
+        report,
+        opts,
+        &train,
+        &mut |_| {},
+        "sculpt sweep",
+    )
+}
+
+#[test]
+fn sweep_trains_each_point_once_and_writes_consistent_outputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = write(dir.path(), SWEEP);
+    let report = dir.path().join("docs/report.md");
+    let opts = RunOptions {
+        quiet: true,
+        ..RunOptions::default()
+    };
+    let calls = Cell::new(0);
+    let rows = sweep(&file, Some(&report), &calls, &opts).unwrap();
+    assert_eq!(calls.get(), 6, "2 seeds x (1 + 2) sparsities");
+    assert_eq!(rows.len(), 6);
+    for r in &rows {
+        let want = 1.0 - r.sparsity;
+        assert!(
+            (r.density - want).abs() < 0.01,
+            "{} density {}",
+            r.name,
+            r.density
+        );
+        assert!(
+            r.test_acc > 0.3 && r.test_acc <= 1.0,
+            "{} acc {}",
+            r.name,
+            r.test_acc
+        );
+    }
+    let cyclic: Vec<&ResultRow> = rows.iter().filter(|r| r.name == "cyclic").collect();
+    assert!(cyclic
+        .iter()
+        .all(|r| r.epochs == 2 && r.train_loss.len() == 2));
+
+    let aggs = aggregate(&rows);
+    assert_eq!(aggs.len(), 3);
+    let a = aggs.iter().find(|a| a.name == "static").unwrap();
+    let accs: Vec<f64> = rows
+        .iter()
+        .filter(|r| r.name == "static")
+        .map(|r| r.test_acc)
+        .collect();
+    let mean = (accs[0] + accs[1]) / 2.0;
+    let std = ((accs[0] - mean).powi(2) + (accs[1] - mean).powi(2)).sqrt();
+    assert!((a.test_acc_mean - mean).abs() < 1e-12 && (a.test_acc_std - std).abs() < 1e-12);
+
+    let out = dir.path().join("out");
+    let csv = std::fs::read_to_string(out.join("results.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 7, "header + 6 rows");
+    let json: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["rows"].as_array().unwrap().len(), 6);
+    assert_eq!(json["aggregates"].as_array().unwrap().len(), 3);
+    let md = std::fs::read_to_string(&report).unwrap();
+    assert!(md.contains("static") && md.contains("cyclic") && md.contains("±"));
+    let docs = report.parent().unwrap();
+    let mut png = 0;
+    let mut svg = 0;
+    for e in std::fs::read_dir(docs).unwrap() {
+        let p = e.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        match p.extension().and_then(|e| e.to_str()) {
+            Some("png") => {
+                assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "{}", p.display());
+                png += 1;
+            }
+            Some("svg") => {
+                assert!(
+                    String::from_utf8_lossy(&bytes).contains("<svg"),
+                    "{}",
+                    p.display()
+                );
+                svg += 1;
+            }
+            _ => {}
+        }
+    }
+    assert!(
+        png >= 2 && svg >= 2,
+        "accuracy and loss plots as PNG and SVG ({png} png, {svg} svg)"
+    );
+
+    let again = Cell::new(0);
+    let rows2 = sweep(&file, Some(&report), &again, &opts).unwrap();
+    assert_eq!(again.get(), 0, "finished points are not trained again");
+    assert_eq!(rows2, rows);
+}
+
+#[test]
+fn an_interrupted_point_is_resumed_to_the_same_result() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = SWEEP
+        .replace("seeds = [0, 1]", "seeds = [3]")
+        .replace("sparsities = [0.8, 0.9]", "sparsities = [0.9]")
+        .replace("epochs = 1,", "epochs = 2,");
+    let file = write(dir.path(), &text);
+    let calls = Cell::new(0);
+    let stop = RunOptions {
+        quiet: true,
+        stop_after_epochs: Some(1),
+        ..RunOptions::default()
+    };
+    let err = sweep(&file, None, &calls, &stop).unwrap_err();
+    assert!(
+        err.to_string().contains("stopped before completing"),
+        "{err}"
+    );
+    let opts = RunOptions {
+        quiet: true,
+        ..RunOptions::default()
+    };
+    let resumed = sweep(&file, None, &calls, &opts).unwrap();
+
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh_file = write(fresh_dir.path(), &text);
+    let fresh = sweep(&fresh_file, None, &Cell::new(0), &opts).unwrap();
+    assert_eq!(resumed.len(), fresh.len());
+    for (a, b) in resumed.iter().zip(&fresh) {
+        assert_eq!(
+            (a.test_acc, a.final_train_loss),
+            (b.test_acc, b.final_train_loss)
+        );
+    }
+}
+
+#[test]
+fn bad_sweep_files_are_rejected_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for (edit, needle) in [
+        (SWEEP.replace("title =", "colour = 1\ntitle ="), "colour"),
+        (
+            SWEEP.replace("name = \"cyclic\"", "name = \"static\""),
+            "twice",
+        ),
+        (
+            SWEEP.replace("sparsities = [0.8, 0.9]", "sparsities = [0.8, 1.0]"),
+            "sparsity",
+        ),
+        (SWEEP.replace("seeds = [0, 1]", "seeds = []"), "seeds"),
+        (
+            SWEEP.replace("kind = \"cyclic\"", "kind = \"cyclical\""),
+            "cyclical",
+        ),
+        (
+            SWEEP.replace("name = \"static\"", "name = \"../x\""),
+            "plain directory",
+        ),
+    ] {
+        let file = write(dir.path(), &edit);
+        let err = SweepSpec::load(&file)
+            .and_then(|(s, root)| s.points(&root).map(|_| ()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(needle), "expected '{needle}' in: {err}");
+    }
+}

@@ -1,0 +1,84 @@
+//! ONNX files exported by PyTorch (tests/fixtures, made by scripts/torch-fixtures.py), 90% of every conv and
+//! linear weight zeroed. The importer must read them, store the
+//! zeros sparsely after the passes, and reproduce the logits PyTorch computed, through the interpreter and
+//! through the `.scb` runtime.
+
+use std::path::Path;
+
+use sculpt::compile::import;
+use sculpt::compile::interp;
+use sculpt::compile::ir::Storage;
+use sculpt::compile::lower;
+use sculpt::compile::pipeline::{build, target_formats};
+use sculpt::verify::runners;
+
+struct Fixture {
+    inputs: Vec<f32>,
+    logits: Vec<f32>,
+}
+
+fn fixture(name: &str) -> Fixture {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{name}.json"));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let floats = |k: &str| -> Vec<f32> {
+        v[k].as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_f64().unwrap() as f32)
+            .collect()
+    };
+    Fixture {
+        inputs: floats("inputs"),
+        logits: floats("logits"),
+    }
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+fn check(name: &str, weights: usize) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("tests/fixtures/{name}.onnx"));
+    let f = fixture(name);
+    let source = import::import(&path).unwrap();
+    let want = &f.logits;
+    let got = interp::run_batch(&source, &f.inputs).unwrap();
+    let d = max_abs_diff(&got, want);
+    assert!(d < 1e-4, "{name}: interpreter vs PyTorch max |Δ| {d}");
+
+    let g = build(source, &target_formats(None), None).unwrap();
+    let mut sparse = 0;
+    for node in &g.float.nodes {
+        if let Some(w) = node.op.weight() {
+            assert!(
+                w.sparsity() >= 0.899,
+                "{name}: {} has sparsity {}",
+                node.name,
+                w.sparsity()
+            );
+            if matches!(w.storage, Storage::Csr { .. }) {
+                sparse += 1;
+            }
+        }
+    }
+    assert_eq!(sparse, weights, "{name}: every weight stored sparsely");
+
+    let scb = lower::scb(&g.float, g.hash).unwrap();
+    let got = runners::runtime(&scb, &f.inputs).unwrap();
+    let d = max_abs_diff(&got, want);
+    assert!(d < 1e-4, "{name}: runtime vs PyTorch max |Δ| {d}");
+
+    let onnx = std::fs::read(&path).unwrap();
+    let got = runners::tract(&onnx, &g.float, &f.inputs).unwrap();
+    let d = max_abs_diff(&got, want);
+    assert!(d < 1e-4, "{name}: tract vs PyTorch max |Δ| {d}");
+}
+
+#[test]
+fn pytorch_lenet5_export_imports_and_matches_pytorch() {
+    check("torch-lenet5", 5);
+}
