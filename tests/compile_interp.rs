@@ -163,7 +163,7 @@ fn bn_folding_and_relu_fusion_preserve_outputs() {
 fn layout_picks_the_smallest_encoding_and_keeps_outputs() {
     let spec = lenet5();
     let g = fuse(fold_bn(graph(&spec, 0.95, 9)).unwrap()).unwrap();
-    let all = [IndexFormat::Gap8, IndexFormat::U16, IndexFormat::U32, IndexFormat::Rle4];
+    let all = [IndexFormat::Gap8, IndexFormat::U16, IndexFormat::U32, IndexFormat::Rice];
     let l = layout::layout(g.clone(), &all).unwrap();
     for n in &l.nodes {
         if let Some(w) = n.op.weight() {
