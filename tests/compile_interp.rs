@@ -238,7 +238,7 @@ fn layout_picks_the_smallest_encoding_and_keeps_outputs() {
         IndexFormat::Gap8,
         IndexFormat::U16,
         IndexFormat::U32,
-        IndexFormat::Rle4,
+        IndexFormat::Rice,
     ];
     let l = layout::layout(g.clone(), &all).unwrap();
     for n in &l.nodes {

@@ -108,7 +108,7 @@ fn conv_every_encoding_stride_padding() {
             Some(IndexEncoding::Gap8),
             Some(IndexEncoding::Idx16),
             Some(IndexEncoding::Idx32),
-            Some(IndexEncoding::Rle4),
+            Some(IndexEncoding::Rice),
         ] {
             let (c, h, w, co) = (3, 9, 7, 4);
             let wt = sparse_weights(&mut rng, co * c * k * k, 0.3);

@@ -260,7 +260,6 @@ fn csr_fields() {
     let b0 = valid(Kind::F32);
     let gap8 = tensor_with(&b0, 1);
     let idx16 = tensor_with(&b0, 2);
-    let rle4 = tensor_with(&b0, 4);
     let data = |b: &[u8]| section_of(b, section::DATA).0;
     // An absolute index past the last column.
     assert_eq!(
@@ -308,19 +307,90 @@ fn csr_fields() {
             tensor: gap8 as u32
         }
     );
-    // Run-length codes that run past the end of the tensor.
+}
+
+#[test]
+fn rice_fields() {
+    let b0 = valid(Kind::F32);
+    let gap8 = tensor_with(&b0, 1) as u32;
+    let rice = tensor_with(&b0, 4);
+    let t = rice as u32;
+    let data = |b: &[u8]| section_of(b, section::DATA).0;
+    let stream = |b: &[u8]| {
+        let o = tensor_at(b, rice);
+        (
+            data(b) + u32_at(b, o + 28) as usize,
+            u32_at(b, o + 32) as usize,
+        )
+    };
+    // A Rice parameter above 7, and a parameter on an encoding without one.
     assert_eq!(
         mutated(Kind::F32, |b| {
-            let o = tensor_at(b, rle4);
-            let at = data(b) + u32_at(b, o + 28) as usize;
-            let n = u32_at(b, o + 32) as usize;
-            for k in 0..n / 2 {
-                b[at + k] = 0xEE
-            }
+            let o = tensor_at(b, rice);
+            b[o + 3] = 8
         }),
-        LoadError::IndexOutOfRange {
-            tensor: rle4 as u32
-        }
+        LoadError::BadEncodingParam { tensor: t }
+    );
+    assert_eq!(
+        mutated(Kind::F32, |b| {
+            let o = tensor_at(b, gap8 as usize);
+            b[o + 3] = 1
+        }),
+        LoadError::BadEncodingParam { tensor: gap8 }
+    );
+    // A last code that runs past the stream.
+    assert_eq!(
+        mutated(Kind::F32, |b| {
+            let o = tensor_at(b, rice);
+            let n = u32_at(b, o + 32);
+            set_u32(b, o + 32, n - 1)
+        }),
+        LoadError::BadIndexStream { tensor: t }
+    );
+    // One value more than the stream codes.
+    assert_eq!(
+        mutated(Kind::F32, |b| {
+            let o = tensor_at(b, rice);
+            let n = u32_at(b, o + 20);
+            set_u32(b, o + 20, n + 1)
+        }),
+        LoadError::BadIndexStream { tensor: t }
+    );
+    // A stream longer than its codes.
+    assert_eq!(
+        mutated(Kind::F32, |b| {
+            let o = tensor_at(b, rice);
+            let n = u32_at(b, o + 32);
+            set_u32(b, o + 32, n + 1)
+        }),
+        LoadError::BadIndexStream { tensor: t }
+    );
+    // A nonzero bit after the stream in its last byte.
+    let (_, n) = stream(&b0);
+    assert_ne!(n % 8, 0, "the test model's stream ends inside a byte");
+    assert_eq!(
+        mutated(Kind::F32, |b| {
+            let (at, n) = stream(b);
+            b[at + n / 8] |= 0x80
+        }),
+        LoadError::BadIndexStream { tensor: t }
+    );
+    // Positions past the end of the tensor: one row fewer.
+    assert_eq!(
+        mutated(Kind::F32, |b| {
+            let o = tensor_at(b, rice);
+            let rows = u32_at(b, o + 4);
+            set_u32(b, o + 4, rows - 1)
+        }),
+        LoadError::IndexOutOfRange { tensor: t }
+    );
+    // A stream that leaves the data section.
+    assert_eq!(
+        mutated(Kind::F32, |b| {
+            let o = tensor_at(b, rice);
+            set_u32(b, o + 32, u32::MAX)
+        }),
+        LoadError::TensorDataOutOfBounds { tensor: t }
     );
 }
 

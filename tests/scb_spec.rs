@@ -57,15 +57,16 @@ fn worked_example_parses_and_runs() {
 }
 
 #[test]
-fn rle4_example_matches_the_encoder() {
+fn rice_example_matches_the_encoder() {
     let w: Vec<u8> = [0.0f32, 1.5, 0.0, -2.0, 0.5, 0.0, 0.0, 0.0]
         .iter()
         .flat_map(|v| v.to_le_bytes())
         .collect();
     let enc = CsrBytes::from_dense(2, 4, &w, 4)
-        .encode(IndexEncoding::Rle4)
+        .encode(IndexEncoding::Rice)
         .unwrap();
-    assert_eq!(enc.index, vec![0x11, 0x00]);
-    assert_eq!(enc.index_len, 3);
-    assert!(spec().contains("bytes `11 00`, index length 3"));
+    assert_eq!(enc.index, vec![0x1a]);
+    assert_eq!(enc.index_len, 5);
+    assert_eq!(enc.param, 0);
+    assert!(spec().contains("byte `1a`, index length 5"));
 }

@@ -32,7 +32,7 @@ fn malformed_target_is_an_error_naming_the_file() {
         .unwrap_err()
         .to_string()
         .contains("power of two"));
-    std::fs::write(&p, good.replace("\"rle4\"]", "\"rle4\", \"zip\"]")).unwrap();
+    std::fs::write(&p, good.replace("\"rice\"]", "\"rice\", \"zip\"]")).unwrap();
     assert!(Target::load(&p).is_err());
 }
 

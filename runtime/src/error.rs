@@ -86,6 +86,16 @@ pub enum LoadError {
     IndexOutOfRange {
         tensor: u32,
     },
+    /// An encoding parameter out of range: a Rice parameter above 7, or a nonzero parameter byte on a tensor
+    /// whose encoding has none.
+    BadEncodingParam {
+        tensor: u32,
+    },
+    /// A Rice stream whose codes run past its length, do not end exactly at its length, or leave nonzero bits
+    /// in its last byte.
+    BadIndexStream {
+        tensor: u32,
+    },
     /// A quantisation scale that is not finite and positive, or missing/present against the type.
     BadScale {
         tensor: u32,

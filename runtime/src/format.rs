@@ -20,7 +20,8 @@ pub const BUFFER_SIZE: usize = 24;
 pub const GRAPH_HEADER_SIZE: usize = 32;
 /// Size of one op record.
 pub const OP_SIZE: usize = 32;
-/// Alignment of sections in the file, of payload arrays in the data section and of buffers in the arena.
+/// Alignment of sections in the file and of buffers in the arena. Arrays in the data section are aligned to
+/// their element size instead ([`dtype_size`], [`index_align`]).
 pub const ALIGN: usize = 16;
 /// Marks an absent optional reference (tensor, buffer or data offset).
 pub const NONE: u32 = 0xFFFF_FFFF;
@@ -47,12 +48,12 @@ pub mod feature {
     pub const CSR_IDX16: u32 = 1 << 3;
     /// CSR with u32 absolute column indices.
     pub const CSR_IDX32: u32 = 1 << 4;
-    /// Row-major run-length nibbles.
-    pub const RLE4: u32 = 1 << 5;
+    /// Rice-coded gaps over the flattened tensor.
+    pub const RICE: u32 = 1 << 5;
     /// Input normalisation by per-channel mean and standard deviation.
     pub const NORMALIZE: u32 = 1 << 6;
     /// Every bit this reader knows.
-    pub const KNOWN: u32 = F16 | INT8 | CSR_GAP8 | CSR_IDX16 | CSR_IDX32 | RLE4 | NORMALIZE;
+    pub const KNOWN: u32 = F16 | INT8 | CSR_GAP8 | CSR_IDX16 | CSR_IDX32 | RICE | NORMALIZE;
 }
 
 /// Element types of tensors and buffers.
@@ -69,7 +70,9 @@ pub mod encoding {
     pub const CSR_GAP8: u8 = 1;
     pub const CSR_IDX16: u8 = 2;
     pub const CSR_IDX32: u8 = 3;
-    pub const RLE4: u8 = 4;
+    pub const RICE: u8 = 4;
+    /// Largest Rice parameter `k` of a [`RICE`] tensor.
+    pub const RICE_MAX_PARAM: u8 = 7;
 }
 
 /// Op codes of the graph section.
@@ -93,6 +96,28 @@ pub const fn dtype_size(dtype: u8) -> usize {
         dtype::F32 | dtype::I32 => 4,
         dtype::F16 => 2,
         dtype::I8 => 1,
+        _ => 0,
+    }
+}
+
+/// Alignment of the index stream of a tensor in `encoding` in the data section: the size of one index
+/// element (1 for gap bytes and Rice bit streams, 2 and 4 for u16 and u32 indices). Values are aligned to
+/// [`dtype_size`]; row pointers, scales and the normalisation arrays to 4.
+pub const fn index_align(encoding: u8) -> usize {
+    match encoding {
+        encoding::CSR_IDX16 => 2,
+        encoding::CSR_IDX32 => 4,
+        _ => 1,
+    }
+}
+
+/// Bytes of the index stream of a tensor in `encoding` holding `index_len` codes (bits for [`encoding::RICE`]).
+pub const fn index_bytes(encoding: u8, index_len: usize) -> usize {
+    match encoding {
+        encoding::CSR_GAP8 => index_len,
+        encoding::CSR_IDX16 => 2 * index_len,
+        encoding::CSR_IDX32 => 4 * index_len,
+        encoding::RICE => index_len.div_ceil(8),
         _ => 0,
     }
 }

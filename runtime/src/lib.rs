@@ -17,6 +17,7 @@ pub mod format;
 pub mod kernels;
 mod model;
 pub mod quant;
+mod rice;
 mod weights;
 
 pub use bytes::f16_to_f32;

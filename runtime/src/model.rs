@@ -34,13 +34,15 @@ pub struct Model<'a> {
 pub struct TensorDesc {
     pub dtype: u8,
     pub encoding: u8,
+    /// Encoding parameter: the Rice parameter `k` for [`encoding::RICE`], 0 otherwise.
+    pub param: u8,
     pub rank: u8,
     pub dims: [u32; 4],
     /// Stored values (for gap encodings, filler entries included).
     pub nnz: u32,
     pub values_off: u32,
     pub index_off: u32,
-    /// Number of index codes: gap bytes, u16/u32 indices or nibbles.
+    /// Length of the index stream: gap bytes, u16/u32 indices, or bits of a Rice stream.
     pub index_len: u32,
     pub indptr_off: u32,
     pub scales_off: u32,
@@ -339,6 +341,7 @@ impl<'a> Model<'a> {
         TensorDesc {
             dtype: u8_at(b, o),
             encoding: u8_at(b, o + 1),
+            param: u8_at(b, o + 3),
             rank: u8_at(b, o + 2),
             dims: [
                 u32_at(b, o + 4),
@@ -407,13 +410,7 @@ impl<'a> Model<'a> {
     pub fn tensor_bytes(&self, i: u32) -> usize {
         let t = self.tensor(i);
         let mut n = t.nnz as usize * dtype_size(t.dtype);
-        n += match t.encoding {
-            encoding::CSR_GAP8 => t.index_len as usize,
-            encoding::CSR_IDX16 => 2 * t.index_len as usize,
-            encoding::CSR_IDX32 => 4 * t.index_len as usize,
-            encoding::RLE4 => (t.index_len as usize).div_ceil(2),
-            _ => 0,
-        };
+        n += index_bytes(t.encoding, t.index_len as usize);
         if t.indptr_off != NONE {
             n += 4 * (t.rows() + 1);
         }
@@ -423,9 +420,10 @@ impl<'a> Model<'a> {
         n
     }
 
-    fn range_ok(&self, off: u32, bytes: usize) -> bool {
+    /// Whether `bytes` bytes at `off` lie in the data section, `off` a multiple of `align`.
+    fn range_ok(&self, off: u32, bytes: usize, align: usize) -> bool {
         off != NONE
-            && off as usize % ALIGN == 0
+            && off as usize % align == 0
             && (off as usize)
                 .checked_add(bytes)
                 .is_some_and(|e| e <= self.data.len)
@@ -434,7 +432,7 @@ impl<'a> Model<'a> {
     fn check_tensor(&self, i: u32) -> Result<(), LoadError> {
         let t = self.tensor(i);
         let o = self.tensors.off + i as usize * TENSOR_SIZE;
-        if u8_at(self.bytes, o + 3) != 0 || u32_at(self.bytes, o + 44) != 0 {
+        if u32_at(self.bytes, o + 44) != 0 {
             return Err(LoadError::ReservedNotZero { offset: o as u32 });
         }
         let need = |bit: u32| {
@@ -455,8 +453,16 @@ impl<'a> Model<'a> {
             encoding::CSR_GAP8 => need(feature::CSR_GAP8)?,
             encoding::CSR_IDX16 => need(feature::CSR_IDX16)?,
             encoding::CSR_IDX32 => need(feature::CSR_IDX32)?,
-            encoding::RLE4 => need(feature::RLE4)?,
+            encoding::RICE => need(feature::RICE)?,
             _ => return Err(LoadError::BadEncoding { tensor: i }),
+        }
+        let max_param = if t.encoding == encoding::RICE {
+            encoding::RICE_MAX_PARAM
+        } else {
+            0
+        };
+        if t.param > max_param {
+            return Err(LoadError::BadEncodingParam { tensor: i });
         }
         let rank = t.rank as usize;
         if !(1..=4).contains(&rank) {
@@ -484,11 +490,15 @@ impl<'a> Model<'a> {
         if t.nnz as usize > numel + numel / 255 + rows + 1 {
             return Err(LoadError::NnzMismatch { tensor: i });
         }
-        if !self.range_ok(t.values_off, t.nnz as usize * dtype_size(t.dtype)) {
+        if !self.range_ok(
+            t.values_off,
+            t.nnz as usize * dtype_size(t.dtype),
+            dtype_size(t.dtype),
+        ) {
             return Err(bad_data);
         }
         if t.dtype == dtype::I8 {
-            if !self.range_ok(t.scales_off, 4 * rows) {
+            if !self.range_ok(t.scales_off, 4 * rows, 4) {
                 return Err(bad_data);
             }
             let d = self.data();
@@ -510,54 +520,19 @@ impl<'a> Model<'a> {
             }
             return Ok(());
         }
-        let code_bytes = match t.encoding {
-            encoding::CSR_GAP8 => t.index_len as usize,
-            encoding::CSR_IDX16 => 2 * t.index_len as usize,
-            encoding::CSR_IDX32 => 4 * t.index_len as usize,
-            _ => (t.index_len as usize).div_ceil(2),
-        };
-        if !self.range_ok(t.index_off, code_bytes) {
+        let code_bytes = index_bytes(t.encoding, t.index_len as usize);
+        if !self.range_ok(t.index_off, code_bytes, index_align(t.encoding)) {
             return Err(bad_data);
         }
         let d = self.data();
         let cols = t.cols();
-        if t.encoding == encoding::RLE4 {
+        if t.encoding == encoding::RICE {
             if t.indptr_off != NONE {
                 return Err(LoadError::BadEncoding { tensor: i });
             }
-            let base = t.index_off as usize;
-            let mut next: usize = 0;
-            let mut values = 0usize;
-            let mut last = 0u8;
-            for k in 0..t.index_len as usize {
-                let byte = u8_at(d, base + k / 2);
-                let c = if k % 2 == 0 { byte & 0x0F } else { byte >> 4 };
-                last = c;
-                if c == 15 {
-                    next += 15;
-                } else {
-                    let p = next + c as usize;
-                    if p >= numel {
-                        return Err(LoadError::IndexOutOfRange { tensor: i });
-                    }
-                    values += 1;
-                    next = p + 1;
-                }
-                if next > numel + 15 {
-                    return Err(LoadError::IndexOutOfRange { tensor: i });
-                }
-            }
-            if last == 15
-                || (t.index_len % 2 == 1 && u8_at(d, base + t.index_len as usize / 2) >> 4 != 0)
-            {
-                return Err(LoadError::BadEncoding { tensor: i });
-            }
-            if values != t.nnz as usize {
-                return Err(LoadError::NnzMismatch { tensor: i });
-            }
-            return Ok(());
+            return crate::rice::check(d, &t, i);
         }
-        if !self.range_ok(t.indptr_off, 4 * (rows + 1)) {
+        if !self.range_ok(t.indptr_off, 4 * (rows + 1), 4) {
             return Err(bad_data);
         }
         if t.index_len != t.nnz {
@@ -672,8 +647,8 @@ impl<'a> Model<'a> {
             let inp = self.input();
             let c = inp.dims[0] as usize;
             if inp.rank != 3
-                || !self.range_ok(self.mean_off, 4 * c)
-                || !self.range_ok(self.std_off, 4 * c)
+                || !self.range_ok(self.mean_off, 4 * c, 4)
+                || !self.range_ok(self.std_off, 4 * c, 4)
             {
                 return Err(LoadError::BadNormalization);
             }

@@ -3,6 +3,7 @@
 use crate::bytes::{f16_to_f32, f32_at, i32_at, u16_at, u32_at, u8_at};
 use crate::format::{dtype, encoding};
 use crate::model::TensorDesc;
+use crate::rice::read_gap;
 
 /// One stored entry: its row, its column and the index of its value in the values array.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,6 +18,7 @@ pub struct Entry {
 pub struct Entries<'a> {
     data: &'a [u8],
     enc: u8,
+    param: u8,
     rows: usize,
     cols: usize,
     nnz: usize,
@@ -34,6 +36,7 @@ impl<'a> Entries<'a> {
         Entries {
             data,
             enc: t.encoding,
+            param: t.param,
             rows: t.rows(),
             cols: t.cols(),
             nnz: t.nnz as usize,
@@ -75,25 +78,16 @@ impl Iterator for Entries<'_> {
                 self.k += 1;
                 Some(e)
             }
-            encoding::RLE4 => {
-                loop {
-                    if self.code >= self.index_len {
-                        return None;
-                    }
-                    let byte = u8_at(self.data, self.index_off + self.code / 2);
-                    let c = if self.code % 2 == 0 {
-                        byte & 0x0F
-                    } else {
-                        byte >> 4
-                    } as usize;
-                    self.code += 1;
-                    if c == 15 {
-                        self.next_col += 15;
-                    } else {
-                        self.next_col += c;
-                        break;
-                    }
-                }
+            encoding::RICE => {
+                let (gap, at) = read_gap(
+                    self.data,
+                    self.index_off,
+                    self.code,
+                    self.index_len,
+                    self.param,
+                )?;
+                self.code = at;
+                self.next_col += gap as usize;
                 while self.next_col >= self.cols {
                     self.next_col -= self.cols;
                     self.row += 1;

@@ -72,7 +72,7 @@ const OPS: [&str; 9] = [
     "subsamplepad",
     "relu",
 ];
-const ENCODINGS: [&str; 5] = ["dense", "csr-gap8", "csr-u16", "csr-u32", "rle4"];
+const ENCODINGS: [&str; 5] = ["dense", "csr-gap8", "csr-u16", "csr-u32", "rice"];
 const DTYPES: [&str; 4] = ["f32", "f16", "int8", "i32"];
 
 /// The listing of a `.scb` file (parsed and validated by the runtime). Sparsity counts stored entries
@@ -112,7 +112,12 @@ pub fn layers_of_scb(bytes: &[u8]) -> anyhow::Result<(Vec<Layer>, String)> {
                     .collect(),
             );
             l.sparsity = Some(1.0 - stored as f64 / t.numel().max(1) as f64);
-            l.storage = ENCODINGS.get(t.encoding as usize).map(|s| s.to_string());
+            l.storage = ENCODINGS
+                .get(t.encoding as usize)
+                .map(|s| match t.encoding {
+                    sculpt_runtime::format::encoding::RICE => format!("{s}(k={})", t.param),
+                    _ => s.to_string(),
+                });
             l.dtype = DTYPES.get(t.dtype as usize).map(|s| s.to_string());
             l.bytes = Some(m.tensor_bytes(op.weight));
         }

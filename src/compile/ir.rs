@@ -101,8 +101,9 @@ pub enum IndexFormat {
     U16,
     /// u32 absolute column indices.
     U32,
-    /// 4-bit run lengths over the flattened row-major matrix (15 = advance 15 without an entry).
-    Rle4,
+    /// Rice-coded gaps over the flattened row-major matrix, the Rice parameter chosen per weight from its
+    /// pattern ([`crate::compile::emit::rice::best_param`]).
+    Rice,
 }
 
 impl IndexFormat {
@@ -111,7 +112,7 @@ impl IndexFormat {
             IndexFormat::Gap8 => "gap8",
             IndexFormat::U16 => "u16",
             IndexFormat::U32 => "u32",
-            IndexFormat::Rle4 => "rle4",
+            IndexFormat::Rice => "rice",
         }
     }
 }

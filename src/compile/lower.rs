@@ -17,7 +17,7 @@ fn encoding(f: IndexFormat) -> IndexEncoding {
         IndexFormat::Gap8 => IndexEncoding::Gap8,
         IndexFormat::U16 => IndexEncoding::Idx16,
         IndexFormat::U32 => IndexEncoding::Idx32,
-        IndexFormat::Rle4 => IndexEncoding::Rle4,
+        IndexFormat::Rice => IndexEncoding::Rice,
     }
 }
 
@@ -27,7 +27,7 @@ pub fn index_format(e: IndexEncoding) -> IndexFormat {
         IndexEncoding::Gap8 => IndexFormat::Gap8,
         IndexEncoding::Idx16 => IndexFormat::U16,
         IndexEncoding::Idx32 => IndexFormat::U32,
-        IndexEncoding::Rle4 => IndexFormat::Rle4,
+        IndexEncoding::Rice => IndexFormat::Rice,
     }
 }
 

@@ -148,7 +148,7 @@ pub fn target_formats(target: Option<&Target>) -> Vec<IndexFormat> {
             IndexFormat::Gap8,
             IndexFormat::U16,
             IndexFormat::U32,
-            IndexFormat::Rle4,
+            IndexFormat::Rice,
         ],
     }
 }

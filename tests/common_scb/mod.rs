@@ -163,7 +163,7 @@ pub fn small_resnet(kind: Kind, density: f64, seed: u64) -> ScbModel {
     };
     let x = b.buffer(vec![3, 12, 12]);
     let h = b.conv(x, 8, 3, 1, 1, true, Some(IndexEncoding::Gap8));
-    let r = b.conv(h, 16, 3, 2, 1, true, Some(IndexEncoding::Rle4));
+    let r = b.conv(h, 16, 3, 2, 1, true, Some(IndexEncoding::Rice));
     let r = b.conv(r, 16, 3, 1, 1, false, Some(IndexEncoding::Idx16));
     let sc = b.same_scale(h, vec![16, 6, 6]);
     b.m.ops.push(OpSpec {

@@ -4,11 +4,12 @@
 
 use sculpt_runtime::crc::crc32;
 use sculpt_runtime::format::{
-    align_up, dtype, encoding, feature, opcode, section, ALIGN, BUFFER_SIZE, GRAPH_HEADER_SIZE,
-    HEADER_CRC_AT, HEADER_SIZE, MAGIC, NONE, OP_SIZE, SECTION_ENTRY_SIZE, TENSOR_SIZE,
-    VERSION_MAJOR, VERSION_MINOR,
+    align_up, dtype, dtype_size, encoding, feature, index_align, opcode, section, ALIGN,
+    BUFFER_SIZE, GRAPH_HEADER_SIZE, HEADER_CRC_AT, HEADER_SIZE, MAGIC, NONE, OP_SIZE,
+    SECTION_ENTRY_SIZE, TENSOR_SIZE, VERSION_MAJOR, VERSION_MINOR,
 };
 
+use super::rice;
 use crate::error::{Error, Result};
 
 /// Element type of stored weight values.
@@ -32,19 +33,19 @@ pub enum IndexEncoding {
     Idx16,
     /// CSR, u32 absolute column indices.
     Idx32,
-    /// Row-major run-length nibbles over the flattened tensor.
-    Rle4,
+    /// Rice-coded gaps over the flattened row-major tensor, parameter chosen per tensor.
+    Rice,
 }
 
 impl IndexEncoding {
-    pub const ALL: [IndexEncoding; 4] = [Self::Gap8, Self::Idx16, Self::Idx32, Self::Rle4];
+    pub const ALL: [IndexEncoding; 4] = [Self::Gap8, Self::Idx16, Self::Idx32, Self::Rice];
 
     fn code(self) -> u8 {
         match self {
             Self::Gap8 => encoding::CSR_GAP8,
             Self::Idx16 => encoding::CSR_IDX16,
             Self::Idx32 => encoding::CSR_IDX32,
-            Self::Rle4 => encoding::RLE4,
+            Self::Rice => encoding::RICE,
         }
     }
 
@@ -53,7 +54,7 @@ impl IndexEncoding {
             Self::Gap8 => feature::CSR_GAP8,
             Self::Idx16 => feature::CSR_IDX16,
             Self::Idx32 => feature::CSR_IDX32,
-            Self::Rle4 => feature::RLE4,
+            Self::Rice => feature::RICE,
         }
     }
 
@@ -63,7 +64,7 @@ impl IndexEncoding {
             Self::Gap8 => "gap8",
             Self::Idx16 => "idx16",
             Self::Idx32 => "idx32",
-            Self::Rle4 => "rle4",
+            Self::Rice => "rice",
         }
     }
 }
@@ -84,9 +85,12 @@ pub struct CsrBytes {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Encoded {
     pub encoding: u8,
+    /// Encoding parameter (the Rice parameter `k`; 0 for other encodings).
+    pub param: u8,
     pub nnz: usize,
     pub values: Vec<u8>,
     pub index: Vec<u8>,
+    /// Length of the index stream in its units: gap bytes, u16/u32 indices, or bits of a Rice stream.
     pub index_len: usize,
     pub indptr: Option<Vec<u32>>,
 }
@@ -139,6 +143,7 @@ impl CsrBytes {
         }
         Encoded {
             encoding: encoding::DENSE,
+            param: 0,
             nnz: self.rows * self.cols,
             values,
             index: Vec::new(),
@@ -189,38 +194,28 @@ impl CsrBytes {
                 indptr = self.indptr.iter().map(|&p| p as u32).collect();
                 index_len = self.nnz();
             }
-            IndexEncoding::Rle4 => {
-                let mut nibbles = Vec::new();
-                let mut next = 0usize;
-                for r in 0..self.rows {
-                    for k in self.indptr[r]..self.indptr[r + 1] {
-                        let pos = r * self.cols + self.indices[k];
-                        while pos - next >= 15 {
-                            nibbles.push(15u8);
-                            next += 15;
-                        }
-                        nibbles.push((pos - next) as u8);
-                        next = pos + 1;
-                    }
-                }
-                values.extend_from_slice(&self.values);
-                index_len = nibbles.len();
-                index = nibbles
-                    .chunks(2)
-                    .map(|p| p[0] | (p.get(1).copied().unwrap_or(0) << 4))
-                    .collect();
+            IndexEncoding::Rice => {
+                let positions = (0..self.rows).flat_map(|r| {
+                    (self.indptr[r]..self.indptr[r + 1])
+                        .map(move |k| r * self.cols + self.indices[k])
+                });
+                let gaps = rice::gaps(positions);
+                let (k, _) = rice::best_param(&gaps);
+                let (stream, bits) = rice::encode(&gaps, k);
                 return Some(Encoded {
                     encoding: enc.code(),
+                    param: k,
                     nnz: self.nnz(),
-                    values,
-                    index,
-                    index_len,
+                    values: self.values.clone(),
+                    index: stream,
+                    index_len: bits,
                     indptr: None,
                 });
             }
         }
         Some(Encoded {
             encoding: enc.code(),
+            param: 0,
             nnz: values.len() / e,
             values,
             index,
@@ -262,6 +257,7 @@ impl TensorSpec {
             dims,
             data: Encoded {
                 encoding: encoding::DENSE,
+                param: 0,
                 nnz,
                 values,
                 index: Vec::new(),
@@ -376,6 +372,10 @@ fn put_u32(out: &mut Vec<u8>, v: u32) {
     out.extend_from_slice(&v.to_le_bytes());
 }
 
+fn le_bytes(words: impl Iterator<Item = [u8; 4]>) -> Vec<u8> {
+    words.flatten().collect()
+}
+
 fn pad_to(out: &mut Vec<u8>, align: usize) {
     while out.len() % align != 0 {
         out.push(0);
@@ -431,12 +431,12 @@ impl ScbModel {
     }
 
     /// Plans the arena and lays the file out: header, section table, TENSORS, BUFFERS, GRAPH, DATA, each
-    /// section 16-byte aligned with its CRC-32.
+    /// section 16-byte aligned with its CRC-32; each array in DATA aligned to its element size.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
         let (offsets, arena) = plan_arena(&self.live_sizes(), &self.ops, self.input, self.output);
         let mut data: Vec<u8> = Vec::new();
-        let mut place = |bytes: &[u8]| -> Result<u32> {
-            pad_to(&mut data, ALIGN);
+        let mut place = |bytes: &[u8], align: usize| -> Result<u32> {
+            pad_to(&mut data, align);
             let at = size_u32(data.len(), "data offset")?;
             data.extend_from_slice(bytes);
             Ok(at)
@@ -453,22 +453,27 @@ impl ScbModel {
             for (d, &v) in dims.iter_mut().zip(&t.dims) {
                 *d = size_u32(v, "dimension")?;
             }
-            let values_off = place(&t.data.values)?;
+            let values_off = place(&t.data.values, dtype_size(t.dtype))?;
             let (index_off, indptr_off) = if t.data.encoding == encoding::DENSE {
                 (NONE, NONE)
             } else {
-                let i = place(&t.data.index)?;
+                let i = place(&t.data.index, index_align(t.data.encoding))?;
                 let p = match &t.data.indptr {
-                    Some(p) => place(&p.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?,
+                    Some(p) => place(&le_bytes(p.iter().map(|v| v.to_le_bytes())), 4)?,
                     None => NONE,
                 };
                 (i, p)
             };
             let scales_off = match &t.scales {
-                Some(s) => place(&s.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?,
+                Some(s) => place(&le_bytes(s.iter().map(|v| v.to_le_bytes())), 4)?,
                 None => NONE,
             };
-            tensors.extend_from_slice(&[t.dtype, t.data.encoding, t.dims.len() as u8, 0]);
+            tensors.extend_from_slice(&[
+                t.dtype,
+                t.data.encoding,
+                t.dims.len() as u8,
+                t.data.param,
+            ]);
             for d in dims {
                 put_u32(&mut tensors, d);
             }
@@ -486,8 +491,8 @@ impl ScbModel {
         }
         let (mean_off, std_off) = match &self.normalization {
             Some((m, s)) => (
-                place(&m.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?,
-                place(&s.iter().flat_map(|v| v.to_le_bytes()).collect::<Vec<u8>>())?,
+                place(&le_bytes(m.iter().map(|v| v.to_le_bytes())), 4)?,
+                place(&le_bytes(s.iter().map(|v| v.to_le_bytes())), 4)?,
             ),
             None => (NONE, NONE),
         };

@@ -22,6 +22,7 @@ const KERNELS: &str = r#"
 /*@sc_types*/
 typedef struct {
     int enc;
+    int param;
     int vtype;
     int32_t rows;
     int32_t cols;
@@ -101,21 +102,30 @@ static int sc_next(sc_iter *it, int32_t *row, int32_t *col, int32_t *k)
         *col = it->next;
         it->next += 1;
     } else if (t->enc == 4) {
-        const uint8_t *codes = (const uint8_t *)t->index;
+        const uint8_t *bits = (const uint8_t *)t->index;
+        int32_t q = 0;
+        int32_t low = 0;
+        int32_t j;
         for (;;) {
-            int32_t c;
+            int bit;
             if (it->code >= t->index_len) {
                 return 0;
             }
-            c = (it->code % 2 == 0) ? (codes[it->code / 2] & 0x0F) : (codes[it->code / 2] >> 4);
+            bit = (bits[it->code / 8] >> (it->code % 8)) & 1;
             it->code += 1;
-            if (c == 15) {
-                it->next += 15;
-            } else {
-                it->next += c;
+            if (bit) {
                 break;
             }
+            q += 1;
         }
+        if (t->index_len - it->code < t->param) {
+            return 0;
+        }
+        for (j = 0; j < t->param; ++j) {
+            low |= (int32_t)((bits[(it->code + j) / 8] >> ((it->code + j) % 8)) & 1) << j;
+        }
+        it->code += t->param;
+        it->next += (q << t->param) | low;
         while (it->next >= t->cols) {
             it->next -= t->cols;
             it->row += 1;
@@ -772,8 +782,8 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         };
         let _ = writeln!(
             c,
-            "static const sc_tensor sc_t{i} = {{{}, {}, {rows}, {cols}, {}, {}, {vname}, {index}, {indptr}, {scales}}};\n",
-            t.data.encoding, t.dtype, t.data.nnz, t.data.index_len
+            "static const sc_tensor sc_t{i} = {{{}, {}, {}, {rows}, {cols}, {}, {}, {vname}, {index}, {indptr}, {scales}}};\n",
+            t.data.encoding, t.data.param, t.dtype, t.data.nnz, t.data.index_len
         );
     }
     if let Some((mean, std)) = &model.normalization {

@@ -1,3 +1,4 @@
 pub mod binary;
 pub mod c;
 pub mod onnx;
+pub mod rice;

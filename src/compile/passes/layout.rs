@@ -5,12 +5,13 @@
 //! - dense: `rows · cols · e`;
 //! - `Gap8`: `(nnz + fillers) · (e + 1) + 4 (rows + 1)`, one filler per 256 columns skipped in a gap;
 //! - `U16`: `nnz · (e + 2) + 4 (rows + 1)` (only when `cols ≤ 65536`); `U32`: `nnz · (e + 4) + 4 (rows + 1)`;
-//! - `Rle4`: `nnz · e + ⌈nibbles / 2⌉` with one nibble per entry plus one per 15 positions skipped, no row
-//!   pointers.
+//! - `Rice`: `nnz · e + ⌈bits / 8⌉`, no row pointers, `bits` the length of the Rice-coded gap stream with the
+//!   best parameter ([`rice::best_param`]), which the encoder then uses.
 //!
-//! Ties keep the earlier choice in the order dense, Gap8, U16, U32, Rle4. Only exact zeros are dropped, so the
+//! Ties keep the earlier choice in the order dense, Gap8, U16, U32, Rice. Only exact zeros are dropped, so the
 //! graph computes the same function.
 
+use crate::compile::emit::rice;
 use crate::compile::ir::{Graph, IndexFormat, Storage, Weight};
 use crate::error::Result;
 
@@ -39,16 +40,9 @@ pub fn cost(w: &Weight, format: Option<IndexFormat>) -> Option<usize> {
         Some(IndexFormat::U16) if cols > 65536 => return None,
         Some(IndexFormat::U16) => nnz * (e + 2) + ptrs,
         Some(IndexFormat::U32) => nnz * (e + 4) + ptrs,
-        Some(IndexFormat::Rle4) => {
-            let mut nibbles = 0;
-            let mut next = 0;
-            for (p, v) in dense.iter().enumerate() {
-                if *v != 0.0 {
-                    nibbles += (p - next) / 15 + 1;
-                    next = p + 1;
-                }
-            }
-            nnz * e + nibbles.div_ceil(2)
+        Some(IndexFormat::Rice) => {
+            let gaps = rice::gaps((0..dense.len()).filter(|&p| dense[p] != 0.0));
+            nnz * e + rice::best_param(&gaps).1.div_ceil(8)
         }
     })
 }
