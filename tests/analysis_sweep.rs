@@ -32,6 +32,13 @@ name = "cyclic"
 group = "g"
 method = { kind = "cyclic", cycles = 2, split = "constant", pai = { score = "random", allocation = "erk" } }
 sparsities = [0.8, 0.9]
+
+[[claim]]
+text = "cyclic not worse"
+better = "cyclic"
+worse = "static"
+relation = "not_worse"
+sparsities = [0.8, 0.5]
 "#;
 
 fn write(dir: &Path, text: &str) -> std::path::PathBuf {
@@ -116,6 +123,12 @@ fn sweep_trains_each_point_once_and_writes_consistent_outputs() {
     assert_eq!(json["aggregates"].as_array().unwrap().len(), 3);
     let md = std::fs::read_to_string(&report).unwrap();
     assert!(md.contains("static") && md.contains("cyclic") && md.contains("±"));
+    assert!(md.contains("## Which orderings hold here"), "{md}");
+    assert!(
+        md.contains("| 50% |") && md.contains("no result"),
+        "a sparsity without results"
+    );
+    assert!(md.contains("of 1 checks hold"), "{md}");
     let docs = report.parent().unwrap();
     let mut png = 0;
     let mut svg = 0;
@@ -207,6 +220,14 @@ fn bad_sweep_files_are_rejected_with_a_message() {
         (
             SWEEP.replace("name = \"static\"", "name = \"../x\""),
             "plain directory",
+        ),
+        (
+            SWEEP.replace("worse = \"static\"", "worse = \"statik\""),
+            "statik",
+        ),
+        (
+            SWEEP.replace("relation = \"not_worse\"", "relation = \"sideways\""),
+            "sideways",
         ),
     ] {
         let file = write(dir.path(), &edit);

@@ -212,7 +212,7 @@ fn bench_reports_throughput() {
     assert!(r["gflops"].as_f64().unwrap() > 0.0);
     let o = sculpt(&[
         "bench",
-        "infer",
+        "forward",
         "--model",
         "lenet5",
         "--batch",
@@ -225,6 +225,42 @@ fn bench_reports_throughput() {
     assert!(
         stdout.contains("images/s") && stdout.contains("GFLOP/s"),
         "{stdout}"
+    );
+    let o = sculpt(&[
+        "bench",
+        "infer",
+        "--model",
+        "lenet5",
+        "--sparsities",
+        "0,0.95",
+        "--seconds",
+        "0.1",
+        "--json",
+    ]);
+    let (stdout, err) = text(&o);
+    assert!(o.status.success(), "{err}");
+    let r: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let rows = r.as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for (row, sparsity) in rows.iter().zip([0.0, 0.95]) {
+        assert_eq!(row["sparsity"].as_f64().unwrap(), sparsity);
+        let runners = row["runners"].as_array().unwrap();
+        assert_eq!(runners.len(), 3, "tract, runtime f32, runtime int8");
+        for f in runners {
+            assert!(f["latency_ms"].as_f64().unwrap() > 0.0);
+            assert!(f["images_per_s"].as_f64().unwrap() > 0.0);
+        }
+        let bytes = |i: usize| runners[i]["bytes"].as_u64().unwrap();
+        if sparsity > 0.9 {
+            assert!(
+                bytes(1) * 5 < bytes(0),
+                "sparse .scb much smaller than the dense ONNX"
+            );
+        }
+    }
+    fails_with(
+        &["bench", "infer", "--model", "lenet5", "--sparsities", "1.0"],
+        &["sparsity"],
     );
     fails_with(
         &["bench", "train", "--model", "lenet5", "--batch", "0"],

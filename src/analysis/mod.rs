@@ -1,6 +1,7 @@
 //! Analyses of trained models: linear mode connectivity, sign flips, per-layer sparsity, plots.
 
 pub mod checkpoints;
+pub mod claims;
 pub mod lmc;
 pub mod plot;
 pub mod report;

@@ -263,7 +263,56 @@ pub fn markdown(
             }
         }
     }
+    if !spec.claims.is_empty() {
+        claims_section(&mut s, spec, aggs);
+    }
     s
+}
+
+/// The claims table: one line per (claim, sparsity) with the difference, the noise and the verdict.
+fn claims_section(s: &mut String, spec: &SweepSpec, aggs: &[Aggregate]) {
+    use super::claims::{check, Metric, Relation, Verdict};
+    let _ = writeln!(
+        s,
+        "## Which orderings hold here\n\nΔ is `better − worse` in accuracy points (for training-loss claims: the loss \
+         reduction); noise is the larger of the two standard deviations. \"better\" holds when Δ > noise, \"not \
+         worse\" when Δ ≥ −noise, \"equal\" when |Δ| ≤ noise.\n"
+    );
+    let _ = writeln!(s, "| claim | relation | sparsity | Δ | noise | verdict |");
+    let _ = writeln!(s, "|---|---|---|---|---|---|");
+    let (mut held, mut total) = (0, 0);
+    for c in &spec.claims {
+        let rel = match (c.relation, c.metric) {
+            (Relation::Better, Metric::TestAcc) => "higher accuracy",
+            (Relation::NotWorse, Metric::TestAcc) => "accuracy not lower",
+            (Relation::Equal, Metric::TestAcc) => "equal accuracy",
+            (Relation::Better, Metric::TrainLoss) => "lower training loss",
+            (Relation::NotWorse, Metric::TrainLoss) => "training loss not higher",
+            (Relation::Equal, Metric::TrainLoss) => "equal training loss",
+        };
+        for k in check(c, aggs) {
+            let verdict = match k.verdict {
+                Verdict::Holds => "holds",
+                Verdict::Fails => "**does not hold**",
+                Verdict::Missing => "no result",
+            };
+            if k.verdict != Verdict::Missing {
+                total += 1;
+                held += usize::from(k.verdict == Verdict::Holds);
+            }
+            let _ = writeln!(
+                s,
+                "| {}: {} vs {} | {rel} | {:.0}% | {:+.2} | {:.2} | {verdict} |",
+                c.text,
+                c.better,
+                c.worse,
+                100.0 * k.sparsity,
+                k.delta,
+                k.noise
+            );
+        }
+    }
+    let _ = writeln!(s, "\n{held} of {total} checks hold.\n");
 }
 
 /// Writes `results.csv` and `results.json` into `out`, the plots, and (when `report` is given) the Markdown report

@@ -89,6 +89,9 @@ pub struct SweepSpec {
     pub runs: Vec<RunEntry>,
     #[serde(default, rename = "group")]
     pub groups: Vec<GroupEntry>,
+    /// Orderings to check against the results (the report says which hold).
+    #[serde(default, rename = "claim")]
+    pub claims: Vec<super::claims::ClaimEntry>,
 }
 
 /// One trained point of the sweep.
@@ -182,6 +185,18 @@ impl SweepSpec {
             for &x in s {
                 crate::sparsity::maskset::check_sparsity(&format!("run '{}' sparsity", r.name), x)
                     .or_else(|e| bad(e.to_string()))?;
+            }
+        }
+        let labels: Vec<&str> = self
+            .runs
+            .iter()
+            .map(|r| r.label.as_deref().unwrap_or(&r.name))
+            .collect();
+        for c in &self.claims {
+            for n in [&c.better, &c.worse] {
+                if !labels.contains(&n.as_str()) {
+                    return bad(format!("claim '{}' names no run labelled '{n}'", c.text));
+                }
             }
         }
         Ok(())
@@ -482,15 +497,23 @@ pub fn aggregate(rows: &[ResultRow]) -> Vec<Aggregate> {
         .collect()
 }
 
-/// The results table as CSV (one line per trained point).
+/// One CSV field: quoted (with doubled quotes) when it holds a comma, a quote or a line break.
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+/// The results table as CSV (RFC 4180 quoting; one line per trained point).
 pub fn to_csv(rows: &[ResultRow]) -> String {
     let mut s = String::from("name,group,method,sparsity,actual_sparsity,seed,test_acc,final_test_acc,best_val_acc,epochs,density,final_train_loss,seconds\n");
     for r in rows {
-        let group = r.group.replace('"', "'");
         s += &format!(
-            "{},\"{}\",{},{},{:.6},{},{:.6},{:.6},{},{},{:.6},{:.6},{:.1}\n",
-            r.name,
-            group,
+            "{},{},{},{},{:.6},{},{:.6},{:.6},{},{},{:.6},{:.6},{:.1}\n",
+            csv_field(&r.name),
+            csv_field(&r.group),
             r.method,
             r.sparsity,
             r.actual_sparsity,
@@ -552,4 +575,38 @@ pub fn run_sweep(
     }
     super::report::write_outputs(spec, &root.join(&spec.out), &rows, report, command)?;
     Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_quotes_fields_with_commas_and_quotes() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("one cycle, 3 ep"), "\"one cycle, 3 ep\"");
+        assert_eq!(csv_field("say \"hi\""), "\"say \"\"hi\"\"\"");
+        let row = ResultRow {
+            name: "one cycle, 3 ep".into(),
+            group: "A, \"B\"".into(),
+            method: "static".into(),
+            sparsity: 0.9,
+            actual_sparsity: 0.9,
+            seed: 1,
+            test_acc: 0.5,
+            final_test_acc: 0.5,
+            best_val_acc: None,
+            epochs: 3,
+            density: 0.1,
+            final_train_loss: 0.2,
+            train_loss: vec![0.2],
+            seconds: 1.0,
+        };
+        let csv = to_csv(&[row]);
+        let line = csv.lines().nth(1).unwrap();
+        assert!(
+            line.starts_with("\"one cycle, 3 ep\",\"A, \"\"B\"\"\",static,0.9,"),
+            "{line}"
+        );
+    }
 }
