@@ -186,6 +186,7 @@ fn objective_weights(n: usize, k: usize, seed: u64) -> Array2<f32> {
 
 /// Runs forward_backward of `fb` with objective L = Σ r ⊙ logits and compares every sampled parameter gradient
 /// (and the logits) with the f64 reference. `fb` returns the logits and a gradient reader.
+#[allow(clippy::too_many_arguments)]
 fn check(
     graph: &Graph,
     params: &Params,

@@ -181,7 +181,8 @@ fn wr_rewinds_to_epoch_k_weights_and_optimizer_state() {
         rewind_epoch: 1,
         scope: Scope::default(),
     });
-    let mut snap: Option<(BTreeMap<String, ArrayD<f32>>, Vec<(String, ArrayD<f32>)>)> = None;
+    type Snapshot = (BTreeMap<String, ArrayD<f32>>, Vec<(String, ArrayD<f32>)>);
+    let mut snap: Option<Snapshot> = None;
     let mut epoch_ends = 0;
     let (_net, logs) = run(&cfg, 2, &mut |n, w| {
         assert_masked_zero(n, w);

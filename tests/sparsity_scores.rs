@@ -1,5 +1,7 @@
 //! PaI scores against independent computations, on the reference MLP.
 
+#![allow(clippy::needless_range_loop)]
+
 #[path = "method_common.rs"]
 mod common;
 
@@ -131,7 +133,7 @@ fn grasp_hessian_gradient_product_matches_the_analytic_one() {
             e.iter().map(|v| v / sum).collect()
         })
         .collect();
-    let mut g = vec![0.0; 12];
+    let mut g = [0.0; 12];
     for (s, xv) in xs.iter().enumerate() {
         for o in 0..3 {
             let d = (probs[s][o] - if y[s] as usize == o { 1.0 } else { 0.0 }) / t / n;
@@ -140,7 +142,7 @@ fn grasp_hessian_gradient_product_matches_the_analytic_one() {
             }
         }
     }
-    let mut hg = vec![0.0; 12];
+    let mut hg = [0.0; 12];
     for (s, xv) in xs.iter().enumerate() {
         let dz: Vec<f64> = (0..3)
             .map(|o| (0..4).map(|i| g[o * 4 + i] * xv[i]).sum::<f64>() / t)

@@ -78,6 +78,9 @@ pub fn interpolate(
         .collect()
 }
 
+/// Evaluates a network, returning (loss, accuracy).
+pub type Evaluate<'a> = dyn FnMut(&mut dyn Network) -> Result<(f64, f64)> + 'a;
+
 /// Evaluates the segment from `b` (α = 0) to `a` (α = 1). For each α: masks are removed (the interpolated
 /// support is the union of both), the interpolated tensors are written, BN statistics are reset and re-estimated
 /// by `bn_pass` (train-mode forwards; the momentum is set to a cumulative average meanwhile), and `eval` returns
@@ -88,7 +91,7 @@ pub fn linear_mode_connectivity(
     b: &State,
     alphas: &[f64],
     bn_pass: &mut dyn FnMut(&mut dyn Network) -> Result<()>,
-    eval: &mut dyn FnMut(&mut dyn Network) -> Result<(f64, f64)>,
+    eval: &mut Evaluate<'_>,
 ) -> Result<LmcResult> {
     let infos = net.tensors().to_vec();
     let has_bn = infos.iter().any(|t| t.role == TensorRole::RunningMean);

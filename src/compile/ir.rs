@@ -672,7 +672,10 @@ impl Graph {
                 if [gamma, beta, mean, var].iter().any(|v| v.len() != c) {
                     return bad(node, format!("parameters must have {c} entries"));
                 }
-                if !(*eps >= 0.0) || var.iter().any(|v| !(*v + eps > 0.0)) {
+                if eps.is_nan()
+                    || *eps < 0.0
+                    || var.iter().any(|v| (*v + eps).is_nan() || *v + eps <= 0.0)
+                {
                     return bad(node, "variance + eps must be positive");
                 }
                 x.to_vec()
@@ -784,10 +787,10 @@ impl Graph {
             Op::BatchNorm { .. } => {
                 return bad(node, "batch norm must be folded before quantisation")
             }
-            Op::MaxPool { .. } | Op::Relu | Op::SubsamplePad { .. } | Op::Flatten => {
-                if s_in != Some(s) {
-                    return bad(node, "must keep its input's scale");
-                }
+            Op::MaxPool { .. } | Op::Relu | Op::SubsamplePad { .. } | Op::Flatten
+                if s_in != Some(s) =>
+            {
+                return bad(node, "must keep its input's scale");
             }
             _ => {}
         }

@@ -62,7 +62,7 @@ impl GmpConfig {
                 "method.start and method.end must satisfy 0 <= start <= end <= 1".into(),
             ));
         }
-        if self.frequency == 0 || !(self.exponent > 0.0) {
+        if self.frequency == 0 || self.exponent.is_nan() || self.exponent <= 0.0 {
             return Err(Error::Recipe(
                 "method.frequency and method.exponent must be positive".into(),
             ));

@@ -60,15 +60,15 @@ impl Schedule {
             ));
         }
         match &self.shape {
-            Shape::MultiStep { milestones, gamma } => {
-                if milestones.iter().any(|m| !(0.0..=1.0).contains(m)) || !gamma.is_finite() {
-                    return Err("multi_step milestones must be fractions in [0, 1]".into());
-                }
+            Shape::MultiStep { milestones, gamma }
+                if milestones.iter().any(|m| !(0.0..=1.0).contains(m)) || !gamma.is_finite() =>
+            {
+                return Err("multi_step milestones must be fractions in [0, 1]".into());
             }
-            Shape::Triangular { start, peak } => {
-                if !(0.0..=1.0).contains(start) || !(0.0..1.0).contains(peak) {
-                    return Err("triangular needs start in [0, 1] and peak in [0, 1)".into());
-                }
+            Shape::Triangular { start, peak }
+                if !(0.0..=1.0).contains(start) || !(0.0..1.0).contains(peak) =>
+            {
+                return Err("triangular needs start in [0, 1] and peak in [0, 1)".into());
             }
             Shape::Cosine { min_lr } if !(min_lr.is_finite() && *min_lr >= 0.0) => {
                 return Err("cosine min_lr must be finite and non-negative".into());

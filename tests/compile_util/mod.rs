@@ -48,16 +48,16 @@ pub fn resnet20() -> ModelSpec {
     }
 }
 
+/// A CSR mask: parameter path, row pointers, column indices.
+pub type CsrMask = (String, Vec<i64>, Vec<i64>);
+
 /// Named tensors of `spec`: Kaiming weights with `sparsity` of each weight zeroed by magnitude, small random
 /// biases and BN parameters, and the CSR masks of the pruned weights.
 pub fn tensors(
     spec: &ModelSpec,
     sparsity: f64,
     seed: u64,
-) -> (
-    Vec<(String, ArrayD<f32>)>,
-    Vec<(String, Vec<i64>, Vec<i64>)>,
-) {
+) -> (Vec<(String, ArrayD<f32>)>, Vec<CsrMask>) {
     let g = spec.graph().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut out = Vec::new();

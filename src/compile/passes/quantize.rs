@@ -69,6 +69,7 @@ pub fn quantize(graph: &Graph, samples: &[f32]) -> Result<Graph> {
     }
     let maxes = calibrate(graph, samples)?;
     let mut g = graph.clone();
+    #[allow(clippy::needless_range_loop)]
     for at in 0..g.nodes.len() {
         let keep = matches!(
             g.nodes[at].op,
