@@ -10,6 +10,7 @@ pub mod compile;
 pub mod data;
 pub mod engine;
 pub mod error;
+pub mod fsio;
 pub mod method;
 pub mod nn;
 pub mod optim;

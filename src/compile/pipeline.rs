@@ -19,6 +19,7 @@ use crate::compile::passes::{fold_bn::fold_bn, fuse::fuse, layout::layout, quant
 use crate::compile::target::{Footprint, Target};
 use crate::data::{self, DataSource, Dataset};
 use crate::error::{Error, Result};
+pub use crate::fsio::write_atomic;
 
 /// Compilation options.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,19 +152,6 @@ pub fn target_formats(target: Option<&Target>) -> Vec<IndexFormat> {
             IndexFormat::Rice,
         ],
     }
-}
-
-/// Writes `bytes` to `path` atomically (temporary file in the same directory, then rename).
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-    std::io::Write::write_all(&mut tmp, bytes).map_err(|e| Error::io(path, e))?;
-    tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
-    Ok(())
 }
 
 /// Compiles `input` (checkpoint or `.onnx`) into `out_dir` for `target`. Errors when no binary artefact whose
