@@ -1,13 +1,17 @@
 //! Imports ONNX models of the supported subset (formats/onnx.md) as PyTorch exports them: Conv, Gemm,
 //! MatMul (+Add of a constant), BatchNormalization, Relu, MaxPool, AveragePool, GlobalAveragePool, Add, Flatten,
 //! Reshape to 2-D, Slice (spatial subsampling) and Pad (channel zero padding) for the option-A shortcut,
-//! Identity; constants from `initializer`, `sparse_initializer` and `Constant` nodes. Anything else is an error
-//! naming the op; malformed protobuf, missing initializers and inconsistent shapes are errors, never panics.
+//! Identity; constants from `initializer`, `sparse_initializer` and `Constant` nodes, and the shape ops of
+//! [`fold`] on constant inputs. Anything else is an error naming the op; malformed protobuf, missing
+//! initializers and inconsistent shapes are errors, never panics.
+
+mod fold;
+mod tensor;
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use onnx_protobuf::{tensor_proto::DataType, AttributeProto, ModelProto, NodeProto, TensorProto};
+use onnx_protobuf::{AttributeProto, ModelProto, NodeProto};
 use protobuf::Message;
 use sha2::{Digest, Sha256};
 
@@ -16,13 +20,32 @@ use crate::compile::emit::onnx::GRAPH_SHA256;
 use crate::compile::ir::{Bias, Graph, IndexFormat, InputSpec, Op, Storage, Weight};
 use crate::error::{Error, Result};
 
-/// A constant: dims and values (f32 or i64), with the CSR pattern of a sparse initializer when it had one.
+use tensor::Tensor;
+
+/// A constant, with the CSR pattern (sorted linear indices) of a sparse initializer when it had one.
 #[derive(Debug, Clone)]
 struct Const {
-    dims: Vec<usize>,
-    f32: Vec<f32>,
-    i64: Vec<i64>,
+    t: Tensor,
     sparse: Option<Vec<usize>>,
+}
+
+impl Const {
+    fn dense(t: Tensor) -> Self {
+        Const { t, sparse: None }
+    }
+}
+
+/// A computed tensor subsampled along H and W but not yet part of the graph: rows `0, steps[0], …` and
+/// columns `0, steps[1], …` of IR node `src`. It becomes a `SubsamplePad` (merged with a following channel
+/// Pad) once consumed, which needs equal steps.
+#[derive(Debug, Clone)]
+struct Strided {
+    src: usize,
+    steps: [usize; 2],
+    /// (C, H, W) after subsampling.
+    shape: Vec<usize>,
+    /// The name its IR node takes.
+    name: String,
 }
 
 struct Ctx<'a> {
@@ -30,86 +53,15 @@ struct Ctx<'a> {
     consts: BTreeMap<String, Const>,
     /// ONNX value name → IR node index.
     values: BTreeMap<String, usize>,
+    /// ONNX value name → pending spatial subsampling.
+    strided: BTreeMap<String, Strided>,
+    /// The input's batch dimension when the file fixes it.
+    batch: Option<usize>,
     g: Graph,
 }
 
 fn err(path: &Path, msg: impl Into<String>) -> Error {
     Error::format(path, format!("onnx: {}", msg.into()))
-}
-
-fn tensor_const(path: &Path, t: &TensorProto) -> Result<Const> {
-    let dims: Vec<usize> = t
-        .dims
-        .iter()
-        .map(|&d| {
-            usize::try_from(d).map_err(|_| {
-                err(
-                    path,
-                    format!("tensor '{}' has a negative dimension", t.name),
-                )
-            })
-        })
-        .collect::<Result<_>>()?;
-    let n = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-    let n = n
-        .filter(|&n| n <= 1 << 31)
-        .ok_or_else(|| err(path, format!("tensor '{}' is too large", t.name)))?;
-    if !t.external_data.is_empty() {
-        return Err(err(
-            path,
-            format!(
-                "tensor '{}' uses external data, which is not supported",
-                t.name
-            ),
-        ));
-    }
-    let (f32v, i64v) = if t.data_type == DataType::FLOAT as i32 {
-        let v: Vec<f32> = if !t.raw_data.is_empty() {
-            t.raw_data
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect()
-        } else {
-            t.float_data.clone()
-        };
-        (v, vec![])
-    } else if t.data_type == DataType::INT64 as i32 {
-        let v: Vec<i64> = if !t.raw_data.is_empty() {
-            t.raw_data
-                .chunks_exact(8)
-                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-                .collect()
-        } else {
-            t.int64_data.clone()
-        };
-        (v.iter().map(|&x| x as f32).collect(), v)
-    } else {
-        return Err(err(
-            path,
-            format!(
-                "tensor '{}' has unsupported data type {}",
-                t.name, t.data_type
-            ),
-        ));
-    };
-    let got = f32v.len();
-    let raw_ok =
-        t.raw_data.is_empty() || t.raw_data.len() == n * if i64v.is_empty() { 4 } else { 8 };
-    if got != n || !raw_ok {
-        return Err(err(
-            path,
-            format!(
-                "tensor '{}' holds {got} values, its dims {dims:?} need {n}",
-                t.name
-            ),
-        ));
-    }
-    Ok(Const {
-        dims,
-        f32: f32v,
-        i64: i64v,
-        sparse: None,
-    })
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -145,11 +97,13 @@ impl Ctx<'_> {
         })
     }
 
-    fn value(&self, n: &NodeProto, k: usize) -> Result<usize> {
+    /// The IR node of computed input `k`; a pending subsampling becomes a node here.
+    fn value(&mut self, n: &NodeProto, k: usize) -> Result<usize> {
         let name = n
             .input
             .get(k)
             .ok_or_else(|| self.bad(n, format!("missing input {k}")))?;
+        self.materialize(name).map_err(|e| self.bad(n, e))?;
         self.values.get(name).copied().ok_or_else(|| {
             if self.consts.contains_key(name) {
                 self.bad(
@@ -165,6 +119,77 @@ impl Ctx<'_> {
                 )
             }
         })
+    }
+
+    /// Turns the pending subsampling named `name`, if any, into a `SubsamplePad` node.
+    fn materialize(&mut self, name: &str) -> std::result::Result<(), String> {
+        let Some(s) = self.strided.remove(name) else {
+            return Ok(());
+        };
+        if s.steps[0] != s.steps[1] {
+            return Err(format!(
+                "'{name}' subsamples rows by {} and columns by {}: only equal steps are supported",
+                s.steps[0], s.steps[1]
+            ));
+        }
+        let op = Op::SubsamplePad {
+            stride: s.steps[0],
+            pad_before: 0,
+            pad_after: 0,
+        };
+        let i = self
+            .g
+            .push(s.name, op, vec![s.src])
+            .map_err(|e| e.to_string())?;
+        self.values.insert(name.to_string(), i);
+        Ok(())
+    }
+
+    /// Input `k` as a (possibly trivial) spatial subsampling of an IR node, without materialising it.
+    fn strided_input(&mut self, n: &NodeProto, k: usize) -> Result<Strided> {
+        if let Some(s) = n.input.get(k).and_then(|name| self.strided.get(name)) {
+            return Ok(s.clone());
+        }
+        let src = self.value(n, k)?;
+        Ok(Strided {
+            src,
+            steps: [1, 1],
+            shape: self.g.nodes[src].shape.clone(),
+            name: String::new(),
+        })
+    }
+
+    /// Whether every input `n` names is a constant.
+    fn all_const(&self, n: &NodeProto) -> bool {
+        n.input
+            .iter()
+            .all(|s| s.is_empty() || self.consts.contains_key(s))
+    }
+
+    /// The inputs of `n` as constants (`None` where left out); input `k` must be a constant unless in `skip`.
+    fn const_inputs(&self, n: &NodeProto, skip: &[usize]) -> Result<Vec<Option<&Tensor>>> {
+        (0..n.input.len())
+            .map(|k| {
+                if skip.contains(&k) || n.input[k].is_empty() {
+                    Ok(None)
+                } else {
+                    self.konst(n, k).map(|c| Some(&c.t))
+                }
+            })
+            .collect()
+    }
+
+    /// Evaluates a [`fold::foldable`] node whose inputs are all constants.
+    fn fold(&mut self, n: &NodeProto) -> Result<()> {
+        let c = if n.op_type == "Identity" {
+            self.konst(n, 0)?.clone()
+        } else {
+            let inputs = self.const_inputs(n, &[])?;
+            Const::dense(fold::fold(n, &inputs).map_err(|e| self.bad(n, e))?)
+        };
+        let o = self.out(n)?;
+        self.consts.insert(o, c);
+        Ok(())
     }
 
     fn out(&self, n: &NodeProto) -> Result<String> {
@@ -194,12 +219,12 @@ impl Ctx<'_> {
 
     fn weight(&self, n: &NodeProto, k: usize, shape: Vec<usize>) -> Result<Weight> {
         let c = self.konst(n, k)?;
-        if c.dims != shape {
+        if c.t.dims != shape {
             return Err(self.bad(
                 n,
                 format!(
                     "weight '{}' has shape {:?}, expected {shape:?}",
-                    n.input[k], c.dims
+                    n.input[k], c.t.dims
                 ),
             ));
         }
@@ -207,7 +232,8 @@ impl Ctx<'_> {
     }
 
     fn to_weight(&self, c: &Const, shape: Vec<usize>) -> Weight {
-        let mut w = Weight::dense(shape, c.f32.clone());
+        let values = c.t.to_f32();
+        let mut w = Weight::dense(shape, values.clone());
         if let Some(lin) = &c.sparse {
             let cols = w.cols();
             let mut indptr = vec![0u32; w.rows() + 1];
@@ -220,7 +246,7 @@ impl Ctx<'_> {
             w.storage = Storage::Csr {
                 indptr,
                 indices: lin.iter().map(|&i| (i % cols) as u32).collect(),
-                values: lin.iter().map(|&i| c.f32[i]).collect(),
+                values: lin.iter().map(|&i| values[i]).collect(),
                 index: IndexFormat::U32,
             };
         }
@@ -232,10 +258,13 @@ impl Ctx<'_> {
             return Ok(None);
         }
         let c = self.konst(n, k)?;
-        if c.f32.len() != rows || c.dims.len() != 1 {
-            return Err(self.bad(n, format!("bias has shape {:?}, expected [{rows}]", c.dims)));
+        if c.t.len() != rows || c.t.dims.len() != 1 {
+            return Err(self.bad(
+                n,
+                format!("bias has shape {:?}, expected [{rows}]", c.t.dims),
+            ));
         }
-        Ok(Some(Bias::F32(c.f32.clone())))
+        Ok(Some(Bias::F32(c.t.to_f32())))
     }
 
     fn square(&self, n: &NodeProto, name: &str) -> Result<usize> {
@@ -270,6 +299,131 @@ impl Ctx<'_> {
         }
     }
 
+    /// Slice of a computed tensor: every k-th element of whole axes only (start 0, end clamped to the dimension,
+    /// step k ≥ 1), k = 1 on the channel axis. Spatial steps accumulate in a pending subsampling.
+    fn slice(&mut self, n: &NodeProto) -> Result<()> {
+        let mut s = self.strided_input(n, 0)?;
+        let params = self.const_inputs(n, &[0])?;
+        let axes = fold::slice_axes(n, &params, s.shape.len() + 1).map_err(|e| self.bad(n, e))?;
+        for a in axes {
+            if a.axis == 0 {
+                return Err(self.bad(n, "slicing the batch axis is not supported"));
+            }
+            let dim = s.shape[a.axis - 1];
+            let picked = a.indices(dim);
+            let step = usize::try_from(a.step).unwrap_or(0);
+            if step == 0 || picked.first() != Some(&0) || picked.len() != dim.div_ceil(step) {
+                return Err(self.bad(
+                    n,
+                    format!(
+                        "only whole-axis slices are supported (start 0, end ≥ the dimension, step ≥ 1), \
+                         got start {}, end {}, step {} on axis {} of size {dim}",
+                        a.start, a.end, a.step, a.axis
+                    ),
+                ));
+            }
+            match a.axis {
+                1 if step != 1 => return Err(self.bad(n, "subsampling channels is not supported")),
+                1 => {}
+                2 | 3 => {
+                    let k = a.axis - 2;
+                    s.steps[k] = s.steps[k]
+                        .checked_mul(step)
+                        .ok_or_else(|| self.bad(n, "the subsampling step overflows"))?;
+                    s.shape[a.axis - 1] = picked.len();
+                }
+                _ => return Err(self.bad(n, format!("axis {} is not an N×C×H×W axis", a.axis))),
+            }
+        }
+        let o = self.out(n)?;
+        if s.steps == [1, 1] {
+            self.values.insert(o, s.src);
+        } else {
+            s.name = if n.name.is_empty() {
+                o.clone()
+            } else {
+                n.name.clone()
+            };
+            self.strided.insert(o, s);
+        }
+        Ok(())
+    }
+
+    /// Pad of a computed N×C×H×W tensor: non-negative zero padding of the channel axis only (pads, constant
+    /// value and axes as inputs, or as attributes before opset 11). It becomes one `SubsamplePad` with the
+    /// pending subsampling of its input, stride 1 without one.
+    fn pad(&mut self, n: &NodeProto) -> Result<()> {
+        let s = self.strided_input(n, 0)?;
+        let mode = attr(n, "mode").map(|a| a.s.clone()).unwrap_or_default();
+        if !mode.is_empty() && mode != b"constant" {
+            return Err(self.bad(n, "only constant padding is supported"));
+        }
+        let given = |k: usize| n.input.get(k).is_some_and(|v| !v.is_empty());
+        let nonzero = if given(2) {
+            self.konst(n, 2)?.t.to_f32().iter().any(|&v| v != 0.0)
+        } else {
+            attr(n, "value").is_some_and(|a| a.f != 0.0)
+        };
+        if nonzero {
+            return Err(self.bad(n, "only zero padding is supported"));
+        }
+        let ints = |k: usize, what: &str| -> Result<Vec<i64>> {
+            let c = self.konst(n, k)?;
+            c.t.as_i64()
+                .map(<[i64]>::to_vec)
+                .ok_or_else(|| self.bad(n, format!("{what} must be int64")))
+        };
+        let rank = s.shape.len() + 1;
+        let values = if given(1) {
+            ints(1, "pads")?
+        } else {
+            attr_ints(n, "pads").ok_or_else(|| self.bad(n, "has no pads"))?
+        };
+        let axes = if given(3) {
+            fold::distinct_axes(&ints(3, "axes")?, rank).map_err(|e| self.bad(n, e))?
+        } else {
+            (0..rank).collect()
+        };
+        if values.len() != 2 * axes.len() {
+            return Err(self.bad(
+                n,
+                format!("pads {values:?} do not match {} axes", axes.len()),
+            ));
+        }
+        let mut pads = vec![0i64; 2 * rank];
+        for (i, &a) in axes.iter().enumerate() {
+            pads[a] = values[i];
+            pads[rank + a] = values[axes.len() + i];
+        }
+        let limit = tensor::MAX_ELEMENTS as i64;
+        let channel_only = rank == 4
+            && pads
+                .iter()
+                .enumerate()
+                .all(|(i, &v)| (0..=limit).contains(&v) && (v == 0 || i == 1 || i == 5));
+        if !channel_only {
+            return Err(self.bad(
+                n,
+                format!("only zero padding of the channel axis of an N×C×H×W tensor is supported, got pads {pads:?}"),
+            ));
+        }
+        if s.steps[0] != s.steps[1] {
+            return Err(self.bad(
+                n,
+                format!(
+                    "its input subsamples rows by {} and columns by {}: only equal steps are supported",
+                    s.steps[0], s.steps[1]
+                ),
+            ));
+        }
+        let op = Op::SubsamplePad {
+            stride: s.steps[0],
+            pad_before: pads[1] as usize,
+            pad_after: pads[5] as usize,
+        };
+        self.push(n, op, vec![s.src])
+    }
+
     fn node(&mut self, n: &NodeProto) -> Result<()> {
         if !n.domain.is_empty() && n.domain != "ai.onnx" {
             return Err(self.bad(
@@ -277,14 +431,10 @@ impl Ctx<'_> {
                 format!("operator domain '{}' is not supported", n.domain),
             ));
         }
+        if fold::foldable(&n.op_type) && self.all_const(n) {
+            return self.fold(n);
+        }
         match n.op_type.as_str() {
-            "Constant" => {
-                let t = attr(n, "value").and_then(|a| a.t.as_ref()).ok_or_else(|| {
-                    self.bad(n, "only the tensor `value` form of Constant is supported")
-                })?;
-                let c = tensor_const(self.path, t)?;
-                self.consts.insert(self.out(n)?, c);
-            }
             "Identity" | "Dropout" => {
                 let x = self.value(n, 0)?;
                 self.alias(n, x)?;
@@ -295,7 +445,7 @@ impl Ctx<'_> {
                 if attr_int(n, "group", 1) != 1 {
                     return Err(self.bad(n, "grouped convolution is not supported"));
                 }
-                let c = self.konst(n, 1)?.dims.clone();
+                let c = self.konst(n, 1)?.t.dims.clone();
                 if c.len() != 4 {
                     return Err(self.bad(n, format!("weight must be 4-D, got {c:?}")));
                 }
@@ -334,13 +484,14 @@ impl Ctx<'_> {
                     }
                 }
                 let c = self.konst(n, 1)?.clone();
-                if c.dims.len() != 2 {
-                    return Err(self.bad(n, format!("weight must be 2-D, got {:?}", c.dims)));
+                let dims = c.t.dims.clone();
+                if dims.len() != 2 {
+                    return Err(self.bad(n, format!("weight must be 2-D, got {dims:?}")));
                 }
                 let weight = if attr_int(n, "transB", 0) != 0 {
-                    self.to_weight(&c, c.dims.clone())
+                    self.to_weight(&c, dims)
                 } else {
-                    self.to_weight(&transpose(&c), vec![c.dims[1], c.dims[0]])
+                    self.to_weight(&transpose(&c), vec![dims[1], dims[0]])
                 };
                 let bias = self.bias(n, 2, weight.rows())?;
                 self.push(
@@ -356,10 +507,11 @@ impl Ctx<'_> {
             "MatMul" => {
                 let x = self.value(n, 0)?;
                 let c = self.konst(n, 1)?.clone();
-                if c.dims.len() != 2 {
-                    return Err(self.bad(n, format!("MatMul weight must be 2-D, got {:?}", c.dims)));
+                let dims = c.t.dims.clone();
+                if dims.len() != 2 {
+                    return Err(self.bad(n, format!("MatMul weight must be 2-D, got {dims:?}")));
                 }
-                let weight = self.to_weight(&transpose(&c), vec![c.dims[1], c.dims[0]]);
+                let weight = self.to_weight(&transpose(&c), vec![dims[1], dims[0]]);
                 self.push(
                     n,
                     Op::Gemm {
@@ -376,13 +528,13 @@ impl Ctx<'_> {
                 let mut p = Vec::new();
                 for k in 1..5 {
                     let c = self.konst(n, k)?;
-                    if c.f32.len() != ch {
+                    if c.t.len() != ch {
                         return Err(self.bad(
                             n,
-                            format!("parameter {k} has {} values for {ch} channels", c.f32.len()),
+                            format!("parameter {k} has {} values for {ch} channels", c.t.len()),
                         ));
                     }
-                    p.push(c.f32.clone());
+                    p.push(c.t.to_f32());
                 }
                 let eps = attr(n, "epsilon").map_or(1e-5, |a| a.f);
                 let var = p.pop().unwrap_or_default();
@@ -435,7 +587,12 @@ impl Ctx<'_> {
                 }
                 if n.op_type == "Reshape" {
                     let numel: usize = self.g.nodes[x].shape.iter().product();
-                    let s = self.konst(n, 1)?.i64.clone();
+                    let s = self
+                        .konst(n, 1)?
+                        .t
+                        .as_i64()
+                        .ok_or_else(|| self.bad(n, "the shape must be int64"))?
+                        .to_vec();
                     let ok = s.len() == 2
                         && (s[0] == -1 || s[0] == 0 || s[0] == 1)
                         && (s[1] == -1 || s[1] == numel as i64);
@@ -458,7 +615,7 @@ impl Ctx<'_> {
                 if a_const || b_const {
                     let (xk, ck) = if a_const { (1, 0) } else { (0, 1) };
                     let x = self.value(n, xk)?;
-                    let c = self.konst(n, ck)?.f32.clone();
+                    let c = self.konst(n, ck)?.t.to_f32();
                     let rows = self.g.nodes[x].shape.iter().product::<usize>();
                     let node = &mut self.g.nodes[x];
                     match &mut node.op {
@@ -478,95 +635,41 @@ impl Ctx<'_> {
                     self.push(n, Op::Add { relu: false }, vec![a, b])?;
                 }
             }
-            "Slice" => {
-                let x = self.value(n, 0)?;
-                let get = |k: usize| -> Result<Vec<i64>> { Ok(self.konst(n, k)?.i64.clone()) };
-                let (starts, ends, axes) = (get(1)?, get(2)?, get(3)?);
-                let steps = if n.input.len() > 4 {
-                    get(4)?
-                } else {
-                    vec![1; starts.len()]
-                };
-                let dims = self.g.nodes[x].shape.clone();
-                let full = |k: usize, ax: usize| -> bool {
-                    starts.get(k) == Some(&0)
-                        && ends
-                            .get(k)
-                            .is_some_and(|&e| e >= dims.get(ax - 1).copied().unwrap_or(0) as i64)
-                };
-                let ok = dims.len() == 3
-                    && axes == [2, 3]
-                    && steps.len() == 2
-                    && steps[0] == steps[1]
-                    && steps[0] >= 1
-                    && full(0, 2)
-                    && full(1, 3);
-                if !ok {
-                    return Err(self.bad(n, "only a full spatial subsampling slice (axes 2 and 3, equal steps) is supported"));
-                }
-                self.push(
-                    n,
-                    Op::SubsamplePad {
-                        stride: steps[0] as usize,
-                        pad_before: 0,
-                        pad_after: 0,
-                    },
-                    vec![x],
-                )?;
-            }
-            "Pad" => {
-                let x = self.value(n, 0)?;
-                let mode = attr(n, "mode").map(|a| a.s.clone()).unwrap_or_default();
-                if !mode.is_empty() && mode != b"constant" {
-                    return Err(self.bad(n, "only constant padding is supported"));
-                }
-                if n.input.len() > 2
-                    && !n.input[2].is_empty()
-                    && self.konst(n, 2)?.f32.iter().any(|&v| v != 0.0)
-                {
-                    return Err(self.bad(n, "only zero padding is supported"));
-                }
-                let p = self.konst(n, 1)?.i64.clone();
-                if p.len() != 8
-                    || p.iter()
-                        .enumerate()
-                        .any(|(i, &v)| (i != 1 && i != 5 && v != 0) || v < 0)
-                {
-                    return Err(self.bad(
-                        n,
-                        format!("only channel padding is supported, got pads {p:?}"),
-                    ));
-                }
-                let (before, after) = (p[1] as usize, p[5] as usize);
-                match &self.g.nodes[x].op {
-                    Op::SubsamplePad {
-                        stride,
-                        pad_before: 0,
-                        pad_after: 0,
-                    } if x == self.g.output() => {
-                        let stride = *stride;
-                        let prev = self.g.nodes.pop().expect("x is the last node");
-                        self.values.retain(|_, v| *v != x);
-                        self.push(
-                            n,
-                            Op::SubsamplePad {
-                                stride,
-                                pad_before: before,
-                                pad_after: after,
-                            },
-                            prev.inputs,
-                        )?;
+            "Slice" => self.slice(n)?,
+            "Pad" => self.pad(n)?,
+            "Shape" => {
+                let dims = match n.input.first().and_then(|x| self.strided.get(x)) {
+                    Some(s) => s.shape.clone(),
+                    None => {
+                        let x = self.value(n, 0)?;
+                        self.g.nodes[x].shape.clone()
                     }
-                    _ => self.push(
+                };
+                let batch = self.batch.ok_or_else(|| {
+                    self.bad(
                         n,
-                        Op::SubsamplePad {
-                            stride: 1,
-                            pad_before: before,
-                            pad_after: after,
-                        },
-                        vec![x],
-                    )?,
-                }
+                        "the shape of a tensor with a symbolic batch dimension is not constant",
+                    )
+                })?;
+                let dims = [vec![batch], dims].concat();
+                let t = fold::shape(n, &dims).map_err(|e| self.bad(n, e))?;
+                let o = self.out(n)?;
+                self.consts.insert(o, Const::dense(t));
+            }
+            op if fold::foldable(op) => {
+                let k = n
+                    .input
+                    .iter()
+                    .position(|s| !s.is_empty() && !self.consts.contains_key(s))
+                    .unwrap_or(0);
+                self.value(n, k)?;
+                return Err(self.bad(
+                    n,
+                    format!(
+                        "{op} is supported only on constant inputs; '{}' is computed",
+                        n.input[k]
+                    ),
+                ));
             }
             other => return Err(self.bad(n, format!("unsupported operator {other}"))),
         }
@@ -574,12 +677,14 @@ impl Ctx<'_> {
     }
 }
 
+/// The transpose of a 2-D constant, as f32.
 fn transpose(c: &Const) -> Const {
-    let (r, k) = (c.dims[0], c.dims[1]);
-    let mut f = vec![0.0; c.f32.len()];
+    let (r, k) = (c.t.dims[0], c.t.dims[1]);
+    let v = c.t.to_f32();
+    let mut f = vec![0.0; v.len()];
     for i in 0..r {
         for j in 0..k {
-            f[j * r + i] = c.f32[i * k + j];
+            f[j * r + i] = v[i * k + j];
         }
     }
     let sparse = c.sparse.as_ref().map(|s| {
@@ -588,11 +693,14 @@ fn transpose(c: &Const) -> Const {
         t
     });
     Const {
-        dims: vec![k, r],
-        f32: f,
-        i64: vec![],
+        t: Tensor::f32(vec![k, r], f),
         sparse,
     }
+}
+
+/// Decodes an initializer or constant; errors name the file.
+fn tensor_const(path: &Path, t: &onnx_protobuf::TensorProto) -> Result<Tensor> {
+    tensor::from_proto(t).map_err(|e| err(path, e))
 }
 
 fn metadata_vec(m: &ModelProto, key: &str) -> Option<Vec<f32>> {
@@ -642,7 +750,7 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
     }
     let mut consts = BTreeMap::new();
     for t in &graph.initializer {
-        consts.insert(t.name.clone(), tensor_const(path, t)?);
+        consts.insert(t.name.clone(), Const::dense(tensor_const(path, t)?));
     }
     for s in &graph.sparse_initializer {
         let vals = s
@@ -668,13 +776,15 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
                 format!("sparse initializer '{}' is too large", vals.name),
             )
         })?;
-        if idx.dims.len() != 1 || idx.i64.len() != v.f32.len() || v.dims.len() != 1 {
-            return Err(err(path, format!("sparse initializer '{}': only 1-D linear int64 indices are supported, matching the values", vals.name)));
-        }
+        let values = v.to_f32();
+        let idx = match idx.as_i64() {
+            Some(i) if idx.dims.len() == 1 && i.len() == values.len() && v.dims.len() == 1 => i,
+            _ => return Err(err(path, format!("sparse initializer '{}': only 1-D linear int64 indices are supported, matching the values", vals.name))),
+        };
         let mut dense = vec![0.0f32; n];
-        let mut lin = Vec::with_capacity(idx.i64.len());
-        for (k, (&i, &x)) in idx.i64.iter().zip(&v.f32).enumerate() {
-            if i < 0 || i as usize >= n || (k > 0 && i <= idx.i64[k - 1]) {
+        let mut lin = Vec::with_capacity(idx.len());
+        for (k, (&i, &x)) in idx.iter().zip(&values).enumerate() {
+            if i < 0 || i as usize >= n || (k > 0 && i <= idx[k - 1]) {
                 return Err(err(
                     path,
                     format!(
@@ -689,9 +799,7 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
         consts.insert(
             vals.name.clone(),
             Const {
-                dims,
-                f32: dense,
-                i64: vec![],
+                t: Tensor::f32(dims, dense),
                 sparse: Some(lin),
             },
         );
@@ -745,6 +853,10 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
             ))
         }
     };
+    let batch = match dims[0] {
+        Some(n) if n > 0 => usize::try_from(n).ok(),
+        _ => None,
+    };
     let c = chw[0];
     let mean = metadata_vec(&m, "sculpt.normalization.mean")
         .filter(|v| v.len() == c)
@@ -756,6 +868,8 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
         path,
         consts,
         values: BTreeMap::new(),
+        strided: BTreeMap::new(),
+        batch,
         g: Graph::new(InputSpec {
             shape: [chw[0], chw[1], chw[2]],
             mean,
@@ -773,6 +887,7 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
     if graph.output.len() != 1 {
         return Err(err(path, "exactly one graph output is supported"));
     }
+    ctx.materialize(&out.name).map_err(|e| err(path, e))?;
     let at = *ctx.values.get(&out.name).ok_or_else(|| {
         err(
             path,
@@ -796,4 +911,275 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
 pub fn import_file(path: &Path) -> Result<Graph> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     import_bytes(&bytes, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use onnx_protobuf::{
+        tensor_proto::DataType, tensor_shape_proto, type_proto, GraphProto, TensorProto,
+        TensorShapeProto, TypeProto, ValueInfoProto,
+    };
+
+    /// A model with input `x` of dims [1, 4, 8, 8], int64 initializers and the nodes (op, inputs, output,
+    /// attributes); the last node's output is the graph output.
+    fn model(
+        inits: &[(&str, &[i64])],
+        nodes: Vec<(&str, &[&str], &str, Vec<AttributeProto>)>,
+    ) -> Vec<u8> {
+        let mut g = GraphProto::new();
+        let mut shape = TensorShapeProto::new();
+        for d in [1, 4, 8, 8] {
+            let mut dim = tensor_shape_proto::Dimension::new();
+            dim.value = Some(tensor_shape_proto::dimension::Value::DimValue(d));
+            shape.dim.push(dim);
+        }
+        let mut tt = type_proto::Tensor::new();
+        tt.elem_type = DataType::FLOAT as i32;
+        tt.shape = protobuf::MessageField::some(shape);
+        let mut ty = TypeProto::new();
+        ty.value = Some(type_proto::Value::TensorType(tt));
+        let mut input = ValueInfoProto::new();
+        input.name = "x".into();
+        input.type_ = protobuf::MessageField::some(ty);
+        g.input.push(input);
+        for (name, v) in inits {
+            let mut t = TensorProto::new();
+            t.name = name.to_string();
+            t.data_type = DataType::INT64 as i32;
+            t.dims = vec![v.len() as i64];
+            t.int64_data = v.to_vec();
+            g.initializer.push(t);
+        }
+        let last = nodes.last().map(|n| n.2.to_string()).unwrap_or_default();
+        for (k, (op, inputs, output, attrs)) in nodes.into_iter().enumerate() {
+            let mut n = NodeProto::new();
+            n.op_type = op.into();
+            n.name = format!("n{k}");
+            n.input = inputs.iter().map(|s| s.to_string()).collect();
+            n.output = vec![output.into()];
+            n.attribute = attrs;
+            g.node.push(n);
+        }
+        let mut out = ValueInfoProto::new();
+        out.name = last;
+        g.output.push(out);
+        let mut m = ModelProto::new();
+        m.graph = protobuf::MessageField::some(g);
+        m.write_to_bytes().unwrap()
+    }
+
+    fn ints(name: &str, v: &[i64]) -> AttributeProto {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.ints = v.to_vec();
+        a
+    }
+
+    fn import(bytes: &[u8]) -> Result<Graph> {
+        import_bytes(bytes, Path::new("t.onnx"))
+    }
+
+    fn error(bytes: &[u8]) -> String {
+        import(bytes).unwrap_err().to_string()
+    }
+
+    const MAX: i64 = i64::MAX;
+    const SLICE_PARAMS: [(&str, &[i64]); 6] = [
+        ("zero", &[0]),
+        ("max", &[MAX]),
+        ("two", &[2]),
+        ("h", &[2]),
+        ("w", &[3]),
+        ("pads", &[0, 2, 0, 0, 0, 2, 0, 0]),
+    ];
+
+    fn ops(g: &Graph) -> Vec<(String, Op)> {
+        g.nodes[1..]
+            .iter()
+            .map(|n| (n.name.clone(), n.op.clone()))
+            .collect()
+    }
+
+    fn subsample_pad(stride: usize, before: usize, after: usize) -> Op {
+        Op::SubsamplePad {
+            stride,
+            pad_before: before,
+            pad_after: after,
+        }
+    }
+
+    #[test]
+    fn single_axis_slices_and_a_channel_pad_become_one_subsample_pad() {
+        let g = import(&model(
+            &SLICE_PARAMS,
+            vec![
+                ("Slice", &["x", "zero", "max", "h", "two"], "a", vec![]),
+                ("Slice", &["a", "zero", "max", "w", "two"], "b", vec![]),
+                ("Pad", &["b", "pads"], "c", vec![]),
+                ("Flatten", &["c"], "y", vec![]),
+            ],
+        ))
+        .unwrap();
+        let o = ops(&g);
+        assert_eq!(o[0].0, "n2");
+        assert!(matches!(
+            o[0].1,
+            Op::SubsamplePad {
+                stride: 2,
+                pad_before: 2,
+                pad_after: 2
+            }
+        ));
+        assert_eq!(g.nodes[1].shape, [8, 4, 4]);
+        assert!(matches!(o[1].1, Op::Flatten));
+        assert_eq!(o.len(), 2);
+    }
+
+    #[test]
+    fn a_multi_axis_slice_and_a_pad_become_one_subsample_pad() {
+        let inits: &[(&str, &[i64])] = &[
+            ("s", &[0, 0]),
+            ("e", &[MAX, 100]),
+            ("a", &[-1, 2]),
+            ("k", &[2, 2]),
+            ("pads", &[0, 1, 0, 0, 0, 3, 0, 0]),
+        ];
+        let g = import(&model(
+            inits,
+            vec![
+                ("Slice", &["x", "s", "e", "a", "k"], "b", vec![]),
+                ("Pad", &["b", "pads"], "c", vec![]),
+                ("Flatten", &["c"], "y", vec![]),
+            ],
+        ))
+        .unwrap();
+        assert!(matches!(
+            ops(&g)[0].1,
+            Op::SubsamplePad {
+                stride: 2,
+                pad_before: 1,
+                pad_after: 3
+            }
+        ));
+        assert_eq!(g.nodes[1].shape, [8, 4, 4]);
+    }
+
+    #[test]
+    fn a_pad_alone_has_stride_one_and_a_slice_alone_no_padding() {
+        let g = import(&model(
+            &SLICE_PARAMS,
+            vec![
+                ("Pad", &["x", "pads"], "c", vec![]),
+                ("Flatten", &["c"], "y", vec![]),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(ops(&g)[0].1, subsample_pad(1, 2, 2));
+        let g = import(&model(
+            &SLICE_PARAMS,
+            vec![
+                ("Slice", &["x", "zero", "max", "h", "two"], "a", vec![]),
+                ("Slice", &["a", "zero", "max", "w", "two"], "b", vec![]),
+                ("Flatten", &["b"], "y", vec![]),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(ops(&g)[0], ("n1".to_string(), subsample_pad(2, 0, 0)));
+        assert_eq!(g.nodes[1].shape, [4, 4, 4]);
+    }
+
+    fn int(name: &str, v: i64) -> AttributeProto {
+        let mut a = AttributeProto::new();
+        a.name = name.into();
+        a.i = v;
+        a
+    }
+
+    /// The pads subgraph PyTorch's exporter emits for `F.pad(x, (0, 0, 0, 0, 2, 2))`.
+    #[test]
+    fn pads_computed_from_constants_are_folded() {
+        let to_i64 = || vec![int("to", DataType::INT64 as i32 as i64)];
+        let g = import(&model(
+            &[
+                ("given", &[0, 0, 0, 0, 2, 2]),
+                ("two", &[2]),
+                ("pairs", &[-1, 2]),
+                ("m1", &[-1]),
+                ("mmax", &[-MAX]),
+                ("ax0", &[0]),
+            ],
+            vec![
+                ("ConstantOfShape", &["two"], "zeros", vec![]),
+                ("Cast", &["zeros"], "izeros", to_i64()),
+                ("Concat", &["given", "izeros"], "all", vec![int("axis", 0)]),
+                ("Reshape", &["all", "pairs"], "p", vec![]),
+                ("Slice", &["p", "m1", "mmax", "ax0", "m1"], "r", vec![]),
+                ("Transpose", &["r"], "t", vec![ints("perm", &[1, 0])]),
+                ("Reshape", &["t", "m1"], "flat", vec![]),
+                ("Cast", &["flat"], "pads", to_i64()),
+                ("Pad", &["x", "pads"], "c", vec![]),
+                ("Flatten", &["c"], "y", vec![]),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(ops(&g)[0], ("n8".to_string(), subsample_pad(1, 2, 2)));
+        assert_eq!(g.nodes[1].shape, [8, 8, 8]);
+    }
+
+    /// `x.view(x.size(0), -1)` with a fixed batch size.
+    #[test]
+    fn the_batch_size_of_a_fixed_input_folds_a_view_reshape() {
+        let g = import(&model(
+            &[("zero", &[0]), ("minus", &[-1])],
+            vec![
+                ("Shape", &["x"], "s", vec![]),
+                ("Squeeze", &["zero"], "k", vec![]),
+                ("Gather", &["s", "k"], "n", vec![]),
+                ("Unsqueeze", &["n"], "n1", vec![ints("axes", &[0])]),
+                ("Concat", &["n1", "minus"], "shape", vec![int("axis", 0)]),
+                ("Reshape", &["x", "shape"], "y", vec![]),
+            ],
+        ))
+        .unwrap();
+        assert_eq!(ops(&g).len(), 1);
+        assert_eq!(ops(&g)[0].1.kind(), "flatten");
+        assert_eq!(g.nodes[1].shape, [256]);
+    }
+
+    #[test]
+    fn unsupported_slices_and_pads_are_errors() {
+        let run = |nodes| error(&model(&SLICE_PARAMS, nodes));
+        let e = run(vec![
+            ("Slice", &["x", "zero", "max", "h", "two"], "a", vec![]),
+            ("Flatten", &["a"], "y", vec![]),
+        ]);
+        assert!(e.contains("n1") && e.contains("equal steps"), "{e}");
+        let e = run(vec![
+            ("Slice", &["x", "two", "max", "h", "two"], "a", vec![]),
+            ("Flatten", &["a"], "y", vec![]),
+        ]);
+        assert!(e.contains("whole-axis"), "{e}");
+        let e = run(vec![
+            ("Slice", &["x", "zero", "max", "zero", "two"], "a", vec![]),
+            ("Flatten", &["a"], "y", vec![]),
+        ]);
+        assert!(e.contains("batch axis"), "{e}");
+        let e = run(vec![("Pad", &["x", "max"], "y", vec![])]);
+        assert!(e.contains("do not match"), "{e}");
+        let e = error(&model(
+            &[("pads", &[0, 0, 1, 0, 0, 0, 1, 0])],
+            vec![("Pad", &["x", "pads"], "y", vec![])],
+        ));
+        assert!(e.contains("channel axis"), "{e}");
+        let e = run(vec![("Concat", &["x", "x"], "y", vec![])]);
+        assert!(e.contains("only on constant inputs"), "{e}");
+        let e = run(vec![("Softmax", &["x"], "y", vec![])]);
+        assert!(e.contains("unsupported operator Softmax"), "{e}");
+        let e = run(vec![("Reshape", &["zero", "minus"], "y", vec![])]);
+        assert!(
+            e.contains("n0") && e.contains("'zero' must be computed"),
+            "{e}"
+        );
+    }
 }
