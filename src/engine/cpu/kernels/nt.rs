@@ -1,7 +1,7 @@
 //! `C (+)= A · Bᵀ` for row-major `A` (`m × k`) and `B` (`n × k`): every output is a dot product of two
 //! contiguous rows. This is the shape of convolution and linear weight gradients (the contraction runs over the
 //! pixels, contiguous in both operands), where a packing GEMM would have to transpose both operands first.
-//! Register-blocked 4 × 4 with AVX2/FMA when the CPU has it, a portable loop otherwise. The summation order
+//! Register-blocked 2 × 4 with AVX2/FMA when the CPU has it, a portable loop otherwise. The summation order
 //! depends only on `k`, so results are deterministic.
 
 /// Matrix view: `rows` rows of `k` values each, row `i` starting at `i · ld`, or at `starts[i]` when given
@@ -61,17 +61,9 @@ pub fn gemm_nt(k: usize, a: Rows, b: Rows, c: &mut [f32], ldc: usize, accumulate
     {
         if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
         {
-            let wide = std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512vl");
-            // SAFETY: the CPU supports the enabled features (checked above); rows are bounds-checked slices, and
-            // the vector loads stay inside them.
-            unsafe {
-                if wide {
-                    avx2::gemm_nt_wide(k, a, b, c, ldc, accumulate)
-                } else {
-                    avx2::gemm_nt(k, a, b, c, ldc, accumulate)
-                }
-            };
+            // SAFETY: the CPU supports AVX2 and FMA (checked above); every row lies inside its slice
+            // (asserted above), and `c` holds every output index.
+            unsafe { avx2::gemm_nt(k, a, b, c, ldc, accumulate) };
             return;
         }
     }
@@ -132,114 +124,6 @@ mod avx2 {
     unsafe fn put(c: &mut [f32], at: usize, v: f32, accumulate: bool) {
         let o = c.get_unchecked_mut(at);
         *o = if accumulate { *o + v } else { v };
-    }
-
-    /// AVX-512: 4 × 4 tiles of 16-lane accumulators, masked loads for the tail of `k`.
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn gemm_nt_wide(
-        k: usize,
-        a: Rows,
-        b: Rows,
-        c: &mut [f32],
-        ldc: usize,
-        accumulate: bool,
-    ) {
-        let k16 = k / 16 * 16;
-        let tail: __mmask16 = ((1u32 << (k - k16)) - 1) as __mmask16;
-        let (pa, pb) = (a.data.as_ptr(), b.data.as_ptr());
-        tiles(a.rows, b.rows, 4, 4, |i, j, ri, cj| {
-            if ri == 4 && cj == 4 {
-                let a0 = pa.add(a.start(i));
-                let a1 = pa.add(a.start(i + 1));
-                let a2 = pa.add(a.start(i + 2));
-                let a3 = pa.add(a.start(i + 3));
-                let b0 = pb.add(b.start(j));
-                let b1 = pb.add(b.start(j + 1));
-                let b2 = pb.add(b.start(j + 2));
-                let b3 = pb.add(b.start(j + 3));
-                let z = _mm512_setzero_ps();
-                let (mut c00, mut c01, mut c02, mut c03) = (z, z, z, z);
-                let (mut c10, mut c11, mut c12, mut c13) = (z, z, z, z);
-                let (mut c20, mut c21, mut c22, mut c23) = (z, z, z, z);
-                let (mut c30, mut c31, mut c32, mut c33) = (z, z, z, z);
-                let mut p = 0;
-                macro_rules! step {
-                    ($load:expr) => {{
-                        let (v0, v1, v2, v3) = ($load(b0), $load(b1), $load(b2), $load(b3));
-                        let u = $load(a0);
-                        c00 = _mm512_fmadd_ps(u, v0, c00);
-                        c01 = _mm512_fmadd_ps(u, v1, c01);
-                        c02 = _mm512_fmadd_ps(u, v2, c02);
-                        c03 = _mm512_fmadd_ps(u, v3, c03);
-                        let u = $load(a1);
-                        c10 = _mm512_fmadd_ps(u, v0, c10);
-                        c11 = _mm512_fmadd_ps(u, v1, c11);
-                        c12 = _mm512_fmadd_ps(u, v2, c12);
-                        c13 = _mm512_fmadd_ps(u, v3, c13);
-                        let u = $load(a2);
-                        c20 = _mm512_fmadd_ps(u, v0, c20);
-                        c21 = _mm512_fmadd_ps(u, v1, c21);
-                        c22 = _mm512_fmadd_ps(u, v2, c22);
-                        c23 = _mm512_fmadd_ps(u, v3, c23);
-                        let u = $load(a3);
-                        c30 = _mm512_fmadd_ps(u, v0, c30);
-                        c31 = _mm512_fmadd_ps(u, v1, c31);
-                        c32 = _mm512_fmadd_ps(u, v2, c32);
-                        c33 = _mm512_fmadd_ps(u, v3, c33);
-                    }};
-                }
-                while p < k16 {
-                    step!(|r: *const f32| _mm512_loadu_ps(r.add(p)));
-                    p += 16;
-                }
-                if tail != 0 {
-                    step!(|r: *const f32| _mm512_maskz_loadu_ps(tail, r.add(p)));
-                }
-                let rows = [
-                    [c00, c01, c02, c03],
-                    [c10, c11, c12, c13],
-                    [c20, c21, c22, c23],
-                    [c30, c31, c32, c33],
-                ];
-                for (di, row) in rows.iter().enumerate() {
-                    for (dj, v) in row.iter().enumerate() {
-                        put(
-                            c,
-                            (i + di) * ldc + j + dj,
-                            _mm512_reduce_add_ps(*v),
-                            accumulate,
-                        );
-                    }
-                }
-            } else {
-                for di in 0..ri {
-                    for dj in 0..cj {
-                        let ar = pa.add(a.start(i + di));
-                        let br = pb.add(b.start(j + dj));
-                        let mut acc = _mm512_setzero_ps();
-                        let mut p = 0;
-                        while p < k16 {
-                            acc = _mm512_fmadd_ps(
-                                _mm512_loadu_ps(ar.add(p)),
-                                _mm512_loadu_ps(br.add(p)),
-                                acc,
-                            );
-                            p += 16;
-                        }
-                        if tail != 0 {
-                            let u = _mm512_maskz_loadu_ps(tail, ar.add(p));
-                            acc = _mm512_fmadd_ps(u, _mm512_maskz_loadu_ps(tail, br.add(p)), acc);
-                        }
-                        put(
-                            c,
-                            (i + di) * ldc + j + dj,
-                            _mm512_reduce_add_ps(acc),
-                            accumulate,
-                        );
-                    }
-                }
-            }
-        });
     }
 
     #[inline(always)]
