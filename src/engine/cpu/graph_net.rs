@@ -528,6 +528,7 @@ impl GraphNetwork {
                     &mut gw[0],
                     dbias,
                     &mut ws.conv,
+                    &mut ws.wt,
                 );
                 if let (Some((b, _)), Some(v)) = (tgt, dxbuf) {
                     ws.grads[b] = v;
