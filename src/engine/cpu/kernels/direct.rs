@@ -62,6 +62,13 @@ pub fn padded_len(g: &ConvGeom) -> usize {
 
 /// Writes sample `x[Cin, H, W]` into `xp[Cin, H + 2p, W + 2p]` with zero borders.
 pub fn pad_sample(g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
+    assert!(x.len() >= g.in_len() && xp.len() >= padded_len(g));
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2_fma() {
+        // SAFETY: AVX2 is present; both slices are long enough (asserted).
+        unsafe { avx2::pad_sample(g, x, xp) };
+        return;
+    }
     let (wp, p) = (padded_w(g), g.pad);
     let plane = (g.h + 2 * p) * wp;
     for (xc, pc) in x
@@ -385,6 +392,47 @@ mod avx2 {
                 }
             }
             o0 += no * LANES;
+        }
+    }
+
+    /// Zeroes `n` values at `dst`.
+    #[inline(always)]
+    unsafe fn zeros(dst: *mut f32, n: usize) {
+        let mut i = 0;
+        while i + LANES <= n {
+            _mm256_storeu_ps(dst.add(i), _mm256_setzero_ps());
+            i += LANES;
+        }
+        while i < n {
+            *dst.add(i) = 0.0;
+            i += 1;
+        }
+    }
+
+    /// [`super::pad_sample`] with 8-wide copies (rows are short: library copies would cost more in calls).
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn pad_sample(g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
+        let (p, wp) = (g.pad, g.w + 2 * g.pad);
+        let (mut src, mut dst) = (x.as_ptr(), xp.as_mut_ptr());
+        let w8 = g.w / LANES * LANES;
+        for _ in 0..g.cin {
+            zeros(dst, p * wp + p);
+            dst = dst.add(p * wp + p);
+            for y in 0..g.h {
+                let mut i = 0;
+                while i < w8 {
+                    _mm256_storeu_ps(dst.add(i), _mm256_loadu_ps(src.add(i)));
+                    i += LANES;
+                }
+                while i < g.w {
+                    *dst.add(i) = *src.add(i);
+                    i += 1;
+                }
+                let gap = if y + 1 < g.h { 2 * p } else { p + p * wp };
+                zeros(dst.add(g.w), gap);
+                src = src.add(g.w);
+                dst = dst.add(g.w + gap);
+            }
         }
     }
 
