@@ -2,9 +2,9 @@
 //!
 //! Per sample: forward `y[Cout, HW] = W[Cout, K] · col[K, HW]`; weight gradient `dW += dy · colᵀ`; data gradient
 //! `dcol = Wᵀ · dy`, then col2im. A 1×1 stride-1 unpadded convolution uses the input as `col` directly. Where
-//! [`direct`] supports the geometry (stride 1, output width a multiple of 8, AVX2/FMA), every pass instead
-//! reads shifted windows of a zero-padded sample, and the data gradient is the forward pass of `dy` with
-//! flipped, transposed weights.
+//! [`direct`] supports the geometry (stride 1 or 2, output width a multiple of 8, AVX2/FMA), the forward pass
+//! and weight gradient instead read shifted windows of a zero-padded sample, and for stride 1 the data
+//! gradient is the forward pass of `dy` with flipped, transposed weights.
 
 use rayon::prelude::*;
 
@@ -529,6 +529,7 @@ mod tests {
             (5, 1, 2, 20, 20, 4),
             (3, 1, 1, 4, 4, 4),
             (3, 1, 1, 6, 8, 24),
+            (3, 2, 1, 8, 16, 8),
         ] {
             let g = ConvGeom::new(3, cout, h, w, k, s, p).unwrap();
             let n = 3;
@@ -585,6 +586,7 @@ mod tests {
             (3, 2, 1, 7, 6, 4),
             (3, 1, 1, 5, 5, 4),
             (1, 1, 0, 4, 8, 8),
+            (3, 2, 1, 8, 16, 8),
         ] {
             let g = ConvGeom::new(3, cout, h, w, k, s, p).unwrap();
             let n = 3;

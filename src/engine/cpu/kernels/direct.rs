@@ -1,12 +1,15 @@
-//! Stride-1 convolution without im2col: every product reads shifted windows of one zero-padded sample
-//! `xp[C, H + 2p, W + 2p]` in place.
+//! Convolution without im2col: every product reads shifted windows of one zero-padded sample in place. For
+//! stride 1 the sample is `xp[C, H + 2p, W + 2p]`; for stride 2 every padded row is split into its even and
+//! odd columns (`[C, 2, H + 2p, ⌈(W + 2p)/2⌉]`), so that the windows of 8 neighbouring outputs are again
+//! contiguous.
 //!
 //! Forward (and, with flipped transposed weights, the input gradient): `y[o, q] (+)= Σ_{c,t} w[o, c, t] ·
 //! xp[c, q + off(t)]`, register-blocked as up to 6 output channels × two 8-pixel row segments. Weight
 //! gradient: `dw[o, c, t] += Σ_q dyᵀ[q, o] · xp[c, q + off(t)]`, blocked as up to 16 output channels × 6
-//! taps with the whole pixel sum kept in registers. Both use AVX2/FMA and need an output width that is a
-//! multiple of 8 ([`forward_supported`], [`weight_grad_supported`]); the summation order depends only on the
-//! shapes, so results are deterministic.
+//! taps with the whole pixel sum kept in registers. Both use AVX2/FMA and need stride 1 or 2 and an output
+//! width that is a multiple of 8 ([`forward_supported`], [`weight_grad_supported`]); the input gradient this
+//! way needs stride 1 ([`input_grad_geom`]). The summation order depends only on the shapes, so results are
+//! deterministic.
 
 use super::conv::ConvGeom;
 
@@ -28,9 +31,13 @@ fn has_avx2_fma() -> bool {
     }
 }
 
-/// Whether [`forward_sample`] handles `g` on this CPU: stride 1 and an output width that is a multiple of 8.
+/// Whether [`forward_sample`] handles `g` on this CPU: stride 1 or 2, an output width that is a multiple of
+/// 8, and windows that stay inside their padded (phase) row.
 pub fn forward_supported(g: &ConvGeom) -> bool {
-    g.stride == 1 && g.ow % LANES == 0 && has_avx2_fma()
+    (g.stride == 1 || g.stride == 2)
+        && g.ow % LANES == 0
+        && g.ow + (g.k - 1) / g.stride <= phase_w(g)
+        && has_avx2_fma()
 }
 
 /// Whether [`weight_grad_sample`] handles `g` on this CPU: as [`forward_supported`], and a multiple of 8
@@ -55,14 +62,27 @@ fn padded_w(g: &ConvGeom) -> usize {
     g.w + 2 * g.pad
 }
 
+/// Width of one stride phase of a padded row.
+fn phase_w(g: &ConvGeom) -> usize {
+    padded_w(g).div_ceil(g.stride)
+}
+
+/// Distance in a padded sample between the windows of vertically neighbouring outputs.
+fn row_step(g: &ConvGeom) -> usize {
+    g.stride * phase_w(g)
+}
+
 /// Values of one padded sample.
 pub fn padded_len(g: &ConvGeom) -> usize {
-    g.cin * (g.h + 2 * g.pad) * padded_w(g)
+    g.cin * g.stride * (g.h + 2 * g.pad) * phase_w(g)
 }
 
 /// Writes sample `x[Cin, H, W]` into `xp[Cin, H + 2p, W + 2p]` with zero borders.
 pub fn pad_sample(g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
     assert!(x.len() >= g.in_len() && xp.len() >= padded_len(g));
+    if g.stride != 1 {
+        return pad_phases(g, x, xp);
+    }
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: AVX2 is present; both slices are long enough (asserted).
@@ -86,23 +106,43 @@ pub fn pad_sample(g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
     }
 }
 
-/// Offsets into a padded sample of every row `(c, ky, kx)` of the weight's fan-in, in weight order.
-pub fn tap_offsets(g: &ConvGeom, out: &mut Vec<usize>) {
-    let wp = padded_w(g);
-    let plane = (g.h + 2 * g.pad) * wp;
-    out.clear();
-    for c in 0..g.cin {
-        for ky in 0..g.k {
-            for kx in 0..g.k {
-                out.push(c * plane + ky * wp + kx);
+/// [`pad_sample`] for stride `s > 1`: column `j` of padded row `r` of channel `c` goes to `[c, j % s, r, j / s]`.
+fn pad_phases(g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
+    let (s, wq, hp) = (g.stride, phase_w(g), g.h + 2 * g.pad);
+    let len = padded_len(g);
+    xp[..len].fill(0.0);
+    for (xc, pc) in x
+        .chunks_exact(g.h * g.w)
+        .zip(xp[..len].chunks_exact_mut(s * hp * wq))
+        .take(g.cin)
+    {
+        for (y, row) in xc.chunks_exact(g.w).enumerate() {
+            let r = y + g.pad;
+            for (ix, &v) in row.iter().enumerate() {
+                let j = ix + g.pad;
+                pc[((j % s) * hp + r) * wq + j / s] = v;
             }
         }
     }
 }
 
-/// Whether every window `off + oy·wp + ox` (`oy < OH`, `ox < OW`) lies inside a padded sample of `len` values.
+/// Offsets into a padded sample of every row `(c, ky, kx)` of the weight's fan-in, in weight order.
+pub fn tap_offsets(g: &ConvGeom, out: &mut Vec<usize>) {
+    let (s, wq, hp) = (g.stride, phase_w(g), g.h + 2 * g.pad);
+    out.clear();
+    for c in 0..g.cin {
+        for ky in 0..g.k {
+            for kx in 0..g.k {
+                out.push(((c * s + kx % s) * hp + ky) * wq + kx / s);
+            }
+        }
+    }
+}
+
+/// Whether every window `off + oy·step + ox` (`oy < OH`, `ox < OW`, `step` = [`row_step`]) lies inside a padded
+/// sample of `len` values.
 fn windows_fit(g: &ConvGeom, offs: &[usize], len: usize) -> bool {
-    let last = (g.oh - 1) * padded_w(g) + g.ow;
+    let last = (g.oh - 1) * row_step(g) + g.ow;
     offs.iter().all(|&o| o + last <= len)
 }
 
@@ -300,10 +340,10 @@ mod avx2 {
         y: &mut [f32],
         accumulate: bool,
     ) {
-        let (wp, ohw, kdim) = (g.w + 2 * g.pad, g.out_hw(), g.kdim());
+        let (step, ohw, kdim) = (super::row_step(g), g.out_hw(), g.kdim());
         let nvec = ohw / LANES;
         let segs_per_row = g.ow / LANES;
-        let base = |v: usize| (v / segs_per_row) * wp + (v % segs_per_row) * LANES;
+        let base = |v: usize| (v / segs_per_row) * step + (v % segs_per_row) * LANES;
         let (xp, y) = (xp.as_ptr(), y.as_mut_ptr());
         let mut v0 = 0;
         while v0 < nvec {
@@ -340,12 +380,12 @@ mod avx2 {
         dw: *mut f32,
         kk0: usize,
     ) {
-        let (wp, cout, kdim) = (g.w + 2 * g.pad, g.cout, g.kdim());
+        let (step, cout, kdim) = (super::row_step(g), g.cout, g.kdim());
         let mut acc = [[_mm256_setzero_ps(); NO]; KT];
         let ptr: [*const f32; KT] = std::array::from_fn(|j| xp.add(offs[j]));
         let mut d = dyt.add(o0);
         for oy in 0..g.oh {
-            let row = oy * wp;
+            let row = oy * step;
             for ox in 0..g.ow {
                 let q = row + ox;
                 let dv: [__m256; NO] = std::array::from_fn(|v| _mm256_loadu_ps(d.add(v * LANES)));
@@ -505,14 +545,17 @@ mod tests {
 
     fn geoms() -> Vec<ConvGeom> {
         [
-            (3, 16, 8, 16, 3, 1),
-            (5, 12, 6, 8, 3, 1),
-            (4, 8, 4, 8, 3, 0),
-            (2, 24, 7, 8, 1, 0),
-            (3, 8, 9, 24, 5, 2),
+            (3, 16, 8, 16, 3, 1, 1),
+            (5, 12, 6, 8, 3, 1, 1),
+            (4, 8, 4, 8, 3, 1, 0),
+            (2, 24, 7, 8, 1, 1, 0),
+            (3, 8, 9, 24, 5, 1, 2),
+            (3, 16, 8, 16, 3, 2, 1),
+            (4, 8, 7, 16, 3, 2, 1),
+            (2, 8, 5, 17, 3, 2, 1),
         ]
         .iter()
-        .map(|&(c, o, h, w, k, p)| ConvGeom::new(c, o, h, w, k, 1, p).unwrap())
+        .map(|&(c, o, h, w, k, s, p)| ConvGeom::new(c, o, h, w, k, s, p).unwrap())
         .filter(forward_supported)
         .collect()
     }
