@@ -600,7 +600,7 @@ impl GraphNetwork {
                 }
                 match target(0, &mut ws.written) {
                     // The gradient passes through unchanged: hand the buffer over instead of copying it.
-                    Some((b, false)) if t1.map_or(true, |(b1, _)| b1 != b) => {
+                    Some((b, false)) if t1.is_none_or(|(b1, _)| b1 != b) => {
                         let mut dy = dy;
                         std::mem::swap(&mut dy, &mut ws.grads[b]);
                         ws.grads[node.grad] = dy;

@@ -118,9 +118,14 @@ fn pad_phases(g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
     {
         for (y, row) in xc.chunks_exact(g.w).enumerate() {
             let r = y + g.pad;
-            for (ix, &v) in row.iter().enumerate() {
-                let j = ix + g.pad;
-                pc[((j % s) * hp + r) * wq + j / s] = v;
+            for ph in 0..s {
+                // Padded columns j = jj·s + ph inside [pad, pad + W).
+                let first = (g.pad + s - 1 - ph) / s;
+                let dst = &mut pc[(ph * hp + r) * wq..][..wq];
+                let src = row.iter().skip(first * s + ph - g.pad).step_by(s);
+                for (d, &v) in dst[first..].iter_mut().zip(src) {
+                    *d = v;
+                }
             }
         }
     }
@@ -370,6 +375,7 @@ mod avx2 {
 
     /// One tile: `8·NO` output channels from `o0` × `KT` taps `offs` (the last repeated past `taps`).
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     unsafe fn weight_grad_tile<const NO: usize>(
         g: &ConvGeom,
         xp: *const f32,
