@@ -57,6 +57,7 @@ fn bench(c: &mut Criterion) {
                     &mut dw,
                     None,
                     &mut scratch,
+                    &mut wt,
                 )
             })
         });

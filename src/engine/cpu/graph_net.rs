@@ -528,6 +528,7 @@ impl GraphNetwork {
                     &mut gw[0],
                     dbias,
                     &mut ws.conv,
+                    &mut ws.wt,
                 );
                 if let (Some((b, _)), Some(v)) = (tgt, dxbuf) {
                     ws.grads[b] = v;
@@ -593,10 +594,20 @@ impl GraphNetwork {
                 }
             }
             Kernel::Add => {
-                for slot in 0..2 {
-                    if let Some((b, acc)) = target(slot, &mut ws.written) {
-                        ew::copy_or_add(&dy, &mut ws.grads[b], acc);
+                let t1 = target(1, &mut ws.written);
+                if let Some((b, acc)) = t1 {
+                    ew::copy_or_add(&dy, &mut ws.grads[b], acc);
+                }
+                match target(0, &mut ws.written) {
+                    // The gradient passes through unchanged: hand the buffer over instead of copying it.
+                    Some((b, false)) if t1.is_none_or(|(b1, _)| b1 != b) => {
+                        let mut dy = dy;
+                        std::mem::swap(&mut dy, &mut ws.grads[b]);
+                        ws.grads[node.grad] = dy;
+                        return;
                     }
+                    Some((b, acc)) => ew::copy_or_add(&dy, &mut ws.grads[b], acc),
+                    None => {}
                 }
             }
             Kernel::SubsamplePad(sp) => {

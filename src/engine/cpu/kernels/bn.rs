@@ -63,23 +63,39 @@ fn channel_sums(
     total
 }
 
-/// Sum and sum of squares of a row, in f64 with four independent accumulators.
-fn sum_sumsq(_: usize, row: &[f32], _: Option<&[f32]>, acc: &mut [f64; 2]) {
-    let (mut s, mut q) = ([0.0f64; 4], [0.0f64; 4]);
-    let mut it = row.chunks_exact(4);
-    for c in &mut it {
-        for j in 0..4 {
-            let v = c[j] as f64;
-            s[j] += v;
-            q[j] += v * v;
+/// Lanes of the f64 accumulators of the per-channel sums: independent lanes let the loops vectorise while the
+/// summation order stays fixed.
+const LANES: usize = 8;
+
+/// `(Σ f(a), Σ g(a, b))` over a row in f64, [`LANES`] independent accumulators folded in lane order.
+#[inline(always)]
+fn lane_sums(
+    a: &[f32],
+    b: &[f32],
+    f: impl Fn(f64) -> f64,
+    g: impl Fn(f64, f64) -> f64,
+) -> (f64, f64) {
+    let (mut s, mut q) = ([0.0f64; LANES], [0.0f64; LANES]);
+    let (ca, cb) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (u, v) in ca.zip(cb) {
+        for j in 0..LANES {
+            s[j] += f(u[j] as f64);
+            q[j] += g(u[j] as f64, v[j] as f64);
         }
     }
-    for &v in it.remainder() {
-        s[0] += v as f64;
-        q[0] += (v as f64) * (v as f64);
+    for (j, (&u, &v)) in ra.iter().zip(rb).enumerate() {
+        s[j] += f(u as f64);
+        q[j] += g(u as f64, v as f64);
     }
-    acc[0] += s.iter().sum::<f64>();
-    acc[1] += q.iter().sum::<f64>();
+    (s.iter().sum(), q.iter().sum())
+}
+
+/// Sum and sum of squares of a row, in f64.
+fn sum_sumsq(_: usize, row: &[f32], _: Option<&[f32]>, acc: &mut [f64; 2]) {
+    let (s, q) = lane_sums(row, row, |u| u, |u, _| u * u);
+    acc[0] += s;
+    acc[1] += q;
 }
 
 /// Batch mean and biased variance per channel.
@@ -138,12 +154,8 @@ pub fn backward(
     // sums[c] = (Σ dy, Σ dy·(x − mean))
     let sums = channel_sums(sh, dy, Some(x), |ch, d, xr, acc| {
         let xr = xr.expect("x given");
-        let c = mean[ch];
-        let (mut s, mut p) = (0.0f64, 0.0f64);
-        for (&g, &v) in d.iter().zip(xr) {
-            s += g as f64;
-            p += g as f64 * (v - c) as f64;
-        }
+        let c = mean[ch] as f64;
+        let (s, p) = lane_sums(d, xr, |g| g, |g, v| g * (v - c));
         acc[0] += s;
         acc[1] += p;
     });

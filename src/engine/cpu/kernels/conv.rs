@@ -1,10 +1,14 @@
 //! 2-D convolution as im2col + GEMM, the batch split into contiguous chunks across rayon threads.
 //!
 //! Per sample: forward `y[Cout, HW] = W[Cout, K] · col[K, HW]`; weight gradient `dW += dy · colᵀ`; data gradient
-//! `dcol = Wᵀ · dy`, then col2im. A 1×1 stride-1 unpadded convolution uses the input as `col` directly.
+//! `dcol = Wᵀ · dy`, then col2im. A 1×1 stride-1 unpadded convolution uses the input as `col` directly. Where
+//! [`direct`] supports the geometry (stride 1 or 2, output width a multiple of 8, AVX2/FMA), the forward pass
+//! and weight gradient instead read shifted windows of a zero-padded sample, and for stride 1 the data
+//! gradient is the forward pass of `dy` with flipped, transposed weights.
 
 use rayon::prelude::*;
 
+use super::direct;
 use super::nt::{gemm_nt, Rows};
 use super::{chunk_size, reduce_in_order, sgemm, FlushDenormals};
 
@@ -97,6 +101,10 @@ pub struct ConvScratch {
     xp: Vec<f32>,
     dyp: Vec<f32>,
     starts: Vec<usize>,
+    /// Output gradient of one sample transposed to `[OH·OW, Cout]`.
+    dyt: Vec<f32>,
+    /// Window offsets of the input-gradient geometry.
+    dstarts: Vec<usize>,
 }
 
 fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
@@ -185,6 +193,24 @@ pub fn forward(
     let batch = x.len() / g.in_len();
     let cs = chunk_size(batch);
     let (kdim, ohw) = (g.kdim(), g.out_hw());
+    if direct::forward_supported(g) {
+        direct::pack_weight(g, weight, wt);
+        let packed = &*wt;
+        y.par_chunks_mut(cs * g.out_len())
+            .zip(x.par_chunks(cs * g.in_len()))
+            .zip(scratch.par_iter_mut())
+            .for_each(|((yc, xc), s)| {
+                let _ftz = FlushDenormals::new();
+                direct::tap_offsets(g, &mut s.starts);
+                let xp = grow(&mut s.xp, direct::padded_len(g));
+                for (yn, xn) in yc.chunks_mut(g.out_len()).zip(xc.chunks(g.in_len())) {
+                    direct::pad_sample(g, xn, xp);
+                    direct::forward_sample(g, xp, packed, &s.starts, yn, false);
+                    bias_relu(g, bias, relu, yn);
+                }
+            });
+        return;
+    }
     let wt = grow(wt, kdim * g.cout);
     for (o, row) in weight.chunks(kdim).enumerate() {
         for (kk, &v) in row.iter().enumerate() {
@@ -218,23 +244,30 @@ pub fn forward(
                     yn,
                     (ohw, 1),
                 );
-                if bias.is_some() || relu {
-                    for (o, row) in yn.chunks_mut(ohw).enumerate() {
-                        let b = bias.map_or(0.0, |b| b[o]);
-                        if relu {
-                            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
-                        } else {
-                            row.iter_mut().for_each(|v| *v += b);
-                        }
-                    }
-                }
+                bias_relu(g, bias, relu, yn);
             }
         });
+}
+
+/// Adds the bias and applies ReLU to one output sample `y[Cout, OH·OW]`, as requested.
+fn bias_relu(g: &ConvGeom, bias: Option<&[f32]>, relu: bool, y: &mut [f32]) {
+    if bias.is_none() && !relu {
+        return;
+    }
+    for (o, row) in y.chunks_mut(g.out_hw()).enumerate() {
+        let b = bias.map_or(0.0, |b| b[o]);
+        if relu {
+            row.iter_mut().for_each(|v| *v = (*v + b).max(0.0));
+        } else {
+            row.iter_mut().for_each(|v| *v += b);
+        }
+    }
 }
 
 /// Backward over a batch. Writes the weight gradient (and bias gradient) over `dweight` (`dbias`); when `dx`
 /// is given, writes (`accumulate == false`) or adds the input gradient to it. Partial weight gradients are
 /// kept per chunk and summed in chunk order, so the result is deterministic for a given thread count.
+/// `wt` holds the repacked weight of the input-gradient pass, shared by the chunks.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
     g: &ConvGeom,
@@ -245,10 +278,16 @@ pub fn backward(
     dweight: &mut [f32],
     dbias: Option<&mut [f32]>,
     scratch: &mut [ConvScratch],
+    wt: &mut Vec<f32>,
 ) {
     let batch = x.len() / g.in_len();
     let cs = chunk_size(batch);
     let with_bias = dbias.is_some();
+    let tg = direct::input_grad_geom(g).filter(direct::forward_supported);
+    if tg.is_some() && dx.is_some() {
+        direct::pack_flipped(g, weight, wt);
+    }
+    let flipped = tg.map(|t| (t, wt.as_slice()));
     let chunks = x
         .par_chunks(cs * g.in_len())
         .zip(dy.par_chunks(cs * g.out_len()));
@@ -257,11 +296,13 @@ pub fn backward(
             .zip(dx.par_chunks_mut(cs * g.in_len()))
             .zip(scratch.par_iter_mut())
             .for_each(|(((xc, dyc), dxc), s)| {
-                backward_chunk(g, xc, weight, dyc, Some((dxc, acc)), with_bias, s)
+                backward_chunk(g, xc, weight, flipped, dyc, Some((dxc, acc)), with_bias, s)
             }),
         None => chunks
             .zip(scratch.par_iter_mut())
-            .for_each(|((xc, dyc), s)| backward_chunk(g, xc, weight, dyc, None, with_bias, s)),
+            .for_each(|((xc, dyc), s)| {
+                backward_chunk(g, xc, weight, flipped, dyc, None, with_bias, s)
+            }),
     }
     let used = batch.div_ceil(cs);
     let wlen = g.cout * g.kdim();
@@ -271,10 +312,14 @@ pub fn backward(
     }
 }
 
+/// One chunk of [`backward`]; `flipped` is the input-gradient geometry and packed weight when [`direct`]
+/// computes the input gradient.
+#[allow(clippy::too_many_arguments)]
 fn backward_chunk(
     g: &ConvGeom,
     xc: &[f32],
     weight: &[f32],
+    flipped: Option<(ConvGeom, &[f32])>,
     dyc: &[f32],
     mut dxc: Option<(&mut [f32], bool)>,
     with_bias: bool,
@@ -292,8 +337,21 @@ fn backward_chunk(
         xp,
         dyp,
         starts,
+        dyt,
+        dstarts,
     } = s;
-    let shifted = g.shifted_weight_grad();
+    let direct_wgrad = direct::weight_grad_supported(g);
+    if direct_wgrad {
+        dw[..g.cout * kdim].fill(0.0);
+        direct::tap_offsets(g, starts);
+        grow(xp, direct::padded_len(g));
+        grow(dyt, g.out_len());
+    }
+    if let Some((t, _)) = flipped {
+        direct::tap_offsets(&t, dstarts);
+        grow(dyp, direct::padded_len(&t));
+    }
+    let shifted = !direct_wgrad && g.shifted_weight_grad();
     // Padded geometry: rows of width wp; dW[o, (c, ky, kx)] = Σ_q dyp[o, q] · xp[c·plane + ky·wp + kx + q].
     let (wp, hp) = (g.w + 2 * g.pad, g.h + 2 * g.pad);
     let plane = hp * wp;
@@ -314,7 +372,11 @@ fn backward_chunk(
         .zip(dyc.chunks(g.out_len()))
         .enumerate()
     {
-        if shifted {
+        if direct_wgrad {
+            direct::pad_sample(g, xn, xp);
+            direct::transpose(g.cout, ohw, dyn_, dyt);
+            direct::weight_grad_sample(g, xp, dyt, starts, dw);
+        } else if shifted {
             for c in 0..g.cin {
                 for y in 0..g.h {
                     let dst = c * plane + (y + g.pad) * wp + g.pad;
@@ -350,7 +412,10 @@ fn backward_chunk(
         }
         if let Some((dx, acc)) = dxc.as_mut() {
             let dxn = &mut dx[n * g.in_len()..(n + 1) * g.in_len()];
-            if g.pointwise() {
+            if let Some((t, packed)) = flipped {
+                direct::pad_sample(&t, dyn_, dyp);
+                direct::forward_sample(&t, dyp, packed, dstarts, dxn, *acc);
+            } else if g.pointwise() {
                 let beta = if *acc { 1.0 } else { 0.0 };
                 sgemm(
                     kdim,
@@ -427,6 +492,8 @@ mod tests {
             (5, 1, 2, 6, 6),
             (1, 2, 0, 5, 5),
             (1, 1, 0, 4, 3),
+            (3, 1, 1, 5, 16),
+            (3, 1, 0, 6, 10),
         ] {
             let g = ConvGeom::new(2, 3, h, w, k, s, p).unwrap();
             let x: Vec<f32> = (0..g.in_len())
@@ -456,13 +523,15 @@ mod tests {
 
     #[test]
     fn weight_gradient_matches_the_definition() {
-        for &(k, s, p, h, w) in &[
-            (3, 1, 1, 10, 12),
-            (3, 2, 1, 7, 6),
-            (5, 1, 2, 20, 20),
-            (3, 1, 1, 4, 4),
+        for &(k, s, p, h, w, cout) in &[
+            (3, 1, 1, 10, 12, 4),
+            (3, 2, 1, 7, 6, 4),
+            (5, 1, 2, 20, 20, 4),
+            (3, 1, 1, 4, 4, 4),
+            (3, 1, 1, 6, 8, 24),
+            (3, 2, 1, 8, 16, 8),
         ] {
-            let g = ConvGeom::new(3, 4, h, w, k, s, p).unwrap();
+            let g = ConvGeom::new(3, cout, h, w, k, s, p).unwrap();
             let n = 3;
             let x: Vec<f32> = (0..n * g.in_len())
                 .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
@@ -475,7 +544,17 @@ mod tests {
                 .collect();
             let mut dw = vec![0.0; wt.len()];
             let mut scratch: Vec<ConvScratch> = (0..4).map(|_| ConvScratch::default()).collect();
-            backward(&g, &x, &wt, &dy, None, &mut dw, None, &mut scratch);
+            backward(
+                &g,
+                &x,
+                &wt,
+                &dy,
+                None,
+                &mut dw,
+                None,
+                &mut scratch,
+                &mut Vec::new(),
+            );
             let mut col = vec![0.0; g.kdim() * g.out_hw()];
             let mut want = vec![0.0f64; wt.len()];
             for b in 0..n {
@@ -493,9 +572,56 @@ mod tests {
             for (a, b) in dw.iter().zip(&want) {
                 assert!(
                     (*a as f64 - b).abs() < 1e-3,
-                    "{a} vs {b} for k{k} s{s} p{p} {h}x{w}"
+                    "{a} vs {b} for k{k} s{s} p{p} {h}x{w} cout {cout}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn input_gradient_is_the_adjoint_of_forward() {
+        for &(k, s, p, h, w, cout) in &[
+            (3, 1, 1, 6, 8, 8),
+            (3, 1, 1, 5, 16, 3),
+            (3, 2, 1, 7, 6, 4),
+            (3, 1, 1, 5, 5, 4),
+            (1, 1, 0, 4, 8, 8),
+            (3, 2, 1, 8, 16, 8),
+        ] {
+            let g = ConvGeom::new(3, cout, h, w, k, s, p).unwrap();
+            let n = 3;
+            let x: Vec<f32> = (0..n * g.in_len())
+                .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
+                .collect();
+            let wt: Vec<f32> = (0..g.cout * g.kdim())
+                .map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.1)
+                .collect();
+            let dy: Vec<f32> = (0..n * g.out_len())
+                .map(|i| ((i * 3 % 7) as f32 - 3.0) * 0.2)
+                .collect();
+            let mut scratch: Vec<ConvScratch> = (0..4).map(|_| ConvScratch::default()).collect();
+            let mut y = vec![0.0; n * g.out_len()];
+            let mut packed = Vec::new();
+            forward(&g, &x, &wt, None, false, &mut y, &mut scratch, &mut packed);
+            let mut dx = vec![1.0; x.len()];
+            let mut dw = vec![0.0; wt.len()];
+            backward(
+                &g,
+                &x,
+                &wt,
+                &dy,
+                Some((&mut dx, true)),
+                &mut dw,
+                None,
+                &mut scratch,
+                &mut packed,
+            );
+            let lhs: f64 = y.iter().zip(&dy).map(|(a, b)| (a * b) as f64).sum();
+            let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| (a * (b - 1.0)) as f64).sum();
+            assert!(
+                (lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0),
+                "{lhs} vs {rhs} for k{k} s{s} p{p} {h}x{w} cout {cout}"
+            );
         }
     }
 

@@ -3,6 +3,7 @@
 
 pub mod bn;
 pub mod conv;
+pub mod direct;
 pub mod elementwise;
 pub mod linear;
 pub mod nt;
