@@ -98,14 +98,19 @@ impl Model<'_> {
         Ok(&mut arena[pad..])
     }
 
-    /// Normalised input value `i` (channel-major), per the model's normalisation if any.
-    fn normalized(&self, input: &[f32], i: usize) -> f32 {
+    /// Calls `put(i, v)` with every normalised input value (channel-major), per the model's normalisation if any.
+    fn normalized(&self, input: &[f32], mut put: impl FnMut(usize, f32)) {
         match self.normalization() {
-            None => input[i],
+            None => input.iter().enumerate().for_each(|(i, &v)| put(i, v)),
             Some((mean, std)) => {
                 let b = self.input();
-                let c = i / (b.dims[1] as usize * b.dims[2] as usize);
-                (input[i] - f32_at(mean, 4 * c)) / f32_at(std, 4 * c)
+                let plane = (b.dims[1] as usize * b.dims[2] as usize).max(1);
+                for (c, xs) in input.chunks(plane).enumerate() {
+                    let (m, s) = (f32_at(mean, 4 * c), f32_at(std, 4 * c));
+                    for (j, &v) in xs.iter().enumerate() {
+                        put(c * plane + j, (v - m) / s);
+                    }
+                }
             }
         }
     }
@@ -120,14 +125,18 @@ impl Model<'_> {
         let region = &mut arena[ib.offset as usize..ib.offset as usize + ib.bytes()];
         if self.is_int8() {
             let q = i8s_mut(region);
-            for (i, v) in q.iter_mut().enumerate() {
-                *v = quant::quantize(self.normalized(input, i), ib.scale);
-            }
+            self.normalized(input, |i, v| {
+                if let Some(d) = q.get_mut(i) {
+                    *d = quant::quantize(v, ib.scale);
+                }
+            });
         } else {
             let d = f32s_mut(region);
-            for (i, v) in d.iter_mut().enumerate() {
-                *v = self.normalized(input, i);
-            }
+            self.normalized(input, |i, v| {
+                if let Some(d) = d.get_mut(i) {
+                    *d = v;
+                }
+            });
         }
         self.run_ops(arena);
         let ob = self.output();

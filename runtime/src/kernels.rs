@@ -76,9 +76,7 @@ fn shifted<Y: Copy, X: Copy>(
                 n += 1;
             }
         }
-        for (a, &b) in yr.iter_mut().zip(xr) {
-            f(a, b);
-        }
+        zip_apply(yr, xr, &f);
         let mut n = 0;
         for row in 1..oy1 - oy0 {
             for v in &mut yr[row * g.w - gap..row * g.w] {
@@ -93,9 +91,7 @@ fn shifted<Y: Copy, X: Copy>(
         let yr = &mut y[oy * g.ow + ox0..oy * g.ow + ox1];
         let xr = &x[iy * g.w..(iy + 1) * g.w];
         if g.s == 1 {
-            for (a, &b) in yr.iter_mut().zip(&xr[ox0 + kx - g.p..ox1 + kx - g.p]) {
-                f(a, b);
-            }
+            zip_apply(yr, &xr[ox0 + kx - g.p..ox1 + kx - g.p], &f);
         } else {
             for (j, a) in yr.iter_mut().enumerate() {
                 f(a, xr[(ox0 + j) * g.s + kx - g.p]);
@@ -103,6 +99,27 @@ fn shifted<Y: Copy, X: Copy>(
         }
     }
 }
+
+/// `f(y[i], x[i])` for every `i` of the shorter slice, [`LANES`] at a time so that rows shorter than the
+/// compiler's unrolled vector loop are vectorised too.
+#[inline(always)]
+fn zip_apply<Y: Copy, X: Copy>(y: &mut [Y], x: &[X], f: &impl Fn(&mut Y, X)) {
+    let n = y.len().min(x.len());
+    let (y, x) = (&mut y[..n], &x[..n]);
+    let mut yc = y.chunks_exact_mut(LANES);
+    let mut xc = x.chunks_exact(LANES);
+    for (a, b) in (&mut yc).zip(&mut xc) {
+        for i in 0..LANES {
+            f(&mut a[i], b[i]);
+        }
+    }
+    for (a, &b) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
+        f(a, b);
+    }
+}
+
+/// Elements [`zip_apply`] handles together: one AVX register of f32.
+const LANES: usize = 8;
 
 /// Most out-of-row elements [`shifted`] saves and restores around a contiguous run.
 const SAVED: usize = 64;
@@ -382,7 +399,8 @@ pub fn relu_f32(y: &mut [f32]) {
     }
 }
 
-/// Max pooling without padding, any element type.
+/// Max pooling without padding, any element type: the window's first element, replaced by each later one (in
+/// row-major order) that is greater.
 pub fn max_pool<T: Copy + PartialOrd>(
     x: &[T],
     y: &mut [T],
@@ -393,20 +411,20 @@ pub fn max_pool<T: Copy + PartialOrd>(
     s: usize,
 ) {
     let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
-    for ch in 0..c {
-        let xp = &x[ch * h * w..];
+    let mut out = y.iter_mut();
+    for xp in x.chunks_exact(h * w).take(c) {
         for oy in 0..oh {
-            for ox in 0..ow {
-                let mut m = xp[oy * s * w + ox * s];
+            let rows = &xp[oy * s * w..];
+            for (ox, o) in (0..ow).zip(&mut out) {
+                let mut m = rows[ox * s];
                 for dy in 0..k {
-                    for dx in 0..k {
-                        let v = xp[(oy * s + dy) * w + ox * s + dx];
+                    for &v in &rows[dy * w + ox * s..dy * w + ox * s + k] {
                         if v > m {
                             m = v;
                         }
                     }
                 }
-                y[(ch * oh + oy) * ow + ox] = m;
+                *o = m;
             }
         }
     }
