@@ -76,7 +76,9 @@ fn shifted<Y: Copy, X: Copy>(
                 n += 1;
             }
         }
-        zip_apply(yr, xr, &f);
+        for (a, &b) in yr.iter_mut().zip(xr) {
+            f(a, b);
+        }
         let mut n = 0;
         for row in 1..oy1 - oy0 {
             for v in &mut yr[row * g.w - gap..row * g.w] {
@@ -91,7 +93,9 @@ fn shifted<Y: Copy, X: Copy>(
         let yr = &mut y[oy * g.ow + ox0..oy * g.ow + ox1];
         let xr = &x[iy * g.w..(iy + 1) * g.w];
         if g.s == 1 {
-            zip_apply(yr, &xr[ox0 + kx - g.p..ox1 + kx - g.p], &f);
+            for (a, &b) in yr.iter_mut().zip(&xr[ox0 + kx - g.p..ox1 + kx - g.p]) {
+                f(a, b);
+            }
         } else {
             for (j, a) in yr.iter_mut().enumerate() {
                 f(a, xr[(ox0 + j) * g.s + kx - g.p]);
@@ -99,27 +103,6 @@ fn shifted<Y: Copy, X: Copy>(
         }
     }
 }
-
-/// `f(y[i], x[i])` for every `i` of the shorter slice, [`LANES`] at a time so that rows shorter than the
-/// compiler's unrolled vector loop are vectorised too.
-#[inline(always)]
-fn zip_apply<Y: Copy, X: Copy>(y: &mut [Y], x: &[X], f: &impl Fn(&mut Y, X)) {
-    let n = y.len().min(x.len());
-    let (y, x) = (&mut y[..n], &x[..n]);
-    let mut yc = y.chunks_exact_mut(LANES);
-    let mut xc = x.chunks_exact(LANES);
-    for (a, b) in (&mut yc).zip(&mut xc) {
-        for i in 0..LANES {
-            f(&mut a[i], b[i]);
-        }
-    }
-    for (a, &b) in yc.into_remainder().iter_mut().zip(xc.remainder()) {
-        f(a, b);
-    }
-}
-
-/// Elements [`zip_apply`] handles together: one AVX register of f32.
-const LANES: usize = 8;
 
 /// Most out-of-row elements [`shifted`] saves and restores around a contiguous run.
 const SAVED: usize = 64;
