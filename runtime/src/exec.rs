@@ -2,11 +2,40 @@
 
 use crate::bytes::{f32_at, u32_at};
 use crate::error::RunError;
-use crate::format::{opcode, NONE};
+use crate::format::{dtype, encoding, opcode, NONE};
 use crate::kernels::{self, ConvGeom};
 use crate::model::{BufferDesc, Model, OpDesc};
 use crate::quant;
-use crate::weights::{value_f32, value_i32};
+use crate::rows;
+use crate::weights::{self, value_f32, value_i32};
+
+/// Evaluates `$body` with `$rows` bound to a `&mut impl Rows` over tensor `$t`, one arm per encoding.
+macro_rules! with_rows {
+    ($data:expr, $t:expr, |$rows:ident| $body:expr) => {
+        match $t.encoding {
+            encoding::DENSE => {
+                let $rows = &mut rows::Dense::new($t);
+                $body
+            }
+            encoding::CSR_GAP8 => {
+                let $rows = &mut rows::Csr::<rows::Gap8>::new($data, $t);
+                $body
+            }
+            encoding::CSR_IDX16 => {
+                let $rows = &mut rows::Csr::<rows::Idx16>::new($data, $t);
+                $body
+            }
+            encoding::CSR_IDX32 => {
+                let $rows = &mut rows::Csr::<rows::Idx32>::new($data, $t);
+                $body
+            }
+            _ => {
+                let $rows = &mut rows::Rice::new($data, $t);
+                $body
+            }
+        }
+    };
+}
 
 fn f32s(b: &[u8]) -> &[f32] {
     // SAFETY: every bit pattern is a valid f32; align_to only yields correctly aligned elements.
@@ -69,14 +98,19 @@ impl Model<'_> {
         Ok(&mut arena[pad..])
     }
 
-    /// Normalised input value `i` (channel-major), per the model's normalisation if any.
-    fn normalized(&self, input: &[f32], i: usize) -> f32 {
+    /// Calls `put(i, v)` with every normalised input value (channel-major), per the model's normalisation if any.
+    fn normalized(&self, input: &[f32], mut put: impl FnMut(usize, f32)) {
         match self.normalization() {
-            None => input[i],
+            None => input.iter().enumerate().for_each(|(i, &v)| put(i, v)),
             Some((mean, std)) => {
                 let b = self.input();
-                let c = i / (b.dims[1] as usize * b.dims[2] as usize);
-                (input[i] - f32_at(mean, 4 * c)) / f32_at(std, 4 * c)
+                let plane = (b.dims[1] as usize * b.dims[2] as usize).max(1);
+                for (c, xs) in input.chunks(plane).enumerate() {
+                    let (m, s) = (f32_at(mean, 4 * c), f32_at(std, 4 * c));
+                    for (j, &v) in xs.iter().enumerate() {
+                        put(c * plane + j, (v - m) / s);
+                    }
+                }
             }
         }
     }
@@ -91,14 +125,18 @@ impl Model<'_> {
         let region = &mut arena[ib.offset as usize..ib.offset as usize + ib.bytes()];
         if self.is_int8() {
             let q = i8s_mut(region);
-            for (i, v) in q.iter_mut().enumerate() {
-                *v = quant::quantize(self.normalized(input, i), ib.scale);
-            }
+            self.normalized(input, |i, v| {
+                if let Some(d) = q.get_mut(i) {
+                    *d = quant::quantize(v, ib.scale);
+                }
+            });
         } else {
             let d = f32s_mut(region);
-            for (i, v) in d.iter_mut().enumerate() {
-                *v = self.normalized(input, i);
-            }
+            self.normalized(input, |i, v| {
+                if let Some(d) = d.get_mut(i) {
+                    *d = v;
+                }
+            });
         }
         self.run_ops(arena);
         let ob = self.output();
@@ -182,23 +220,11 @@ impl Model<'_> {
         match op.opcode {
             opcode::CONV | opcode::GEMM => {
                 let wt = self.tensor(op.weight);
-                let bt = (op.bias != NONE).then(|| self.tensor(op.bias));
-                let value = |k| value_f32(data, &wt, k);
-                let bias = |r| bt.as_ref().map_or(0.0, |b| value_f32(data, b, r));
-                if op.opcode == opcode::CONV {
-                    let g = self.geom(op);
-                    kernels::conv_f32(
-                        x,
-                        y,
-                        &g,
-                        wt.rows(),
-                        self.entries(op.weight),
-                        value,
-                        bias,
-                        relu,
-                    );
+                let vals = weights::values_bytes(data, &wt);
+                if wt.dtype == dtype::F16 {
+                    self.weighted_f32(op, x, y, |k| weights::f16_le(vals, k));
                 } else {
-                    kernels::gemm_f32(x, y, self.entries(op.weight), value, bias, relu);
+                    self.weighted_f32(op, x, y, |k| weights::f32_le(vals, k));
                 }
             }
             opcode::MAX_POOL => {
@@ -246,7 +272,7 @@ impl Model<'_> {
             opcode::CONV | opcode::GEMM => {
                 let wt = self.tensor(op.weight);
                 let bt = (op.bias != NONE).then(|| self.tensor(op.bias));
-                let value = |k| value_i32(data, &wt, k);
+                let vals = weights::i8s(weights::values_bytes(data, &wt));
                 let bias = |r| bt.as_ref().map_or(0, |b| value_i32(data, b, r));
                 let mult = |r: usize| {
                     let sw = f32::from_bits(u32_at(data, wt.scales_off as usize + 4 * r));
@@ -255,20 +281,23 @@ impl Model<'_> {
                 if op.opcode == opcode::CONV {
                     let g = self.geom(op);
                     let acc = i32s_mut(scratch);
-                    kernels::conv_i8(
+                    let value = |k: usize| vals.get(k).copied().unwrap_or(0);
+                    with_rows!(data, &wt, |rows| kernels::conv_i8(
                         x,
                         y,
                         acc,
                         &g,
                         wt.rows(),
-                        self.entries(op.weight),
+                        rows,
                         value,
                         bias,
                         mult,
-                        relu,
-                    );
+                        relu
+                    ));
                 } else {
-                    kernels::gemm_i8(x, y, self.entries(op.weight), value, bias, mult, relu);
+                    with_rows!(data, &wt, |rows| kernels::gemm_i8(
+                        x, y, rows, vals, bias, mult, relu
+                    ));
                 }
             }
             opcode::MAX_POOL => {
@@ -303,6 +332,32 @@ impl Model<'_> {
                     *v = a.max(0);
                 }
             }
+        }
+    }
+
+    /// A float convolution or gemm whose weight values are read by `value`.
+    fn weighted_f32(&self, op: &OpDesc, x: &[f32], y: &mut [f32], value: impl Fn(usize) -> f32) {
+        let data = self.data();
+        let wt = self.tensor(op.weight);
+        let bt = (op.bias != NONE).then(|| self.tensor(op.bias));
+        let bias = |r| bt.as_ref().map_or(0.0, |b| value_f32(data, b, r));
+        let relu = op.relu();
+        if op.opcode == opcode::CONV {
+            let g = self.geom(op);
+            with_rows!(data, &wt, |rows| kernels::conv_f32(
+                x,
+                y,
+                &g,
+                wt.rows(),
+                rows,
+                &value,
+                bias,
+                relu
+            ));
+        } else {
+            with_rows!(data, &wt, |rows| kernels::gemm_f32(
+                x, y, rows, &value, bias, relu
+            ));
         }
     }
 

@@ -6,7 +6,8 @@
 #![allow(clippy::too_many_arguments)]
 
 use crate::quant;
-use crate::weights::Entry;
+use crate::rows::Rows;
+use crate::simd;
 
 /// Geometry of a convolution: input (C, H, W), output (CO, OH, OW), square kernel, stride, padding.
 #[derive(Debug, Clone, Copy)]
@@ -39,80 +40,136 @@ impl ConvGeom {
     }
 }
 
+/// Applies `f(y, x)` to every output element `y` of plane `y` (OH × OW) and the input element `x` of plane `x`
+/// (H × W) that kernel offset (ky, kx) maps it to, skipping outputs whose input lies in the padding.
+///
+/// With stride 1 and OW = W the input is the output shifted by a constant, so the valid rows form one
+/// contiguous run: it is processed in one loop, the out-of-row elements between rows saved before and restored
+/// after (at most [`SAVED`] of them; more fall back to one loop per row).
+#[inline(always)]
+fn shifted<Y: Copy, X: Copy>(
+    y: &mut [Y],
+    x: &[X],
+    g: &ConvGeom,
+    ky: usize,
+    kx: usize,
+    f: impl Fn(&mut Y, X),
+) {
+    let (oy0, oy1) = g.span(ky, g.h, g.oh);
+    let (ox0, ox1) = g.span(kx, g.w, g.ow);
+    if ox1 <= ox0 || oy1 <= oy0 {
+        return;
+    }
+    let gap = g.w - (ox1 - ox0);
+    if g.s == 1 && g.ow == g.w && (oy1 - oy0 - 1) * gap <= SAVED {
+        let start = oy0 * g.w + ox0;
+        let end = (oy1 - 1) * g.w + ox1;
+        let xs = start + ky * g.w + kx - g.p * g.w - g.p;
+        let (Some(yr), Some(xr)) = (y.get_mut(start..end), x.get(xs..xs + (end - start))) else {
+            return;
+        };
+        let mut saved = [yr[0]; SAVED];
+        let mut n = 0;
+        for row in 1..oy1 - oy0 {
+            for v in &yr[row * g.w - gap..row * g.w] {
+                saved[n] = *v;
+                n += 1;
+            }
+        }
+        for (a, &b) in yr.iter_mut().zip(xr) {
+            f(a, b);
+        }
+        let mut n = 0;
+        for row in 1..oy1 - oy0 {
+            for v in &mut yr[row * g.w - gap..row * g.w] {
+                *v = saved[n];
+                n += 1;
+            }
+        }
+        return;
+    }
+    for oy in oy0..oy1 {
+        let iy = oy * g.s + ky - g.p;
+        let yr = &mut y[oy * g.ow + ox0..oy * g.ow + ox1];
+        let xr = &x[iy * g.w..(iy + 1) * g.w];
+        if g.s == 1 {
+            for (a, &b) in yr.iter_mut().zip(&xr[ox0 + kx - g.p..ox1 + kx - g.p]) {
+                f(a, b);
+            }
+        } else {
+            for (j, a) in yr.iter_mut().enumerate() {
+                f(a, xr[(ox0 + j) * g.s + kx - g.p]);
+            }
+        }
+    }
+}
+
+/// Most out-of-row elements [`shifted`] saves and restores around a contiguous run.
+const SAVED: usize = 64;
+
 /// Adds `w` times the input plane `x` (H × W), shifted by kernel offset (ky, kx), to the output plane `y`.
-#[inline]
+#[inline(always)]
 fn axpy_shifted_f32(y: &mut [f32], x: &[f32], w: f32, g: &ConvGeom, ky: usize, kx: usize) {
-    let (oy0, oy1) = g.span(ky, g.h, g.oh);
-    let (ox0, ox1) = g.span(kx, g.w, g.ow);
-    if ox1 <= ox0 {
-        return;
-    }
-    for oy in oy0..oy1 {
-        let iy = oy * g.s + ky - g.p;
-        let yr = &mut y[oy * g.ow + ox0..oy * g.ow + ox1];
-        let xr = &x[iy * g.w..(iy + 1) * g.w];
-        if g.s == 1 {
-            let xs = &xr[ox0 + kx - g.p..ox1 + kx - g.p];
-            for (a, &b) in yr.iter_mut().zip(xs) {
-                *a += w * b;
-            }
-        } else {
-            for (j, a) in yr.iter_mut().enumerate() {
-                *a += w * xr[(ox0 + j) * g.s + kx - g.p];
-            }
-        }
-    }
+    shifted(y, x, g, ky, kx, |a, b| *a += w * b);
 }
 
-#[inline]
-fn axpy_shifted_i32(y: &mut [i32], x: &[i8], w: i32, g: &ConvGeom, ky: usize, kx: usize) {
-    let (oy0, oy1) = g.span(ky, g.h, g.oh);
-    let (ox0, ox1) = g.span(kx, g.w, g.ow);
-    if ox1 <= ox0 {
-        return;
-    }
-    for oy in oy0..oy1 {
-        let iy = oy * g.s + ky - g.p;
-        let yr = &mut y[oy * g.ow + ox0..oy * g.ow + ox1];
-        let xr = &x[iy * g.w..(iy + 1) * g.w];
-        if g.s == 1 {
-            let xs = &xr[ox0 + kx - g.p..ox1 + kx - g.p];
-            for (a, &b) in yr.iter_mut().zip(xs) {
-                *a = a.wrapping_add(w * b as i32);
-            }
-        } else {
-            for (j, a) in yr.iter_mut().enumerate() {
-                *a = a.wrapping_add(w * xr[(ox0 + j) * g.s + kx - g.p] as i32);
-            }
-        }
-    }
+/// [`axpy_shifted_f32`] for int8 planes into i32 accumulators (products in i16, where they always fit).
+#[inline(always)]
+fn axpy_shifted_i8(y: &mut [i32], x: &[i8], w: i8, g: &ConvGeom, ky: usize, kx: usize) {
+    let w = i16::from(w);
+    shifted(y, x, g, ky, kx, |a, b| {
+        *a = a.wrapping_add(i32::from(w * i16::from(b)))
+    });
 }
 
-/// Float convolution. `value(k)` is the weight of entry `k`, `bias(r)` the bias of output channel `r`.
+/// Float convolution: each output plane starts at its bias, then gets every stored entry of its row in storage
+/// order. `value(k)` is the weight of entry `k`, `bias(r)` the bias of output channel `r`.
 pub fn conv_f32(
     x: &[f32],
     y: &mut [f32],
     g: &ConvGeom,
     co: usize,
-    entries: impl Iterator<Item = Entry>,
+    rows: &mut impl Rows,
+    value: impl Fn(usize) -> f32,
+    bias: impl Fn(usize) -> f32,
+    relu: bool,
+) {
+    simd::vectorised(
+        #[inline(always)]
+        || conv_f32_impl(x, y, g, co, rows, value, bias, relu),
+    )
+}
+
+#[inline(always)]
+fn conv_f32_impl(
+    x: &[f32],
+    y: &mut [f32],
+    g: &ConvGeom,
+    co: usize,
+    rows: &mut impl Rows,
     value: impl Fn(usize) -> f32,
     bias: impl Fn(usize) -> f32,
     relu: bool,
 ) {
     let plane = g.oh * g.ow;
-    let kk = g.k * g.k;
-    for r in 0..co {
-        y[r * plane..(r + 1) * plane].fill(bias(r));
-    }
-    for e in entries {
-        let ci = e.col / kk;
-        let rem = e.col % kk;
-        let xp = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-        let yp = &mut y[e.row * plane..(e.row + 1) * plane];
-        axpy_shifted_f32(yp, xp, value(e.k), g, rem / g.k, rem % g.k);
-    }
-    if relu {
-        relu_f32(&mut y[..co * plane]);
+    let kk = (g.k * g.k) as u32;
+    let k = g.k as u32;
+    let xplane = g.h * g.w;
+    for (r, yp) in y.chunks_exact_mut(plane).take(co).enumerate() {
+        yp.fill(bias(r));
+        rows.row(
+            r,
+            #[inline(always)]
+            |col, e| {
+                let (ci, rem) = ((col as u32 / kk) as usize, col as u32 % kk);
+                if let Some(xp) = x.get(ci * xplane..(ci + 1) * xplane) {
+                    axpy_shifted_f32(yp, xp, value(e), g, (rem / k) as usize, (rem % k) as usize);
+                }
+            },
+        );
+        if relu {
+            relu_f32(yp);
+        }
     }
 }
 
@@ -123,71 +180,200 @@ pub fn conv_i8(
     acc: &mut [i32],
     g: &ConvGeom,
     co: usize,
-    entries: impl Iterator<Item = Entry>,
-    value: impl Fn(usize) -> i32,
+    rows: &mut impl Rows,
+    value: impl Fn(usize) -> i8,
+    bias: impl Fn(usize) -> i32,
+    mult: impl Fn(usize) -> f32,
+    relu: bool,
+) {
+    simd::vectorised(
+        #[inline(always)]
+        || conv_i8_impl(x, y, acc, g, co, rows, value, bias, mult, relu),
+    )
+}
+
+#[inline(always)]
+fn conv_i8_impl(
+    x: &[i8],
+    y: &mut [i8],
+    acc: &mut [i32],
+    g: &ConvGeom,
+    co: usize,
+    rows: &mut impl Rows,
+    value: impl Fn(usize) -> i8,
     bias: impl Fn(usize) -> i32,
     mult: impl Fn(usize) -> f32,
     relu: bool,
 ) {
     let plane = g.oh * g.ow;
-    let kk = g.k * g.k;
+    let kk = (g.k * g.k) as u32;
+    let k = g.k as u32;
+    let xplane = g.h * g.w;
     let acc = &mut acc[..plane];
-    let mut entries = entries.peekable();
-    for r in 0..co {
+    for (r, yp) in y.chunks_exact_mut(plane).take(co).enumerate() {
         acc.fill(bias(r));
-        while let Some(e) = entries.next_if(|e| e.row == r) {
-            let ci = e.col / kk;
-            let rem = e.col % kk;
-            let xp = &x[ci * g.h * g.w..(ci + 1) * g.h * g.w];
-            axpy_shifted_i32(acc, xp, value(e.k), g, rem / g.k, rem % g.k);
-        }
-        let m = mult(r);
-        for (q, &a) in y[r * plane..(r + 1) * plane].iter_mut().zip(acc.iter()) {
-            *q = quant::requantize(a, m, relu);
-        }
+        rows.row(
+            r,
+            #[inline(always)]
+            |col, e| {
+                let (ci, rem) = ((col as u32 / kk) as usize, col as u32 % kk);
+                if let Some(xp) = x.get(ci * xplane..(ci + 1) * xplane) {
+                    axpy_shifted_i8(acc, xp, value(e), g, (rem / k) as usize, (rem % k) as usize);
+                }
+            },
+        );
+        quant::requantize_slice(acc, yp, mult(r), relu);
     }
 }
 
-/// Float matrix-vector product `y = W x + b`.
+/// Float matrix-vector product `y = W x + b`: each output is its bias plus its row's entries in storage order.
 pub fn gemm_f32(
     x: &[f32],
     y: &mut [f32],
-    entries: impl Iterator<Item = Entry>,
+    rows: &mut impl Rows,
     value: impl Fn(usize) -> f32,
     bias: impl Fn(usize) -> f32,
     relu: bool,
 ) {
-    for (r, v) in y.iter_mut().enumerate() {
-        *v = bias(r);
-    }
-    for e in entries {
-        y[e.row] += value(e.k) * x[e.col];
+    simd::vectorised(
+        #[inline(always)]
+        || gemm_f32_impl(x, y, rows, value, bias, relu),
+    )
+}
+
+#[inline(always)]
+fn gemm_f32_impl(
+    x: &[f32],
+    y: &mut [f32],
+    rows: &mut impl Rows,
+    value: impl Fn(usize) -> f32,
+    bias: impl Fn(usize) -> f32,
+    relu: bool,
+) {
+    match rows.dense_cols() {
+        Some(cols) => gemv_dense_f32(x, y, cols, &value, &bias),
+        None => {
+            for (r, v) in y.iter_mut().enumerate() {
+                let mut acc = bias(r);
+                rows.row(
+                    r,
+                    #[inline(always)]
+                    |c, k| acc += value(k) * x.get(c).copied().unwrap_or(0.0),
+                );
+                *v = acc;
+            }
+        }
     }
     if relu {
         relu_f32(y);
     }
 }
 
+#[inline(always)]
+/// Dense rows, [`GEMV_BLOCK`] at a time: one accumulator per row, each summing its row in column order.
+fn gemv_dense_f32(
+    x: &[f32],
+    y: &mut [f32],
+    cols: usize,
+    value: &impl Fn(usize) -> f32,
+    bias: &impl Fn(usize) -> f32,
+) {
+    let x = &x[..cols.min(x.len())];
+    let mut blocks = y.chunks_exact_mut(GEMV_BLOCK);
+    let mut r0 = 0;
+    for yb in &mut blocks {
+        let mut acc = [0.0f32; GEMV_BLOCK];
+        for (i, a) in acc.iter_mut().enumerate() {
+            *a = bias(r0 + i);
+        }
+        for (c, &xc) in x.iter().enumerate() {
+            for (i, a) in acc.iter_mut().enumerate() {
+                *a += value((r0 + i) * cols + c) * xc;
+            }
+        }
+        yb.copy_from_slice(&acc);
+        r0 += GEMV_BLOCK;
+    }
+    for (i, v) in blocks.into_remainder().iter_mut().enumerate() {
+        let r = r0 + i;
+        let mut acc = bias(r);
+        for (c, &xc) in x.iter().enumerate() {
+            acc += value(r * cols + c) * xc;
+        }
+        *v = acc;
+    }
+}
+
+/// Rows of a dense float matrix-vector product computed together.
+const GEMV_BLOCK: usize = 8;
+
 /// Int8 matrix-vector product with i32 accumulation, requantised per output row.
 pub fn gemm_i8(
     x: &[i8],
     y: &mut [i8],
-    entries: impl Iterator<Item = Entry>,
-    value: impl Fn(usize) -> i32,
+    rows: &mut impl Rows,
+    values: &[i8],
     bias: impl Fn(usize) -> i32,
     mult: impl Fn(usize) -> f32,
     relu: bool,
 ) {
-    let mut entries = entries.peekable();
-    for (r, q) in y.iter_mut().enumerate() {
-        let mut acc = bias(r);
-        while let Some(e) = entries.next_if(|e| e.row == r) {
-            acc = acc.wrapping_add(value(e.k) * x[e.col] as i32);
+    simd::vectorised(
+        #[inline(always)]
+        || gemm_i8_impl(x, y, rows, values, bias, mult, relu),
+    )
+}
+
+#[inline(always)]
+fn gemm_i8_impl(
+    x: &[i8],
+    y: &mut [i8],
+    rows: &mut impl Rows,
+    values: &[i8],
+    bias: impl Fn(usize) -> i32,
+    mult: impl Fn(usize) -> f32,
+    relu: bool,
+) {
+    match rows.dense_cols() {
+        Some(cols) => {
+            for (r, (q, w)) in y.iter_mut().zip(values.chunks_exact(cols)).enumerate() {
+                let acc = bias(r).wrapping_add(dot_i8(w, x));
+                *q = quant::requantize(acc, mult(r), relu);
+            }
         }
-        *q = quant::requantize(acc, mult(r), relu);
+        None => {
+            for (r, q) in y.iter_mut().enumerate() {
+                let mut acc = bias(r);
+                rows.row(
+                    r,
+                    #[inline(always)]
+                    |c, k| {
+                        let w = values.get(k).copied().unwrap_or(0);
+                        let v = x.get(c).copied().unwrap_or(0);
+                        acc = acc.wrapping_add(i32::from(i16::from(w) * i16::from(v)));
+                    },
+                );
+                *q = quant::requantize(acc, mult(r), relu);
+            }
+        }
     }
 }
 
+/// `Σ w[i]·x[i]` in i32 (i8 products fit i16; the sum of 65 536 of them fits i32, and wraps beyond).
+#[inline(always)]
+fn dot_i8(w: &[i8], x: &[i8]) -> i32 {
+    let mut acc = 0i32;
+    for (wc, xc) in w.chunks(1 << 16).zip(x.chunks(1 << 16)) {
+        let s: i32 = wc
+            .iter()
+            .zip(xc)
+            .map(|(&a, &b)| i32::from(i16::from(a) * i16::from(b)))
+            .sum();
+        acc = acc.wrapping_add(s);
+    }
+    acc
+}
+
+#[inline(always)]
 pub fn relu_f32(y: &mut [f32]) {
     for v in y {
         if *v < 0.0 {
@@ -196,7 +382,8 @@ pub fn relu_f32(y: &mut [f32]) {
     }
 }
 
-/// Max pooling without padding, any element type.
+/// Max pooling without padding, any element type: the window's first element, replaced by each later one (in
+/// row-major order) that is greater.
 pub fn max_pool<T: Copy + PartialOrd>(
     x: &[T],
     y: &mut [T],
@@ -207,20 +394,20 @@ pub fn max_pool<T: Copy + PartialOrd>(
     s: usize,
 ) {
     let (oh, ow) = ((h - k) / s + 1, (w - k) / s + 1);
-    for ch in 0..c {
-        let xp = &x[ch * h * w..];
+    let mut out = y.iter_mut();
+    for xp in x.chunks_exact(h * w).take(c) {
         for oy in 0..oh {
-            for ox in 0..ow {
-                let mut m = xp[oy * s * w + ox * s];
+            let rows = &xp[oy * s * w..];
+            for (ox, o) in (0..ow).zip(&mut out) {
+                let mut m = rows[ox * s];
                 for dy in 0..k {
-                    for dx in 0..k {
-                        let v = xp[(oy * s + dy) * w + ox * s + dx];
+                    for &v in &rows[dy * w + ox * s..dy * w + ox * s + k] {
                         if v > m {
                             m = v;
                         }
                     }
                 }
-                y[(ch * oh + oy) * ow + ox] = m;
+                *o = m;
             }
         }
     }
@@ -310,6 +497,121 @@ pub fn subsample_pad<T: Copy>(
         for oy in 0..oh {
             for ox in 0..ow {
                 y[((ch + pad) * oh + oy) * ow + ox] = x[(ch * h + oy * s) * w + ox * s];
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::Dense;
+
+    fn lcg(x: &mut u32) -> u32 {
+        *x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        *x >> 8
+    }
+
+    fn desc(co: usize, c: usize, k: usize) -> crate::model::TensorDesc {
+        crate::model::TensorDesc {
+            dtype: crate::format::dtype::F32,
+            encoding: crate::format::encoding::DENSE,
+            param: 0,
+            rank: 4,
+            dims: [co as u32, c as u32, k as u32, k as u32],
+            nnz: (co * c * k * k) as u32,
+            values_off: 0,
+            index_off: 0,
+            index_len: 0,
+            indptr_off: 0,
+            scales_off: 0,
+        }
+    }
+
+    /// Each output: bias, then every weight in storage order, in f32 (and the same in i32).
+    #[test]
+    fn convolutions_match_a_direct_evaluation() {
+        let mut seed = 5;
+        let (c, co) = (2, 3);
+        for (h, w) in [(5, 5), (7, 4), (40, 40), (9, 12)] {
+            for k in [1, 3, 5] {
+                for s in [1, 2] {
+                    for p in 0..k {
+                        if h + 2 * p < k || w + 2 * p < k {
+                            continue;
+                        }
+                        let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+                        let g = ConvGeom {
+                            c,
+                            h,
+                            w,
+                            oh,
+                            ow,
+                            k,
+                            s,
+                            p,
+                        };
+                        let x: [f32; 2 * 40 * 40] =
+                            core::array::from_fn(|_| lcg(&mut seed) as f32 / 65536.0 - 128.0);
+                        let xq: [i8; 2 * 40 * 40] = core::array::from_fn(|i| x[i] as i8);
+                        let wt: [f32; 3 * 2 * 25] =
+                            core::array::from_fn(|_| lcg(&mut seed) as f32 / 4e6 - 2.0);
+                        let wq: [i8; 3 * 2 * 25] = core::array::from_fn(|i| (wt[i] * 60.0) as i8);
+                        let mut y = [0.0f32; 3 * 48 * 48];
+                        let t = desc(co, c, k);
+                        conv_f32(
+                            &x,
+                            &mut y,
+                            &g,
+                            co,
+                            &mut Dense::new(&t),
+                            |e| wt[e],
+                            |r| r as f32,
+                            false,
+                        );
+                        let mut yq = [0i8; 3 * 48 * 48];
+                        let mut acc = [0i32; 48 * 48];
+                        let m = 1.0 / 512.0;
+                        let (wv, xv) = (|e: usize| wq[e], |r: usize| r as i32 * 7);
+                        conv_i8(
+                            &xq,
+                            &mut yq,
+                            &mut acc,
+                            &g,
+                            co,
+                            &mut Dense::new(&t),
+                            wv,
+                            xv,
+                            |_| m,
+                            false,
+                        );
+                        for r in 0..co {
+                            for oy in 0..oh {
+                                for ox in 0..ow {
+                                    let mut v = r as f32;
+                                    let mut a = r as i32 * 7;
+                                    for e in 0..c * k * k {
+                                        let (ci, ky, kx) = (e / (k * k), e / k % k, e % k);
+                                        let (iy, ix) = (oy * s + ky, ox * s + kx);
+                                        if iy < p || ix < p || iy - p >= h || ix - p >= w {
+                                            continue;
+                                        }
+                                        let xi = (ci * h + iy - p) * w + ix - p;
+                                        v += wt[r * c * k * k + e] * x[xi];
+                                        a += wq[r * c * k * k + e] as i32 * xq[xi] as i32;
+                                    }
+                                    let o = (r * oh + oy) * ow + ox;
+                                    assert_eq!(
+                                        y[o].to_bits(),
+                                        v.to_bits(),
+                                        "{h}x{w} k{k} s{s} p{p}"
+                                    );
+                                    assert_eq!(yq[o], quant::requantize(a, m, false));
+                                }
+                            }
+                        }
+                    }
+                }
             }
         }
     }

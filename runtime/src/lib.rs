@@ -18,6 +18,8 @@ pub mod kernels;
 mod model;
 pub mod quant;
 mod rice;
+mod rows;
+mod simd;
 mod weights;
 
 pub use bytes::f16_to_f32;

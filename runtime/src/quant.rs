@@ -44,6 +44,20 @@ pub fn requantize(acc: i32, m: f32, relu: bool) -> i8 {
     round_sat(acc as f64 * m as f64, relu)
 }
 
+/// [`requantize`] over a slice: `y[i] = requantize(acc[i], m, relu)`, written so that it vectorises (the value
+/// is clamped to `[-129, 128]` before rounding, which leaves the saturated result unchanged).
+#[inline(always)]
+pub fn requantize_slice(acc: &[i32], y: &mut [i8], m: f32, relu: bool) {
+    let m = m as f64;
+    let lo = if relu { 0 } else { -128 };
+    for (q, &a) in y.iter_mut().zip(acc) {
+        let v = (a as f64 * m).clamp(-129.0, 128.0);
+        let f = (v.abs() + 0.5) as i32;
+        let r = if v < 0.0 { -f } else { f };
+        *q = r.clamp(lo, 127) as i8;
+    }
+}
+
 /// The per-channel multiplier of a convolution or gemm: `(s_in · s_w) / s_out` in f32.
 #[inline]
 pub fn multiplier(s_in: f32, s_w: f32, s_out: f32) -> f32 {
@@ -93,5 +107,47 @@ mod tests {
         assert_eq!(quantize(1.0, 0.1), 10);
         assert_eq!(floor(-1.5), -2.0);
         assert_eq!(floor(3.0), 3.0);
+    }
+
+    #[test]
+    fn slice_requantisation_matches_scalar() {
+        let mut accs = [0i32; 64];
+        let mut x: u32 = 7;
+        for (i, a) in accs.iter_mut().enumerate() {
+            x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            *a = match i {
+                0 => i32::MIN,
+                1 => i32::MAX,
+                2 => 0,
+                _ => (x as i32) >> (x % 28),
+            };
+        }
+        let ms = [
+            0.0,
+            1e-9,
+            3.7e-4,
+            0.01,
+            0.5,
+            1.0,
+            2.5,
+            1e6,
+            3.4e38,
+            f32::INFINITY,
+            f32::NAN,
+        ];
+        for m in ms {
+            for relu in [false, true] {
+                let mut y = [0i8; 64];
+                requantize_slice(&accs, &mut y, m, relu);
+                for (a, q) in accs.iter().zip(y) {
+                    assert_eq!(q, requantize(*a, m, relu), "acc {a} m {m} relu {relu}");
+                }
+            }
+        }
+        for a in -2000..2000 {
+            let mut y = [0i8];
+            requantize_slice(&[a], &mut y, 0.0625, false);
+            assert_eq!(y[0], requantize(a, 0.0625, false));
+        }
     }
 }

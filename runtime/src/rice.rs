@@ -14,9 +14,27 @@ fn bit(data: &[u8], base: usize, i: usize) -> u8 {
 
 /// Decodes the code starting at bit `at` with parameter `k` (at most 7) from a stream of `end` bits at byte
 /// `base` of `data`. Returns the gap and the bit after the code, or `None` when the code does not end within
-/// the stream.
+/// the stream. Reads a 64-bit word and counts its trailing zeros; codes that do not fit one word (long zero
+/// runs, the last bytes of `data`) go bit by bit.
 #[inline]
 pub fn read_gap(data: &[u8], base: usize, at: usize, end: usize, k: u8) -> Option<(u64, usize)> {
+    let byte = base.wrapping_add(at / 8);
+    if let Some(s) = data.get(byte..byte.wrapping_add(8)) {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(s);
+        let w = u64::from_le_bytes(word) >> (at % 8);
+        let q = w.trailing_zeros() as usize;
+        let n = q + 1 + k as usize;
+        if n <= 64 - 7 && n <= end.saturating_sub(at) {
+            let low = (w >> (q + 1)) & ((1u64 << k) - 1);
+            return Some((((q as u64) << k) | low, at + n));
+        }
+    }
+    read_gap_bits(data, base, at, end, k)
+}
+
+/// [`read_gap`] one bit at a time.
+fn read_gap_bits(data: &[u8], base: usize, at: usize, end: usize, k: u8) -> Option<(u64, usize)> {
     let mut i = at;
     let mut q: u64 = 0;
     loop {
@@ -68,4 +86,34 @@ pub fn check(data: &[u8], t: &TensorDesc, i: u32) -> Result<(), LoadError> {
         return Err(LoadError::BadIndexStream { tensor: i });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn word_and_bit_decoding_agree() {
+        let mut data = [0u8; 40];
+        let mut x: u32 = 12345;
+        for b in data.iter_mut() {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            *b = (x >> 16) as u8;
+        }
+        data[10] = 0;
+        data[11] = 0;
+        for k in 0..=7u8 {
+            for base in 0..3 {
+                for end in [0, 1, 60, 200, 8 * (40 - base)] {
+                    for at in 0..end.min(300) {
+                        assert_eq!(
+                            read_gap(&data, base, at, end, k),
+                            read_gap_bits(&data, base, at, end, k),
+                            "k {k} base {base} end {end} at {at}"
+                        );
+                    }
+                }
+            }
+        }
+    }
 }
