@@ -521,6 +521,20 @@ mod tests {
         }
     }
 
+    /// Deterministic input, weights and output gradient of `n` samples for `g`.
+    fn patterned(g: &ConvGeom, n: usize) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+        let x = (0..n * g.in_len())
+            .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
+            .collect();
+        let wt = (0..g.cout * g.kdim())
+            .map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.1)
+            .collect();
+        let dy = (0..n * g.out_len())
+            .map(|i| ((i * 3 % 7) as f32 - 3.0) * 0.2)
+            .collect();
+        (x, wt, dy)
+    }
+
     #[test]
     fn weight_gradient_matches_the_definition() {
         for &(k, s, p, h, w, cout) in &[
@@ -533,15 +547,7 @@ mod tests {
         ] {
             let g = ConvGeom::new(3, cout, h, w, k, s, p).unwrap();
             let n = 3;
-            let x: Vec<f32> = (0..n * g.in_len())
-                .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
-                .collect();
-            let wt: Vec<f32> = (0..g.cout * g.kdim())
-                .map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.1)
-                .collect();
-            let dy: Vec<f32> = (0..n * g.out_len())
-                .map(|i| ((i * 3 % 7) as f32 - 3.0) * 0.2)
-                .collect();
+            let (x, wt, dy) = patterned(&g, n);
             let mut dw = vec![0.0; wt.len()];
             let mut scratch: Vec<ConvScratch> = (0..4).map(|_| ConvScratch::default()).collect();
             backward(
@@ -590,15 +596,7 @@ mod tests {
         ] {
             let g = ConvGeom::new(3, cout, h, w, k, s, p).unwrap();
             let n = 3;
-            let x: Vec<f32> = (0..n * g.in_len())
-                .map(|i| ((i * 7 % 11) as f32 - 5.0) * 0.1)
-                .collect();
-            let wt: Vec<f32> = (0..g.cout * g.kdim())
-                .map(|i| ((i * 5 % 13) as f32 - 6.0) * 0.1)
-                .collect();
-            let dy: Vec<f32> = (0..n * g.out_len())
-                .map(|i| ((i * 3 % 7) as f32 - 3.0) * 0.2)
-                .collect();
+            let (x, wt, dy) = patterned(&g, n);
             let mut scratch: Vec<ConvScratch> = (0..4).map(|_| ConvScratch::default()).collect();
             let mut y = vec![0.0; n * g.out_len()];
             let mut packed = Vec::new();
