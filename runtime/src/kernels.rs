@@ -23,6 +23,15 @@ pub struct ConvGeom {
 }
 
 impl ConvGeom {
+    /// The input channel and kernel offsets `(ci, ky, kx)` of weight column `col = (ci·K + ky)·K + kx`
+    /// (32-bit division: columns of a valid model fit in `u32`).
+    #[inline(always)]
+    fn tap(&self, col: usize) -> (usize, usize, usize) {
+        let (k, kk) = (self.k as u32, (self.k * self.k) as u32);
+        let (ci, rem) = (col as u32 / kk, col as u32 % kk);
+        (ci as usize, (rem / k) as usize, (rem % k) as usize)
+    }
+
     /// The output range `lo..hi` whose input coordinate `o * s + d - p` lies in `0..n` (d = kernel offset).
     #[inline]
     fn span(&self, d: usize, n: usize, on: usize) -> (usize, usize) {
@@ -152,8 +161,6 @@ fn conv_f32_impl(
     relu: bool,
 ) {
     let plane = g.oh * g.ow;
-    let kk = (g.k * g.k) as u32;
-    let k = g.k as u32;
     let xplane = g.h * g.w;
     for (r, yp) in y.chunks_exact_mut(plane).take(co).enumerate() {
         yp.fill(bias(r));
@@ -161,9 +168,9 @@ fn conv_f32_impl(
             r,
             #[inline(always)]
             |col, e| {
-                let (ci, rem) = ((col as u32 / kk) as usize, col as u32 % kk);
+                let (ci, ky, kx) = g.tap(col);
                 if let Some(xp) = x.get(ci * xplane..(ci + 1) * xplane) {
-                    axpy_shifted_f32(yp, xp, value(e), g, (rem / k) as usize, (rem % k) as usize);
+                    axpy_shifted_f32(yp, xp, value(e), g, ky, kx);
                 }
             },
         );
@@ -206,8 +213,6 @@ fn conv_i8_impl(
     relu: bool,
 ) {
     let plane = g.oh * g.ow;
-    let kk = (g.k * g.k) as u32;
-    let k = g.k as u32;
     let xplane = g.h * g.w;
     let acc = &mut acc[..plane];
     for (r, yp) in y.chunks_exact_mut(plane).take(co).enumerate() {
@@ -216,9 +221,9 @@ fn conv_i8_impl(
             r,
             #[inline(always)]
             |col, e| {
-                let (ci, rem) = ((col as u32 / kk) as usize, col as u32 % kk);
+                let (ci, ky, kx) = g.tap(col);
                 if let Some(xp) = x.get(ci * xplane..(ci + 1) * xplane) {
-                    axpy_shifted_i8(acc, xp, value(e), g, (rem / k) as usize, (rem % k) as usize);
+                    axpy_shifted_i8(acc, xp, value(e), g, ky, kx);
                 }
             },
         );
