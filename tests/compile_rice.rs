@@ -92,7 +92,8 @@ fn trained_style_lenet5_meets_the_size_bars() {
         .unwrap()
         .len();
     let q = g.int8.as_ref().unwrap();
-    for (name, graph, bar) in [("f32", &g.float, 0.13), ("int8", q, 0.05)] {
+    // Format 2.0 stores 8 bytes of integer requantisation per int8 row (0.0076x here), hence 0.058 for int8.
+    for (name, graph, bar) in [("f32", &g.float, 0.13), ("int8", q, 0.058)] {
         let bytes = lower::scb(graph, g.hash).unwrap();
         let ratio = bytes.len() as f64 / onnx as f64;
         println!(

@@ -1,20 +1,65 @@
-//! The runtime's kernels against straightforward reference implementations, on models built directly with
-//! the `.scb` writer: every encoding, strides, padding, f16 values, the option-A shortcut and an int8 graph.
+//! Every runtime kernel against the IR interpreter, on every kernel path this machine has (the portable one
+//! always): random convolution and gemm layers (strides, paddings, kernel sizes, channel counts that are not
+//! multiples of the vector width, densities 0–100% with empty rows and wholly pruned layers), every index
+//! encoding, f32, f16 and int8 weights, with and without ReLU and a fused residual. Float results agree within
+//! a relative 1e-4; int8 results are bit-identical to the interpreter and therefore across paths.
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sculpt::compile::emit::binary::{
     BufferSpec, CsrBytes, IndexEncoding, OpSpec, ScbModel, TensorSpec,
 };
-use sculpt_runtime::format::{dtype, opcode, NONE};
-use sculpt_runtime::Model;
+use sculpt::compile::interp;
+use sculpt::compile::ir::{Bias, Graph, IndexFormat, InputSpec, Op, Storage, Weight};
+use sculpt::compile::lower;
+use sculpt::compile::passes::quantize::{quantize, to_f16};
+use sculpt_runtime::format::{dtype, opcode};
+use sculpt_runtime::{KernelPath, Model};
 
-fn f32_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+/// The storage a test forces on every weight: dense, or CSR in one index format.
+#[derive(Debug, Clone, Copy)]
+enum Store {
+    Dense,
+    Csr(IndexFormat),
 }
 
-fn sparse_weights(rng: &mut ChaCha8Rng, n: usize, density: f64) -> Vec<f32> {
-    (0..n)
+const STORES: [Store; 5] = [
+    Store::Dense,
+    Store::Csr(IndexFormat::Gap8),
+    Store::Csr(IndexFormat::U16),
+    Store::Csr(IndexFormat::U32),
+    Store::Csr(IndexFormat::Rice),
+];
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Value {
+    F32,
+    F16,
+    I8,
+}
+
+fn restore(mut g: Graph, store: Store) -> Graph {
+    for n in &mut g.nodes {
+        if let Some(w) = n.op.weight_mut() {
+            w.storage = match store {
+                Store::Dense => Storage::Dense(w.to_dense()),
+                Store::Csr(f) => w.to_csr(f),
+            };
+        }
+    }
+    g.validate().unwrap();
+    g
+}
+
+/// `n` weights with the given density, row 0 always empty when `empty_row` (and rows > 1).
+fn weights(
+    rng: &mut ChaCha8Rng,
+    rows: usize,
+    cols: usize,
+    density: f64,
+    empty_row: bool,
+) -> Vec<f32> {
+    let mut w: Vec<f32> = (0..rows * cols)
         .map(|_| {
             if rng.gen_bool(density) {
                 rng.gen_range(-1.0f32..1.0)
@@ -22,139 +67,320 @@ fn sparse_weights(rng: &mut ChaCha8Rng, n: usize, density: f64) -> Vec<f32> {
                 0.0
             }
         })
-        .collect()
+        .collect();
+    if empty_row && rows > 1 {
+        w[..cols].fill(0.0);
+    }
+    w
 }
 
-/// Reference convolution, NCHW, one sample.
-#[allow(clippy::too_many_arguments)]
-fn ref_conv(
-    x: &[f32],
+fn input_spec(c: usize, h: usize, w: usize) -> InputSpec {
+    InputSpec {
+        shape: [c, h, w],
+        mean: (0..c).map(|i| 0.1 * i as f32).collect(),
+        std: (0..c).map(|i| 0.5 + 0.25 * i as f32).collect(),
+    }
+}
+
+/// A convolution layer (optionally with ReLU, optionally followed by an ADD of a second convolution of the
+/// same input, which the lowering fuses into the first as a residual).
+#[derive(Debug, Clone, Copy)]
+struct ConvCase {
     c: usize,
     h: usize,
     w: usize,
-    wt: &[f32],
     co: usize,
     k: usize,
     s: usize,
     p: usize,
-    b: &[f32],
-) -> Vec<f32> {
-    let oh = (h + 2 * p - k) / s + 1;
-    let ow = (w + 2 * p - k) / s + 1;
-    let mut y = vec![0.0f32; co * oh * ow];
-    for o in 0..co {
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut acc = b[o] as f64;
-                for ci in 0..c {
-                    for ky in 0..k {
-                        for kx in 0..k {
-                            let iy = (oy * s + ky) as isize - p as isize;
-                            let ix = (ox * s + kx) as isize - p as isize;
-                            if iy < 0 || ix < 0 || iy >= h as isize || ix >= w as isize {
-                                continue;
-                            }
-                            acc += wt[((o * c + ci) * k + ky) * k + kx] as f64
-                                * x[(ci * h + iy as usize) * w + ix as usize] as f64;
-                        }
-                    }
+    density: f64,
+    relu: bool,
+    residual: bool,
+}
+
+fn conv_graph(case: &ConvCase, rng: &mut ChaCha8Rng) -> Graph {
+    let ConvCase {
+        c,
+        h,
+        w,
+        co,
+        k,
+        s,
+        p,
+        density,
+        relu,
+        residual,
+    } = *case;
+    let mut g = Graph::new(input_spec(c, h, w));
+    let conv = |rng: &mut ChaCha8Rng, relu: bool, density: f64| Op::Conv {
+        weight: Weight::dense(
+            vec![co, c, k, k],
+            weights(rng, co, c * k * k, density, true),
+        ),
+        bias: Some(Bias::F32(
+            (0..co).map(|_| rng.gen_range(-0.5..0.5)).collect(),
+        )),
+        stride: s,
+        padding: p,
+        relu,
+    };
+    if residual {
+        let other = g.push("shortcut", conv(rng, true, 0.5), vec![0]).unwrap();
+        let main = g.push("conv", conv(rng, false, density), vec![0]).unwrap();
+        g.push("add", Op::Add { relu }, vec![main, other]).unwrap();
+    } else {
+        g.push("conv", conv(rng, relu, density), vec![0]).unwrap();
+    }
+    let last = g.nodes.len() - 1;
+    g.push("flatten", Op::Flatten, vec![last]).unwrap();
+    g
+}
+
+fn gemm_graph(
+    c: usize,
+    h: usize,
+    w: usize,
+    rows: usize,
+    density: f64,
+    relu: bool,
+    rng: &mut ChaCha8Rng,
+) -> Graph {
+    let mut g = Graph::new(input_spec(c, h, w));
+    let f = g.push("flatten", Op::Flatten, vec![0]).unwrap();
+    let cols = c * h * w;
+    g.push(
+        "fc",
+        Op::Gemm {
+            weight: Weight::dense(vec![rows, cols], weights(rng, rows, cols, density, true)),
+            bias: Some(Bias::F32(
+                (0..rows).map(|_| rng.gen_range(-0.5..0.5)).collect(),
+            )),
+            relu,
+        },
+        vec![f],
+    )
+    .unwrap();
+    g
+}
+
+fn images(g: &Graph, n: usize, rng: &mut ChaCha8Rng) -> Vec<Vec<f32>> {
+    let len: usize = g.input.shape.iter().product();
+    (0..n)
+        .map(|_| (0..len).map(|_| rng.gen_range(0.0f32..1.0)).collect())
+        .collect()
+}
+
+/// Runs `g` (float) in the requested value type and storage through the runtime on every available path and
+/// compares each with the interpreter.
+fn check(g: &Graph, value: Value, store: Store, rng: &mut ChaCha8Rng, what: &str) {
+    let xs = images(g, 3, rng);
+    let typed = match value {
+        Value::F32 => g.clone(),
+        Value::F16 => to_f16(g).unwrap(),
+        Value::I8 => {
+            let calib: Vec<f32> = images(g, 8, rng).concat();
+            quantize(g, &calib).unwrap()
+        }
+    };
+    let typed = restore(typed, store);
+    let bytes = lower::scb(&typed, [7; 32]).unwrap_or_else(|e| panic!("{what}: {e}"));
+    let model = Model::parse(&bytes).unwrap_or_else(|e| panic!("{what}: {e:?}"));
+    let mut arena = vec![0u8; model.arena_size() + 3];
+    let mut y = vec![0.0f32; model.output_len()];
+    let mut paths = 0;
+    for path in KernelPath::ALL.into_iter().filter(|p| p.available()) {
+        paths += 1;
+        for x in &xs {
+            let want = interp::run(&typed, x).unwrap();
+            model.run_on(path, x, &mut arena, &mut y).unwrap();
+            if value == Value::I8 {
+                let bits: Vec<u32> = y.iter().map(|v| v.to_bits()).collect();
+                let want_bits: Vec<u32> = want.iter().map(|v| v.to_bits()).collect();
+                assert_eq!(
+                    bits,
+                    want_bits,
+                    "{what} on {}: int8 must be bit-exact",
+                    path.name()
+                );
+            } else {
+                let scale = want.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+                for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+                    assert!(
+                        (a - b).abs() <= 1e-4 * scale,
+                        "{what} on {}: element {i}: runtime {a} vs interpreter {b}",
+                        path.name()
+                    );
                 }
-                y[(o * oh + oy) * ow + ox] = acc as f32;
             }
         }
     }
-    y
+    assert!(paths >= 1);
 }
 
-fn weight_tensor(wt: &[f32], dims: Vec<usize>, enc: Option<IndexEncoding>) -> TensorSpec {
-    let rows = dims[0];
-    let cols = wt.len() / rows;
-    let csr = CsrBytes::from_dense(rows, cols, &f32_bytes(wt), 4);
-    let data = match enc {
-        None => csr.dense(),
-        Some(e) => csr.encode(e).expect("encodable"),
-    };
-    TensorSpec {
-        dtype: dtype::F32,
-        dims,
-        data,
-        scales: None,
-    }
-}
-
-fn close(a: &[f32], b: &[f32], tol: f32) {
-    assert_eq!(a.len(), b.len());
-    for (i, (x, y)) in a.iter().zip(b).enumerate() {
-        assert!(
-            (x - y).abs() <= tol * (1.0 + y.abs()),
-            "element {i}: {x} vs {y}"
-        );
+fn random_conv(rng: &mut ChaCha8Rng) -> ConvCase {
+    let k: usize = rng.gen_range(1..=5);
+    let p = rng.gen_range(0..k);
+    let s = rng.gen_range(1..=3);
+    let min = k.saturating_sub(2 * p).max(1);
+    let h = rng.gen_range(min..=min + 13);
+    let w = rng.gen_range(min..=min + 19);
+    let c = [1, 2, 3, 4, 5, 7, 8, 9, 17][rng.gen_range(0..9)];
+    let co = [1, 2, 3, 4, 5, 6, 9, 13][rng.gen_range(0..8)];
+    let density = [0.0, 0.02, 0.1, 0.3, 0.6, 0.9, 1.0][rng.gen_range(0..7)];
+    ConvCase {
+        c,
+        h,
+        w,
+        co,
+        k,
+        s,
+        p,
+        density,
+        relu: rng.gen_bool(0.5),
+        residual: rng.gen_bool(0.3),
     }
 }
 
 #[test]
-fn conv_every_encoding_stride_padding() {
-    let mut rng = ChaCha8Rng::seed_from_u64(7);
-    for (k, s, p) in [
-        (3, 1, 1),
-        (3, 2, 1),
-        (5, 1, 0),
-        (1, 2, 0),
-        (3, 1, 0),
-        (2, 2, 1),
-    ] {
-        for enc in [
-            None,
-            Some(IndexEncoding::Gap8),
-            Some(IndexEncoding::Idx16),
-            Some(IndexEncoding::Idx32),
-            Some(IndexEncoding::Rice),
-        ] {
-            let (c, h, w, co) = (3, 9, 7, 4);
-            let wt = sparse_weights(&mut rng, co * c * k * k, 0.3);
-            let b: Vec<f32> = (0..co).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let x: Vec<f32> = (0..c * h * w).map(|_| rng.gen_range(-1.0..1.0)).collect();
-            let (oh, ow) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
-            let m = ScbModel {
-                tensors: vec![
-                    weight_tensor(&wt, vec![co, c, k, k], enc),
-                    TensorSpec::dense(dtype::F32, vec![co], f32_bytes(&b)),
-                ],
-                buffers: vec![
-                    BufferSpec {
-                        dims: vec![c, h, w],
-                        scale: 0.0,
-                    },
-                    BufferSpec {
-                        dims: vec![co, oh, ow],
-                        scale: 0.0,
-                    },
-                ],
-                ops: vec![OpSpec {
-                    opcode: opcode::CONV,
-                    relu: false,
-                    in0: 0,
-                    in1: NONE,
-                    out: 1,
-                    weight: 0,
-                    bias: 1,
-                    kernel: k as u8,
-                    stride: s as u8,
-                    pad: p as u16,
-                }],
-                input: 0,
-                output: 1,
-                ..Default::default()
-            };
-            let bytes = m.to_bytes().unwrap();
-            let model =
-                Model::parse(&bytes).unwrap_or_else(|e| panic!("k{k} s{s} p{p} {enc:?}: {e}"));
-            let mut arena = vec![0u8; model.arena_size() + 3];
-            let mut y = vec![0.0; co * oh * ow];
-            model.run(&x, &mut arena, &mut y).unwrap();
-            close(&y, &ref_conv(&x, c, h, w, &wt, co, k, s, p, &b), 1e-5);
+fn random_convolutions_every_value_type_and_encoding() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for i in 0..60 {
+        let case = random_conv(&mut rng);
+        let g = conv_graph(&case, &mut rng);
+        let store = STORES[i % STORES.len()];
+        for value in [Value::F32, Value::F16, Value::I8] {
+            check(
+                &g,
+                value,
+                store,
+                &mut rng,
+                &format!("case {i} {case:?} {value:?} {store:?}"),
+            );
         }
     }
+}
+
+#[test]
+fn shapes_of_the_benchmarked_models() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let cases = [
+        (3, 32, 32, 16, 3, 1, 1),
+        (16, 32, 32, 16, 3, 1, 1),
+        (16, 32, 32, 32, 3, 2, 1),
+        (32, 16, 16, 32, 3, 1, 1),
+        (64, 8, 8, 64, 3, 1, 1),
+        (32, 16, 16, 64, 1, 2, 0),
+        (1, 28, 28, 6, 5, 1, 2),
+        (6, 14, 14, 16, 5, 1, 0),
+    ];
+    for (i, &(c, h, w, co, k, s, p)) in cases.iter().enumerate() {
+        for density in [0.0, 0.05, 0.1, 1.0] {
+            let case = ConvCase {
+                c,
+                h,
+                w,
+                co,
+                k,
+                s,
+                p,
+                density,
+                relu: true,
+                residual: i % 2 == 1 && s == 1 && c == co,
+            };
+            let g = conv_graph(&case, &mut rng);
+            let store = if density >= 1.0 {
+                Store::Dense
+            } else {
+                Store::Csr(IndexFormat::Gap8)
+            };
+            for value in [Value::F32, Value::I8] {
+                check(
+                    &g,
+                    value,
+                    store,
+                    &mut rng,
+                    &format!("{case:?} {value:?} {store:?}"),
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn random_gemms_every_value_type_and_encoding() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for i in 0..40 {
+        let (c, h, w) = (
+            rng.gen_range(1..=4),
+            rng.gen_range(1..=9),
+            rng.gen_range(1..=9),
+        );
+        let rows = [1, 3, 4, 5, 10, 17][rng.gen_range(0..6)];
+        let density = [0.0, 0.05, 0.2, 0.7, 1.0][rng.gen_range(0..5)];
+        let g = gemm_graph(c, h, w, rows, density, rng.gen_bool(0.5), &mut rng);
+        let store = STORES[i % STORES.len()];
+        for value in [Value::F32, Value::F16, Value::I8] {
+            check(
+                &g,
+                value,
+                store,
+                &mut rng,
+                &format!("gemm {i} {c}x{h}x{w}→{rows} d{density} {value:?} {store:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn long_rows_take_several_chunks() {
+    // 64 channels × 5 × 5 = 1600 columns: dense-ish sparse rows hold more entries (and int8 quads) than one
+    // decoding chunk, so partial sums carry over between chunks.
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let case = ConvCase {
+        c: 64,
+        h: 6,
+        w: 7,
+        co: 3,
+        k: 5,
+        s: 1,
+        p: 2,
+        density: 0.9,
+        relu: false,
+        residual: false,
+    };
+    let g = conv_graph(&case, &mut rng);
+    for store in [Store::Csr(IndexFormat::Rice), Store::Csr(IndexFormat::U16)] {
+        for value in [Value::F32, Value::F16, Value::I8] {
+            check(
+                &g,
+                value,
+                store,
+                &mut rng,
+                &format!("long rows {value:?} {store:?}"),
+            );
+        }
+    }
+}
+
+#[test]
+fn a_missing_path_is_an_error_not_a_fallback() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let g = gemm_graph(1, 2, 2, 2, 1.0, false, &mut rng);
+    let bytes = lower::scb(&g, [0; 32]).unwrap();
+    let model = Model::parse(&bytes).unwrap();
+    let mut arena = vec![0u8; model.arena_size() + 3];
+    let mut y = [0.0f32; 2];
+    for p in KernelPath::ALL {
+        let r = model.run_on(p, &[0.5; 4], &mut arena, &mut y);
+        assert_eq!(r.is_ok(), p.available(), "{}", p.name());
+        if !p.available() {
+            assert_eq!(r, Err(sculpt_runtime::RunError::PathUnavailable));
+        }
+    }
+}
+
+fn f32_bytes(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
 
 #[test]

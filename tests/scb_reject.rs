@@ -131,8 +131,8 @@ fn a_flipped_bit_in_each_section_is_caught_by_its_crc() {
 fn header_fields() {
     assert_eq!(mutated(Kind::F32, |b| b[0] = b'X'), LoadError::BadMagic);
     assert_eq!(
-        mutated(Kind::F32, |b| b[8] = 2),
-        LoadError::UnsupportedVersion { major: 2, minor: 0 }
+        mutated(Kind::F32, |b| b[8] = 1),
+        LoadError::UnsupportedVersion { major: 1, minor: 0 }
     );
     assert_eq!(
         mutated(Kind::F32, |b| set_u32(b, 12, 128)),

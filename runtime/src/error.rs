@@ -158,6 +158,8 @@ pub enum RunError {
     },
     /// The call does not fit the model's kind (an int8 call on a float model or the reverse).
     WrongKind,
+    /// The requested kernel path needs CPU features this machine lacks.
+    PathUnavailable,
 }
 
 impl fmt::Display for LoadError {

@@ -1,41 +1,16 @@
-//! Running a validated model in a caller-provided arena.
+//! Running a validated model in a caller-provided arena, on a [`KernelPath`].
 
-use crate::bytes::{f32_at, u32_at};
+use crate::bytes::{f32_at, i32_at, u32_at};
+use crate::conv::{self, ConvWeights, Epilogue, Requant};
+use crate::cpu::KernelPath;
 use crate::error::RunError;
-use crate::format::{dtype, encoding, opcode, NONE};
-use crate::kernels::{self, ConvGeom};
+use crate::format::{opcode, NONE};
+use crate::gemm;
+use crate::lanes::{Lanes, Portable};
 use crate::model::{BufferDesc, Model, OpDesc};
+use crate::ops;
 use crate::quant;
-use crate::rows;
-use crate::weights::{self, value_f32, value_i32};
-
-/// Evaluates `$body` with `$rows` bound to a `&mut impl Rows` over tensor `$t`, one arm per encoding.
-macro_rules! with_rows {
-    ($data:expr, $t:expr, |$rows:ident| $body:expr) => {
-        match $t.encoding {
-            encoding::DENSE => {
-                let $rows = &mut rows::Dense::new($t);
-                $body
-            }
-            encoding::CSR_GAP8 => {
-                let $rows = &mut rows::Csr::<rows::Gap8>::new($data, $t);
-                $body
-            }
-            encoding::CSR_IDX16 => {
-                let $rows = &mut rows::Csr::<rows::Idx16>::new($data, $t);
-                $body
-            }
-            encoding::CSR_IDX32 => {
-                let $rows = &mut rows::Csr::<rows::Idx32>::new($data, $t);
-                $body
-            }
-            _ => {
-                let $rows = &mut rows::Rice::new($data, $t);
-                $body
-            }
-        }
-    };
-}
+use crate::weights::{value_f32, value_i32};
 
 fn f32s(b: &[u8]) -> &[f32] {
     // SAFETY: every bit pattern is a valid f32; align_to only yields correctly aligned elements.
@@ -46,12 +21,6 @@ fn f32s(b: &[u8]) -> &[f32] {
 fn f32s_mut(b: &mut [u8]) -> &mut [f32] {
     // SAFETY: as for `f32s`.
     let (_, mid, _) = unsafe { b.align_to_mut::<f32>() };
-    mid
-}
-
-fn i32s_mut(b: &mut [u8]) -> &mut [i32] {
-    // SAFETY: every bit pattern is a valid i32; align_to only yields correctly aligned elements.
-    let (_, mid, _) = unsafe { b.align_to_mut::<i32>() };
     mid
 }
 
@@ -80,8 +49,136 @@ impl<'a> Split<'a> {
         if s + n <= self.left.len() {
             &self.left[s..s + n]
         } else {
-            &self.right[s - self.end..s - self.end + n]
+            self.right
+                .get(s.wrapping_sub(self.end)..s.wrapping_sub(self.end).wrapping_add(n))
+                .unwrap_or(&[])
         }
+    }
+}
+
+/// A kernel invocation that can run on any [`Lanes`] implementation.
+trait Job {
+    fn run<S: Lanes>(self);
+}
+
+/// Runs `job` on `path` (which the caller has checked is available).
+fn dispatch(path: KernelPath, job: impl Job) {
+    match path {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the path is available on this CPU (checked by the callers of `run_ops`).
+        KernelPath::Avx512 => unsafe { enter_avx512(job) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        KernelPath::Avx2 => unsafe { enter_avx2(job) },
+        _ => job.run::<Portable>(),
+    }
+}
+
+/// # Safety
+/// The CPU must support the AVX-512 path.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma")]
+unsafe fn enter_avx512(job: impl Job) {
+    job.run::<crate::lanes::Avx512>()
+}
+
+/// # Safety
+/// The CPU must support AVX2 and FMA.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn enter_avx2(job: impl Job) {
+    job.run::<crate::lanes::Avx2>()
+}
+
+struct ConvF32<'a> {
+    x: &'a [f32],
+    y: &'a mut [f32],
+    scratch: &'a mut [u8],
+    g: conv::ConvGeom,
+    w: ConvWeights<'a>,
+    bias: &'a dyn Fn(usize) -> f32,
+    ep: Epilogue<'a, f32>,
+    tile_outer: bool,
+}
+
+impl Job for ConvF32<'_> {
+    #[inline(always)]
+    fn run<S: Lanes>(self) {
+        // SAFETY: the model was validated, so shapes, offsets and scratch fit the geometry.
+        unsafe {
+            conv::conv_f32::<S>(
+                self.x,
+                self.y,
+                self.scratch,
+                &self.g,
+                &self.w,
+                self.bias,
+                self.ep,
+                self.tile_outer,
+            );
+        }
+    }
+}
+
+struct ConvI8<'a> {
+    x: &'a [i8],
+    y: &'a mut [i8],
+    scratch: &'a mut [u8],
+    g: conv::ConvGeom,
+    w: ConvWeights<'a>,
+    bias: &'a dyn Fn(usize) -> i32,
+    rq: Requant<'a>,
+    ep: Epilogue<'a, i8>,
+}
+
+impl Job for ConvI8<'_> {
+    #[inline(always)]
+    fn run<S: Lanes>(self) {
+        // SAFETY: as for `ConvF32`.
+        unsafe {
+            conv::conv_i8::<S>(
+                self.x,
+                self.y,
+                self.scratch,
+                &self.g,
+                &self.w,
+                self.bias,
+                self.rq,
+                self.ep,
+            );
+        }
+    }
+}
+
+struct GemmF32<'a> {
+    x: &'a [f32],
+    y: &'a mut [f32],
+    w: ConvWeights<'a>,
+    bias: &'a dyn Fn(usize) -> f32,
+    relu: bool,
+}
+
+impl Job for GemmF32<'_> {
+    #[inline(always)]
+    fn run<S: Lanes>(self) {
+        // SAFETY: as for `ConvF32`.
+        unsafe { gemm::gemm_f32::<S>(self.x, self.y, &self.w, self.bias, self.relu) }
+    }
+}
+
+struct GemmI8<'a> {
+    x: &'a [i8],
+    y: &'a mut [i8],
+    w: ConvWeights<'a>,
+    bias: &'a dyn Fn(usize) -> i32,
+    requant: &'a dyn Fn(usize, i32) -> i8,
+}
+
+impl Job for GemmI8<'_> {
+    #[inline(always)]
+    fn run<S: Lanes>(self) {
+        // SAFETY: as for `ConvF32`.
+        unsafe { gemm::gemm_i8::<S>(self.x, self.y, &self.w, self.bias, self.requant) }
     }
 }
 
@@ -115,10 +212,31 @@ impl Model<'_> {
         }
     }
 
-    /// Runs one sample: `input` holds `input_len()` values (C, H, W channel-major), `output` receives
-    /// `output_len()` logits; `arena` must hold `arena_size()` bytes (4-byte aligned). An int8 model quantises
-    /// the input with the input buffer's scale and dequantises its output.
+    fn check_path(path: KernelPath) -> Result<(), RunError> {
+        if path.available() {
+            Ok(())
+        } else {
+            Err(RunError::PathUnavailable)
+        }
+    }
+
+    /// Runs one sample on the fastest kernel path of this CPU: `input` holds `input_len()` values (C, H, W
+    /// channel-major), `output` receives `output_len()` logits; `arena` must hold `arena_size()` bytes (4-byte
+    /// aligned, or 3 more). An int8 model quantises the input with the input buffer's scale and dequantises
+    /// its output.
     pub fn run(&self, input: &[f32], arena: &mut [u8], output: &mut [f32]) -> Result<(), RunError> {
+        self.run_on(KernelPath::detect(), input, arena, output)
+    }
+
+    /// [`Model::run`] on a chosen kernel path (`PathUnavailable` if this CPU lacks it).
+    pub fn run_on(
+        &self,
+        path: KernelPath,
+        input: &[f32],
+        arena: &mut [u8],
+        output: &mut [f32],
+    ) -> Result<(), RunError> {
+        Self::check_path(path)?;
         self.check_lengths(input.len(), output.len())?;
         let arena = self.aligned_arena(arena)?;
         let ib = self.input();
@@ -138,7 +256,7 @@ impl Model<'_> {
                 }
             });
         }
-        self.run_ops(arena);
+        self.run_ops(arena, path);
         let ob = self.output();
         let region = &arena[ob.offset as usize..ob.offset as usize + ob.bytes()];
         if self.is_int8() {
@@ -152,9 +270,20 @@ impl Model<'_> {
     }
 
     /// Runs one sample of an int8 model on already quantised values (input buffer scale, normalisation
-    /// applied by the caller) and returns the raw int8 outputs.
+    /// applied by the caller) and returns the raw int8 outputs. Integer arithmetic only.
     pub fn run_int8(
         &self,
+        input: &[i8],
+        arena: &mut [u8],
+        output: &mut [i8],
+    ) -> Result<(), RunError> {
+        self.run_int8_on(KernelPath::detect(), input, arena, output)
+    }
+
+    /// [`Model::run_int8`] on a chosen kernel path.
+    pub fn run_int8_on(
+        &self,
+        path: KernelPath,
         input: &[i8],
         arena: &mut [u8],
         output: &mut [i8],
@@ -162,12 +291,13 @@ impl Model<'_> {
         if !self.is_int8() {
             return Err(RunError::WrongKind);
         }
+        Self::check_path(path)?;
         self.check_lengths(input.len(), output.len())?;
         let arena = self.aligned_arena(arena)?;
         let ib = self.input();
         i8s_mut(&mut arena[ib.offset as usize..ib.offset as usize + ib.bytes()])
             .copy_from_slice(input);
-        self.run_ops(arena);
+        self.run_ops(arena, path);
         let ob = self.output();
         output.copy_from_slice(i8s(
             &arena[ob.offset as usize..ob.offset as usize + ob.bytes()]
@@ -191,7 +321,7 @@ impl Model<'_> {
         Ok(())
     }
 
-    fn run_ops(&self, arena: &mut [u8]) {
+    fn run_ops(&self, arena: &mut [u8], path: KernelPath) {
         for i in 0..self.op_count() as u32 {
             let op = self.op(i);
             let (ws, we) = self.write_region(&op);
@@ -203,176 +333,182 @@ impl Model<'_> {
                 end: we,
             };
             if self.is_int8() {
-                self.op_i8(&op, &split, out);
+                self.op_i8(&op, &split, out, path);
             } else {
-                self.op_f32(&op, &split, out);
+                self.op_f32(&op, &split, out, path);
             }
         }
     }
 
-    fn op_f32(&self, op: &OpDesc, split: &Split<'_>, out: &mut [u8]) {
-        let xb = self.buffer(op.in0);
+    /// The output buffer and the scratch after it (at the output size rounded up to 16).
+    fn out_and_scratch<'b>(&self, op: &OpDesc, out: &'b mut [u8]) -> (&'b mut [u8], &'b mut [u8]) {
         let yb = self.buffer(op.out);
+        let at = crate::format::align_up(yb.bytes()).min(out.len());
+        let (y, scratch) = out.split_at_mut(at);
+        (&mut y[..yb.bytes().min(at)], scratch)
+    }
+
+    fn op_f32(&self, op: &OpDesc, split: &Split<'_>, out: &mut [u8], path: KernelPath) {
+        let xb = self.buffer(op.in0);
         let x = f32s(split.get(&xb));
-        let y = &mut f32s_mut(out)[..yb.numel()];
+        let (yo, scratch) = self.out_and_scratch(op, out);
+        let y = f32s_mut(yo);
         let data = self.data();
         let relu = op.relu();
-        match op.opcode {
-            opcode::CONV | opcode::GEMM => {
-                let wt = self.tensor(op.weight);
-                let vals = weights::values_bytes(data, &wt);
-                if wt.dtype == dtype::F16 {
-                    self.weighted_f32(op, x, y, |k| weights::f16_le(vals, k));
-                } else {
-                    self.weighted_f32(op, x, y, |k| weights::f32_le(vals, k));
-                }
-            }
-            opcode::MAX_POOL => {
-                let (c, h, w) = xb.chw();
-                kernels::max_pool(x, y, c, h, w, op.kernel as usize, op.stride as usize);
-            }
-            opcode::AVG_POOL => {
-                let (c, h, w) = xb.chw();
-                kernels::avg_pool_f32(x, y, c, h, w, op.kernel as usize, op.stride as usize);
-            }
-            opcode::GLOBAL_AVG_POOL => {
-                let (c, h, w) = xb.chw();
-                kernels::global_avg_pool_f32(x, y, c, h * w);
-            }
-            opcode::ADD => {
-                let z = f32s(split.get(&self.buffer(op.in1)));
-                for ((v, &a), &b) in y.iter_mut().zip(x).zip(z) {
-                    *v = a + b;
-                }
-                if relu {
-                    kernels::relu_f32(y);
-                }
-            }
-            opcode::SUBSAMPLE_PAD => {
-                let (c, h, w) = xb.chw();
-                kernels::subsample_pad(x, y, 0.0, c, h, w, op.stride as usize, op.pad as usize);
-            }
-            _ => {
-                y.copy_from_slice(x);
-                kernels::relu_f32(y);
-            }
-        }
-    }
-
-    fn op_i8(&self, op: &OpDesc, split: &Split<'_>, out: &mut [u8]) {
-        let xb = self.buffer(op.in0);
-        let yb = self.buffer(op.out);
-        let x = i8s(split.get(&xb));
-        let data = self.data();
-        let relu = op.relu();
-        let scratch_at = crate::format::align_up(yb.bytes());
-        let (yo, scratch) = out.split_at_mut(scratch_at.min(out.len()));
-        let y = &mut i8s_mut(yo)[..yb.numel()];
+        let second = || f32s(split.get(&self.buffer(op.in1)));
         match op.opcode {
             opcode::CONV | opcode::GEMM => {
                 let wt = self.tensor(op.weight);
                 let bt = (op.bias != NONE).then(|| self.tensor(op.bias));
-                let vals = weights::i8s(weights::values_bytes(data, &wt));
-                let bias = |r| bt.as_ref().map_or(0, |b| value_i32(data, b, r));
-                let mult = |r: usize| {
-                    let sw = f32::from_bits(u32_at(data, wt.scales_off as usize + 4 * r));
-                    quant::multiplier(xb.scale, sw, yb.scale)
-                };
+                let bias = |r| bt.as_ref().map_or(0.0, |b| value_f32(data, b, r));
+                let w = ConvWeights { desc: wt, data };
                 if op.opcode == opcode::CONV {
-                    let g = self.geom(op);
-                    let acc = i32s_mut(scratch);
-                    let value = |k: usize| vals.get(k).copied().unwrap_or(0);
-                    with_rows!(data, &wt, |rows| kernels::conv_i8(
+                    let job = ConvF32 {
                         x,
                         y,
-                        acc,
-                        &g,
-                        wt.rows(),
-                        rows,
-                        value,
-                        bias,
-                        mult,
-                        relu
-                    ));
+                        scratch,
+                        g: self.conv_geom(op),
+                        w,
+                        bias: &bias,
+                        ep: Epilogue {
+                            relu,
+                            residual: op.residual().then(second),
+                        },
+                        tile_outer: op.schedule == crate::format::schedule::TILES_OUTER,
+                    };
+                    dispatch(path, job);
                 } else {
-                    with_rows!(data, &wt, |rows| kernels::gemm_i8(
-                        x, y, rows, vals, bias, mult, relu
-                    ));
+                    dispatch(
+                        path,
+                        GemmF32 {
+                            x,
+                            y,
+                            w,
+                            bias: &bias,
+                            relu,
+                        },
+                    );
                 }
             }
             opcode::MAX_POOL => {
                 let (c, h, w) = xb.chw();
-                kernels::max_pool(x, y, c, h, w, op.kernel as usize, op.stride as usize);
+                ops::max_pool(x, y, c, h, w, op.kernel as usize, op.stride as usize);
+            }
+            opcode::AVG_POOL => {
+                let (c, h, w) = xb.chw();
+                ops::avg_pool_f32(x, y, c, h, w, op.kernel as usize, op.stride as usize);
+            }
+            opcode::GLOBAL_AVG_POOL => {
+                let (c, h, w) = xb.chw();
+                ops::global_avg_pool_f32(x, y, c, h * w);
+            }
+            opcode::ADD => ops::add_f32(x, second(), y, relu),
+            opcode::SUBSAMPLE_PAD => {
+                let (c, h, w) = xb.chw();
+                ops::subsample_pad(x, y, 0.0, c, h, w, op.stride as usize, op.pad as usize);
+            }
+            _ => {
+                y.copy_from_slice(x);
+                ops::relu_f32(y);
+            }
+        }
+    }
+
+    fn op_i8(&self, op: &OpDesc, split: &Split<'_>, out: &mut [u8], path: KernelPath) {
+        let xb = self.buffer(op.in0);
+        let x = i8s(split.get(&xb));
+        let (yo, scratch) = self.out_and_scratch(op, out);
+        let y = i8s_mut(yo);
+        let data = self.data();
+        let relu = op.relu();
+        let second = || i8s(split.get(&self.buffer(op.in1)));
+        let rows = if matches!(op.opcode, opcode::CONV | opcode::GEMM) {
+            self.tensor(op.weight).rows()
+        } else {
+            0
+        };
+        let pn = crate::format::params_bytes(op.opcode, rows, op.residual());
+        let params = data
+            .get(op.params as usize..(op.params as usize).saturating_add(pn))
+            .unwrap_or(&[]);
+        let word = |k: usize| i32_at(params, 4 * k);
+        match op.opcode {
+            opcode::CONV | opcode::GEMM => {
+                let wt = self.tensor(op.weight);
+                let bt = (op.bias != NONE).then(|| self.tensor(op.bias));
+                let bias = |r| bt.as_ref().map_or(0, |b| value_i32(data, b, r));
+                let w = ConvWeights { desc: wt, data };
+                if op.opcode == opcode::CONV {
+                    let add = op.residual().then(|| {
+                        (
+                            word(2 * rows),
+                            word(2 * rows + 1),
+                            word(2 * rows + 2) as u32,
+                        )
+                    });
+                    let job = ConvI8 {
+                        x,
+                        y,
+                        scratch,
+                        g: self.conv_geom(op),
+                        w,
+                        bias: &bias,
+                        rq: Requant { params, add },
+                        ep: Epilogue {
+                            relu,
+                            residual: op.residual().then(second),
+                        },
+                    };
+                    dispatch(path, job);
+                } else {
+                    let requant = |r: usize, acc: i32| {
+                        quant::requantize(acc, word(2 * r), u32_at(params, 8 * r + 4), relu)
+                    };
+                    dispatch(
+                        path,
+                        GemmI8 {
+                            x,
+                            y,
+                            w,
+                            bias: &bias,
+                            requant: &requant,
+                        },
+                    );
+                }
+            }
+            opcode::MAX_POOL => {
+                let (c, h, w) = xb.chw();
+                ops::max_pool(x, y, c, h, w, op.kernel as usize, op.stride as usize);
             }
             opcode::AVG_POOL => {
                 let (c, h, w) = xb.chw();
                 let k = op.kernel as usize;
-                let m = quant::pool_multiplier(xb.scale, yb.scale, k * k);
-                kernels::avg_pool_i8(x, y, c, h, w, k, op.stride as usize, m);
+                ops::avg_pool_i8(
+                    x,
+                    y,
+                    c,
+                    h,
+                    w,
+                    k,
+                    op.stride as usize,
+                    word(0),
+                    word(1) as u32,
+                );
             }
             opcode::GLOBAL_AVG_POOL => {
                 let (c, h, w) = xb.chw();
-                let m = quant::pool_multiplier(xb.scale, yb.scale, h * w);
-                kernels::global_avg_pool_i8(x, y, c, h * w, m);
+                ops::global_avg_pool_i8(x, y, c, h * w, word(0), word(1) as u32);
             }
-            opcode::ADD => {
-                let zb = self.buffer(op.in1);
-                let z = i8s(split.get(&zb));
-                let (ma, mb) = (xb.scale / yb.scale, zb.scale / yb.scale);
-                for ((v, &a), &b) in y.iter_mut().zip(x).zip(z) {
-                    *v = quant::add(a, ma, b, mb, relu);
-                }
-            }
+            opcode::ADD => ops::add_i8(x, second(), y, word(0), word(1), word(2) as u32, relu),
             opcode::SUBSAMPLE_PAD => {
                 let (c, h, w) = xb.chw();
-                kernels::subsample_pad(x, y, 0, c, h, w, op.stride as usize, op.pad as usize);
+                ops::subsample_pad(x, y, 0, c, h, w, op.stride as usize, op.pad as usize);
             }
             _ => {
                 for (v, &a) in y.iter_mut().zip(x) {
                     *v = a.max(0);
                 }
             }
-        }
-    }
-
-    /// A float convolution or gemm whose weight values are read by `value`.
-    fn weighted_f32(&self, op: &OpDesc, x: &[f32], y: &mut [f32], value: impl Fn(usize) -> f32) {
-        let data = self.data();
-        let wt = self.tensor(op.weight);
-        let bt = (op.bias != NONE).then(|| self.tensor(op.bias));
-        let bias = |r| bt.as_ref().map_or(0.0, |b| value_f32(data, b, r));
-        let relu = op.relu();
-        if op.opcode == opcode::CONV {
-            let g = self.geom(op);
-            with_rows!(data, &wt, |rows| kernels::conv_f32(
-                x,
-                y,
-                &g,
-                wt.rows(),
-                rows,
-                &value,
-                bias,
-                relu
-            ));
-        } else {
-            with_rows!(data, &wt, |rows| kernels::gemm_f32(
-                x, y, rows, &value, bias, relu
-            ));
-        }
-    }
-
-    fn geom(&self, op: &OpDesc) -> ConvGeom {
-        let (c, h, w) = self.buffer(op.in0).chw();
-        let (_, oh, ow) = self.buffer(op.out).chw();
-        ConvGeom {
-            c,
-            h,
-            w,
-            oh,
-            ow,
-            k: op.kernel as usize,
-            s: op.stride as usize,
-            p: op.pad as usize,
         }
     }
 }

@@ -1,9 +1,9 @@
-//! Constants of the `.scb` format, version 1.0 (normative description: `formats/scb.md`).
+//! Constants of the `.scb` format, version 2.0 (normative description: `formats/scb.md`).
 
 /// File magic: a high-bit byte, "SCB", CR LF, ^Z, LF (catches 7-bit and text-mode corruption).
 pub const MAGIC: [u8; 8] = [0x89, b'S', b'C', b'B', 0x0D, 0x0A, 0x1A, 0x0A];
 /// Major version: a reader rejects any other major version.
-pub const VERSION_MAJOR: u16 = 1;
+pub const VERSION_MAJOR: u16 = 2;
 /// Minor version written by this crate; readers accept any minor version of their major version.
 pub const VERSION_MINOR: u16 = 0;
 /// Size of the fixed header in bytes.
@@ -89,6 +89,28 @@ pub mod opcode {
 
 /// Op flag: apply ReLU to the result.
 pub const FLAG_RELU: u8 = 1;
+/// Op flag (CONV only): add the second input buffer, of the output's shape, before the ReLU.
+pub const FLAG_RESIDUAL: u8 = 2;
+
+/// Loop orders of a CONV op (op byte 2), chosen by the compiler per layer. The result does not depend on it.
+pub mod schedule {
+    /// One output channel at a time, every tile of positions.
+    pub const CHANNELS_OUTER: u8 = 0;
+    /// One tile of positions at a time, every output channel (the input tile stays in cache).
+    pub const TILES_OUTER: u8 = 1;
+}
+
+/// Bytes of the int8 requantisation parameters of an op (formats/scb.md §8), 0 for ops without: CONV and
+/// GEMM `(m: i32, sh: u32)` per output channel, then `(ma: i32, mb: i32, sh: u32)` with a residual; ADD
+/// `(ma, mb, sh)`; AVG_POOL and GLOBAL_AVG_POOL `(m, sh)`.
+pub const fn params_bytes(opcode: u8, rows: usize, residual: bool) -> usize {
+    match opcode {
+        opcode::CONV | opcode::GEMM => 8 * rows + if residual { 12 } else { 0 },
+        opcode::ADD => 12,
+        opcode::AVG_POOL | opcode::GLOBAL_AVG_POOL => 8,
+        _ => 0,
+    }
+}
 
 /// Size in bytes of one element of `dtype`, 0 for an unknown type.
 pub const fn dtype_size(dtype: u8) -> usize {

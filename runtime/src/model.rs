@@ -53,12 +53,23 @@ impl TensorDesc {
     pub fn rows(&self) -> usize {
         self.dims[0] as usize
     }
-    /// Product of the remaining dimensions (fan-in); 1 for a rank-1 tensor.
+    /// Columns: the product of the remaining dimensions (fan-in), 1 for a rank-1 tensor; for an int8 tensor
+    /// of rank 4 (a convolution weight in channel-quad order) the input channels count rounded up to a
+    /// multiple of 4.
     pub fn cols(&self) -> usize {
+        let d = |i: usize| self.dims[i] as usize;
+        if self.quad_order() {
+            return d(1).div_ceil(4) * 4 * d(2) * d(3);
+        }
         self.dims[1..self.rank as usize]
             .iter()
             .map(|&d| d as usize)
             .product()
+    }
+    /// Whether the columns are in channel-quad order: column `((ci / 4) · K² + ky · K + kx) · 4 + ci % 4`
+    /// (int8 tensors of rank 4, formats/scb.md §5).
+    pub fn quad_order(&self) -> bool {
+        self.dtype == dtype::I8 && self.rank == 4
     }
     pub fn numel(&self) -> usize {
         self.rows() * self.cols()
@@ -106,6 +117,10 @@ pub struct OpDesc {
     pub out: u32,
     pub weight: u32,
     pub bias: u32,
+    /// Int8 requantisation parameters in the data section, or `NONE`.
+    pub params: u32,
+    /// Loop order of a CONV ([`schedule`]).
+    pub schedule: u8,
     pub kernel: u8,
     pub stride: u8,
     /// Convolution padding, or the channels added before the input for SUBSAMPLE_PAD.
@@ -115,6 +130,14 @@ pub struct OpDesc {
 impl OpDesc {
     pub fn relu(&self) -> bool {
         self.flags & FLAG_RELU != 0
+    }
+    /// A CONV that adds its second input buffer before the ReLU.
+    pub fn residual(&self) -> bool {
+        self.flags & FLAG_RESIDUAL != 0
+    }
+    /// Whether the op reads a second input buffer.
+    pub fn uses_in1(&self) -> bool {
+        self.opcode == opcode::ADD || (self.opcode == opcode::CONV && self.residual())
     }
 }
 
@@ -383,6 +406,8 @@ impl<'a> Model<'a> {
             out: u32_at(b, o + 12),
             weight: u32_at(b, o + 16),
             bias: u32_at(b, o + 20),
+            params: u32_at(b, o + 24),
+            schedule: u8_at(b, o + 2),
             kernel: u8_at(b, o + 28),
             stride: u8_at(b, o + 29),
             pad: u16_at(b, o + 30),
@@ -480,7 +505,10 @@ impl<'a> Model<'a> {
                 }
             }
         }
-        let numel = numel as usize;
+        if t.quad_order() && t.dims[2] != t.dims[3] {
+            return Err(LoadError::BadTensorShape { tensor: i });
+        }
+        let numel = t.numel();
         let rows = t.rows();
         let dense = t.encoding == encoding::DENSE;
         if !dense && (rank < 2 || t.dtype == dtype::I32) {
@@ -520,6 +548,23 @@ impl<'a> Model<'a> {
             }
             return Ok(());
         }
+        self.check_index(i, &t)?;
+        if t.quad_order() {
+            let (ci, k) = (t.dims[1] as usize, t.dims[2] as usize);
+            if self
+                .entries(i)
+                .any(|e| crate::conv::natural_column(e.col, ci, k).is_none())
+            {
+                return Err(LoadError::IndexOutOfRange { tensor: i });
+            }
+        }
+        Ok(())
+    }
+
+    /// The index stream and row pointers of a sparse tensor (its values and scales already checked).
+    fn check_index(&self, i: u32, t: &TensorDesc) -> Result<(), LoadError> {
+        let rows = t.rows();
+        let bad_data = LoadError::TensorDataOutOfBounds { tensor: i };
         let code_bytes = index_bytes(t.encoding, t.index_len as usize);
         if !self.range_ok(t.index_off, code_bytes, index_align(t.encoding)) {
             return Err(bad_data);
@@ -530,7 +575,7 @@ impl<'a> Model<'a> {
             if t.indptr_off != NONE {
                 return Err(LoadError::BadEncoding { tensor: i });
             }
-            return crate::rice::check(d, &t, i);
+            return crate::rice::check(d, t, i);
         }
         if !self.range_ok(t.indptr_off, 4 * (rows + 1), 4) {
             return Err(bad_data);
@@ -611,14 +656,30 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    /// Bytes an op writes beyond its output buffer (int8 convolution accumulators), after the output rounded up
-    /// to [`ALIGN`].
+    /// Bytes an op writes beyond its output buffer (the scratch of a convolution, formats/scb.md §7), after
+    /// the output rounded up to [`ALIGN`].
     pub fn scratch_bytes(&self, op: &OpDesc) -> usize {
-        if self.is_int8() && op.opcode == opcode::CONV {
-            let (_, h, w) = self.buffer(op.out).chw();
-            4 * h * w
+        if op.opcode == opcode::CONV {
+            self.conv_geom(op).scratch(self.is_int8()).total
         } else {
             0
+        }
+    }
+
+    /// The geometry of a CONV op (its buffers' shapes and parameters).
+    pub fn conv_geom(&self, op: &OpDesc) -> crate::conv::ConvGeom {
+        let (c, h, w) = self.buffer(op.in0).chw();
+        let (co, oh, ow) = self.buffer(op.out).chw();
+        crate::conv::ConvGeom {
+            c,
+            h,
+            w,
+            co,
+            oh,
+            ow,
+            k: op.kernel as usize,
+            s: op.stride as usize,
+            p: op.pad as usize,
         }
     }
 
@@ -666,10 +727,13 @@ impl<'a> Model<'a> {
         for i in 0..self.op_count {
             let op = self.op(i);
             let o = self.graph.off + GRAPH_HEADER_SIZE + i as usize * OP_SIZE;
-            if u16_at(self.bytes, o + 2) != 0 || u32_at(self.bytes, o + 24) != 0 {
-                return Err(LoadError::ReservedNotZero { offset: o as u32 });
+            if u8_at(self.bytes, o + 3) != 0 {
+                return Err(LoadError::ReservedNotZero {
+                    offset: o as u32 + 3,
+                });
             }
             self.check_op(i, &op, nb, nt, int8)?;
+            self.check_params(i, &op, int8)?;
             let (_, end) = self.write_region(&op);
             if end > self.arena_size as usize {
                 return Err(LoadError::ArenaTooSmall { buffer: op.out });
@@ -682,7 +746,7 @@ impl<'a> Model<'a> {
         let bad_ref = LoadError::BadReference { op: i };
         let bad_shape = LoadError::BadShape { op: i };
         let bad_params = LoadError::BadParams { op: i };
-        let uses_in1 = op.opcode == opcode::ADD;
+        let uses_in1 = op.uses_in1();
         let uses_w = matches!(op.opcode, opcode::CONV | opcode::GEMM);
         if !(1..=8).contains(&op.opcode) {
             return Err(LoadError::UnknownOpcode { op: i });
@@ -701,8 +765,11 @@ impl<'a> Model<'a> {
         } else if op.weight != NONE || op.bias != NONE {
             return Err(bad_ref);
         }
-        if op.flags & !FLAG_RELU != 0
+        if op.flags & !(FLAG_RELU | FLAG_RESIDUAL) != 0
             || (op.relu() && !matches!(op.opcode, opcode::CONV | opcode::GEMM | opcode::ADD))
+            || (op.residual() && op.opcode != opcode::CONV)
+            || (op.schedule != 0 && op.opcode != opcode::CONV)
+            || op.schedule > schedule::TILES_OUTER
         {
             return Err(bad_params);
         }
@@ -763,6 +830,12 @@ impl<'a> Model<'a> {
                     if rank3(&y)? != (w.dims[0] as usize, oh, ow) {
                         return Err(bad_shape);
                     }
+                    if op.residual() {
+                        let z = self.buffer(op.in1);
+                        if z.rank != y.rank || z.dims != y.dims {
+                            return Err(bad_shape);
+                        }
+                    }
                 } else {
                     if !no_params {
                         return Err(bad_params);
@@ -822,6 +895,43 @@ impl<'a> Model<'a> {
             }
         }
         Ok(())
+    }
+
+    /// The int8 requantisation parameters of an op: present exactly when the graph is int8 and the op has
+    /// some, inside the data section, 4-byte aligned, multipliers and shifts in range (formats/scb.md §8).
+    fn check_params(&self, i: u32, op: &OpDesc, int8: bool) -> Result<(), LoadError> {
+        let bad = LoadError::BadParams { op: i };
+        let rows = if matches!(op.opcode, opcode::CONV | opcode::GEMM) {
+            self.tensor(op.weight).rows()
+        } else {
+            0
+        };
+        let n = params_bytes(op.opcode, rows, op.residual());
+        if !int8 || n == 0 {
+            return if op.params == NONE { Ok(()) } else { Err(bad) };
+        }
+        if !self.range_ok(op.params, n, 4) {
+            return Err(bad);
+        }
+        let d = &self.data()[op.params as usize..op.params as usize + n];
+        let word = |k: usize| u32_at(d, 4 * k);
+        let mult_ok = |k: usize| (word(k) as i32) >= 0 && word(k + 1) <= crate::quant::MAX_SHIFT;
+        let add_ok = |k: usize| {
+            let m = crate::quant::MAX_ADD_MULTIPLIER as u32;
+            word(k) <= m && word(k + 1) <= m && word(k + 2) <= crate::quant::MAX_ADD_SHIFT
+        };
+        let ok = match op.opcode {
+            opcode::CONV | opcode::GEMM => {
+                (0..rows).all(|r| mult_ok(2 * r)) && (!op.residual() || add_ok(2 * rows))
+            }
+            opcode::ADD => add_ok(0),
+            _ => mult_ok(0),
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(bad)
+        }
     }
 
     fn producer(&self, b: u32) -> Option<u32> {

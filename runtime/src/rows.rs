@@ -5,17 +5,42 @@ use crate::bytes::u32_at;
 use crate::model::TensorDesc;
 use crate::rice::read_gap;
 
+/// Evaluates `$body` with `$rows` bound to a `&mut impl Rows` over tensor `$t` (a `&TensorDesc`) in data
+/// section `$data`, one arm per encoding.
+macro_rules! with_rows {
+    ($data:expr, $t:expr, |$rows:ident| $body:expr) => {
+        match $t.encoding {
+            $crate::format::encoding::DENSE => {
+                let $rows = &mut $crate::rows::Dense::new($t);
+                $body
+            }
+            $crate::format::encoding::CSR_GAP8 => {
+                let $rows = &mut $crate::rows::Csr::<$crate::rows::Gap8>::new($data, $t);
+                $body
+            }
+            $crate::format::encoding::CSR_IDX16 => {
+                let $rows = &mut $crate::rows::Csr::<$crate::rows::Idx16>::new($data, $t);
+                $body
+            }
+            $crate::format::encoding::CSR_IDX32 => {
+                let $rows = &mut $crate::rows::Csr::<$crate::rows::Idx32>::new($data, $t);
+                $body
+            }
+            _ => {
+                let $rows = &mut $crate::rows::Rice::new($data, $t);
+                $body
+            }
+        }
+    };
+}
+pub(crate) use with_rows;
+
 /// The stored entries of a validated tensor, row by row.
 pub trait Rows {
     /// Calls `f(col, k)` for each stored entry of row `r` in storage order, `k` being the entry's index in the
     /// values array. Rows are visited in increasing order, each at most once; a row skipped over is visited as
     /// empty by implementations that stream their indices.
     fn row(&mut self, r: usize, f: impl FnMut(usize, usize));
-
-    /// `Some(cols)` when every row stores all its `cols` entries in column order (encoding 0).
-    fn dense_cols(&self) -> Option<usize> {
-        None
-    }
 }
 
 /// Encoding 0: every entry, `k = r · cols + col`.
@@ -36,10 +61,6 @@ impl Rows for Dense {
         for c in 0..self.cols {
             f(c, base + c);
         }
-    }
-
-    fn dense_cols(&self) -> Option<usize> {
-        Some(self.cols)
     }
 }
 

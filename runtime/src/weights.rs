@@ -155,29 +155,3 @@ pub(crate) fn values_bytes<'a>(data: &'a [u8], t: &TensorDesc) -> &'a [u8] {
     let (off, n) = (t.values_off as usize, t.nnz as usize * dtype_size(t.dtype));
     data.get(off..off.saturating_add(n)).unwrap_or(&[])
 }
-
-/// Value `k` of an f32 values array (zero past its end).
-#[inline]
-pub(crate) fn f32_le(v: &[u8], k: usize) -> f32 {
-    match v.get(4 * k..4 * k + 4) {
-        Some(s) => f32::from_le_bytes([s[0], s[1], s[2], s[3]]),
-        None => 0.0,
-    }
-}
-
-/// Value `k` of an f16 values array as f32 (zero past its end).
-#[inline]
-pub(crate) fn f16_le(v: &[u8], k: usize) -> f32 {
-    match v.get(2 * k..2 * k + 2) {
-        Some(s) => f16_to_f32(u16::from_le_bytes([s[0], s[1]])),
-        None => 0.0,
-    }
-}
-
-/// The values array of a validated int8 tensor.
-#[inline]
-pub(crate) fn i8s(v: &[u8]) -> &[i8] {
-    // SAFETY: u8 and i8 have the same size, alignment and validity.
-    let (_, mid, _) = unsafe { v.align_to::<i8>() };
-    mid
-}

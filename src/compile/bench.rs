@@ -21,7 +21,8 @@ use crate::compile::import::checkpoint::{graph_from_tensors, Meta};
 use crate::compile::interp::normalize;
 use crate::compile::ir::Graph;
 use crate::compile::lower;
-use crate::compile::pipeline::{build, target_formats, Graphs};
+use crate::compile::passes::layout::Objective;
+use crate::compile::pipeline::{build_for, target_formats, Graphs};
 use crate::error::{Error, Result};
 use crate::nn::init::kaiming_init;
 use crate::nn::{ModelSpec, TensorRole};
@@ -148,10 +149,11 @@ pub fn bench_graph(
     calibration: &[f32],
     options: &InferBenchOptions,
 ) -> Result<InferBench> {
-    let g: Graphs = build(
+    let g: Graphs = build_for(
         graph,
         &target_formats(None),
         options.int8.then_some(calibration),
+        Objective::Speed,
     )?;
     let per: usize = g.float.input.shape.iter().product();
     let images = random_images(&g.float, 16, 3);

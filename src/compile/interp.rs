@@ -3,6 +3,9 @@
 //! semantics exactly (this module implements them on its own, without the runtime's code).
 
 use crate::compile::ir::{Bias, Graph, Op, Weight};
+use crate::compile::passes::quantize::{
+    add_multipliers, conv_factor, fixed_multiplier, pool_factor,
+};
 use crate::error::{Error, Result};
 
 /// Normalises one [0, 1]-scaled sample in f32: `(x − mean[c]) / std[c]`.
@@ -265,14 +268,49 @@ fn subsample_pad<T: Copy>(
     y
 }
 
-/// `round_sat` of the int8 semantics: half away from zero, saturate to [−128, 127] or [0, 127] with ReLU.
-pub fn round_sat(v: f64, relu: bool) -> i8 {
+/// Input quantisation of the int8 semantics: `v = x / s` in f32, rounded half away from zero, saturated to
+/// [−128, 127]; NaN gives 0.
+pub fn quantize_input(x: f32, s: f32) -> i8 {
+    let v = x / s;
     if v.is_nan() {
         return 0;
     }
-    let r = (v.abs() + 0.5).floor().copysign(v);
-    let lo = if relu { 0.0 } else { -128.0 };
-    r.clamp(lo, 127.0) as i8
+    if v >= 127.5 {
+        return 127;
+    }
+    if v <= -128.5 {
+        return -128;
+    }
+    let t = v.trunc();
+    let r = if (v - t).abs() >= 0.5 {
+        t + v.signum()
+    } else {
+        t
+    };
+    r as i8
+}
+
+/// Integer requantisation of the int8 semantics: `clamp((acc · m + 2^(sh−1)) >> sh)` in i64 (no rounding
+/// term for `sh = 0`), to [−128, 127] or [0, 127] after ReLU.
+pub fn requantize(acc: i32, (m, sh): (i32, u32), relu: bool) -> i8 {
+    let p = acc as i64 * m as i64;
+    let v = if sh == 0 {
+        p
+    } else {
+        (p + (1i64 << (sh - 1))) >> sh
+    };
+    v.clamp(if relu { 0 } else { -128 }, 127) as i8
+}
+
+/// Integer ADD of the int8 semantics: `clamp((a · ma + b · mb + 2^(sh−1)) >> sh)` in i32.
+pub fn add_int8(a: i8, b: i8, (ma, mb, sh): (i32, i32, u32), relu: bool) -> i8 {
+    let s = a as i32 * ma + b as i32 * mb;
+    let v = if sh == 0 {
+        s
+    } else {
+        (s + (1 << (sh - 1))) >> sh
+    };
+    v.clamp(if relu { 0 } else { -128 }, 127) as i8
 }
 
 /// Runs a quantised graph on one [0, 1]-scaled sample with the int8 semantics of the IR; returns the quantised
@@ -298,7 +336,7 @@ pub fn run_int8(graph: &Graph, x: &[f32]) -> Result<(Vec<i8>, f32)> {
         let y: Vec<i8> = match &node.op {
             Op::Input => normalize(graph, x)
                 .iter()
-                .map(|v| round_sat((v / s_out) as f64, false))
+                .map(|&v| quantize_input(v, s_out))
                 .collect(),
             Op::Conv {
                 weight,
@@ -346,34 +384,30 @@ pub fn run_int8(graph: &Graph, x: &[f32]) -> Result<(Vec<i8>, f32)> {
                 })
             }
             Op::AvgPool { kernel, stride } => {
-                let n = kernel * kernel;
-                let m = s_in / (s_out * n as f32);
+                let m = fixed_multiplier(pool_factor(s_in, s_out, kernel * kernel));
                 pool(arg(0), ins, *kernel, *stride, &node.shape, |w| {
                     let acc: i32 = w.iter().map(|&v| v as i32).sum();
-                    round_sat(acc as f64 * m as f64, false)
+                    requantize(acc, m, false)
                 })
             }
             Op::GlobalAvgPool => {
                 let plane: usize = ins[1..].iter().product();
-                let m = s_in / (s_out * plane as f32);
+                let m = fixed_multiplier(pool_factor(s_in, s_out, plane));
                 arg(0)
                     .chunks(plane)
-                    .map(|c| {
-                        round_sat(
-                            c.iter().map(|&v| v as i32).sum::<i32>() as f64 * m as f64,
-                            false,
-                        )
-                    })
+                    .map(|c| requantize(c.iter().map(|&v| v as i32).sum::<i32>(), m, false))
                     .collect()
             }
             Op::Flatten => arg(0).to_vec(),
             Op::Add { relu } => {
-                let ma = scale(node.inputs[0]) / s_out;
-                let mb = scale(node.inputs[1]) / s_out;
+                let m = add_multipliers(
+                    scale(node.inputs[0]) as f64 / s_out as f64,
+                    scale(node.inputs[1]) as f64 / s_out as f64,
+                );
                 arg(0)
                     .iter()
                     .zip(arg(1))
-                    .map(|(&a, &b)| round_sat(a as f64 * ma as f64 + b as f64 * mb as f64, *relu))
+                    .map(|(&a, &b)| add_int8(a, b, m, *relu))
                     .collect()
             }
             Op::SubsamplePad {
@@ -401,9 +435,13 @@ fn requant_rows(
             Some(Bias::I32(b)) => b[r],
             _ => 0,
         };
-        let m = (s_in * scales.get(r).copied().unwrap_or(1.0)) / s_out;
+        let m = fixed_multiplier(conv_factor(
+            s_in,
+            scales.get(r).copied().unwrap_or(1.0),
+            s_out,
+        ));
         for &a in chunk {
-            y.push(round_sat(a.wrapping_add(b) as f64 * m as f64, relu));
+            y.push(requantize(a.wrapping_add(b), m, relu));
         }
     }
     y
@@ -456,15 +494,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn round_sat_rule() {
-        assert_eq!(round_sat(2.5, false), 3);
-        assert_eq!(round_sat(-2.5, false), -3);
-        assert_eq!(round_sat(2.4999, false), 2);
-        assert_eq!(round_sat(-0.5, false), -1);
-        assert_eq!(round_sat(-0.4, false), 0);
-        assert_eq!(round_sat(500.0, false), 127);
-        assert_eq!(round_sat(-500.0, false), -128);
-        assert_eq!(round_sat(-7.0, true), 0);
-        assert_eq!(round_sat(f64::NAN, true), 0);
+    fn integer_rules() {
+        assert_eq!(quantize_input(2.5, 1.0), 3);
+        assert_eq!(quantize_input(-2.5, 1.0), -3);
+        assert_eq!(quantize_input(0.49999997, 1.0), 0);
+        assert_eq!(quantize_input(500.0, 1.0), 127);
+        assert_eq!(quantize_input(-500.0, 1.0), -128);
+        assert_eq!(quantize_input(f32::NAN, 1.0), 0);
+        let half = (1 << 30, 31);
+        assert_eq!(requantize(3, half, false), 2);
+        assert_eq!(requantize(-3, half, false), -1);
+        assert_eq!(requantize(-3, half, true), 0);
+        assert_eq!(requantize(1 << 20, half, false), 127);
+        assert_eq!(add_int8(4, 4, (1 << 18, 3 << 18, 20), false), 4);
+        assert_eq!(add_int8(-128, -128, (1 << 22, 1 << 22, 20), false), -128);
     }
 }

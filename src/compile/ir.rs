@@ -38,15 +38,20 @@
 //!
 //! A graph is quantised when every node has `scale: Some(s)` (the activation scale, finite, > 0, symmetric,
 //! zero point 0: real = s·q, q ∈ [−128, 127]); then every conv/gemm weight is [`DType::I8`], every bias is
-//! [`Bias::I32`] in units of `s_in · scales[r]`, and no `BatchNorm` remains. `round_sat(v)` rounds half away
-//! from zero and saturates to `[−128, 127]` (`[0, 127]` when the op's `relu` flag is set); NaN gives 0.
+//! [`Bias::I32`] in units of `s_in · scales[r]`, and no `BatchNorm` remains. Every real factor below becomes
+//! an integer multiplier and shift at compile time ([`crate::compile::passes::quantize::fixed_multiplier`],
+//! [`crate::compile::passes::quantize::add_multipliers`]), so the graph runs in integers only. `sat(v)`
+//! saturates to `[−128, 127]` (`[0, 127]` when the op's `relu` flag is set); `rshr(v, sh) = (v + 2^(sh−1))
+//! >> sh` (floor shift, no rounding term for `sh = 0`).
 //!
-//! - Input: normalise in f32 as above, then `q = round_sat((x_norm / s_in) as f64)` (division in f32).
-//! - Conv, Gemm: `acc = bias[r] + Σ q_w·q_x` in i32 (padding contributes 0); `m[r] = (s_in · scales[r]) /
-//!   s_out` in f32; `y = round_sat(acc as f64 · m[r] as f64)`.
-//! - Add: `ma = s_a / s_out`, `mb = s_b / s_out` in f32; `y = round_sat(qa·ma + qb·mb)` in f64.
-//! - AvgPool, GlobalAvgPool: `acc = Σ q` in i32 over the `n` window elements; `m = s_in / (s_out · n as f32)`
-//!   in f32; `y = round_sat(acc as f64 · m as f64)`.
+//! - Input: normalise in f32 as above, then `v = x_norm / s_in` in f32, rounded half away from zero and
+//!   saturated; NaN gives 0.
+//! - Conv, Gemm: `acc = bias[r] + Σ q_w·q_x` in i32 (padding contributes 0); `(m, sh)` of the factor
+//!   `(s_in · scales[r]) / s_out` (f64); `y = sat(rshr(acc · m, sh))` with the product in i64.
+//! - Add: `(ma, mb, sh)` of the factors `s_a / s_out`, `s_b / s_out`; `y = sat(rshr(qa·ma + qb·mb, sh))` in
+//!   i32.
+//! - AvgPool, GlobalAvgPool: `acc = Σ q` in i32 over the `n` window elements; `(m, sh)` of `s_in / (s_out ·
+//!   n)`; `y = sat(rshr(acc · m, sh))`.
 //! - MaxPool, Relu, SubsamplePad, Flatten keep the scale: the node's scale equals its input's scale; Relu
 //!   gives `max(q, 0)`, SubsamplePad fills with 0.
 //! - Output: logits `q · s_out` in f32.

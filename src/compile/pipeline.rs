@@ -15,7 +15,8 @@ use crate::compile::emit::onnx::{self, hex, Variant};
 use crate::compile::import;
 use crate::compile::ir::{Graph, IndexFormat};
 use crate::compile::lower;
-use crate::compile::passes::{fold_bn::fold_bn, fuse::fuse, layout::layout, quantize::quantize};
+use crate::compile::passes::layout::{layout_for, Objective};
+use crate::compile::passes::{fold_bn::fold_bn, fuse::fuse, quantize::quantize};
 use crate::compile::target::{Footprint, Target};
 use crate::data::{self, DataSource, Dataset};
 use crate::error::{Error, Result};
@@ -97,18 +98,28 @@ pub fn images_f32(ds: &Dataset, count: usize) -> Vec<f32> {
         .collect()
 }
 
-/// Runs the passes on an imported graph. `calibration` holds [0, 1] images for int8 (ignored when `int8` is
-/// false); `formats` are the index formats the target allows.
+/// Runs the passes on an imported graph with the smallest storage per weight. `calibration` holds [0, 1]
+/// images for int8 (none: no int8 graph); `formats` are the index formats the target allows.
 pub fn build(
     source: Graph,
     formats: &[IndexFormat],
     calibration: Option<&[f32]>,
 ) -> Result<Graphs> {
+    build_for(source, formats, calibration, Objective::Size)
+}
+
+/// [`build`] with the per-weight storage chosen for `objective`.
+pub fn build_for(
+    source: Graph,
+    formats: &[IndexFormat],
+    calibration: Option<&[f32]>,
+    objective: Objective,
+) -> Result<Graphs> {
     let hash = source.model_hash();
     let folded = fuse(fold_bn(source.clone())?)?;
-    let float = layout(folded.clone(), formats)?;
+    let float = layout_for(folded.clone(), formats, objective)?;
     let int8 = match calibration {
-        Some(c) => Some(layout(quantize(&folded, c)?, formats)?),
+        Some(c) => Some(layout_for(quantize(&folded, c)?, formats, objective)?),
         None => None,
     };
     Ok(Graphs {
@@ -170,7 +181,8 @@ pub fn compile(
         None
     };
     let formats = target_formats(target);
-    let g = build(source, &formats, calib.as_deref())?;
+    let objective = target.map_or(Objective::Size, |t| t.layout);
+    let g = build_for(source, &formats, calib.as_deref(), objective)?;
     let hash = g.hash;
     let mut files = Vec::new();
     let mut put = |format: &str, file: &str, bytes: &[u8], fp: Option<Footprint>| -> Result<()> {

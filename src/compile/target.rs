@@ -22,6 +22,9 @@ pub struct Target {
     pub ram_bytes: u64,
     pub value_types: Vec<ValueType>,
     pub index_encodings: Vec<IndexEncoding>,
+    /// What the per-layer weight storage optimises: `size` (default) or `speed`.
+    #[serde(default)]
+    pub layout: crate::compile::passes::layout::Objective,
     /// Alignment in bytes the target needs for weights in place (a power of two; `.scb` aligns to 16).
     pub alignment: u64,
     pub cc: String,

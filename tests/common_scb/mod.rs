@@ -6,6 +6,8 @@ use rand_chacha::ChaCha8Rng;
 use sculpt::compile::emit::binary::{
     BufferSpec, CsrBytes, IndexEncoding, OpSpec, ScbModel, TensorSpec,
 };
+use sculpt::compile::lower::requant_params;
+use sculpt_runtime::conv::quad_column;
 use sculpt_runtime::format::{dtype, opcode, NONE};
 
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
@@ -97,6 +99,11 @@ impl Builder {
                 }
             }
         };
+        let (values, cols) = if dt == dtype::I8 && dims.len() == 4 {
+            quad_ordered(&values, &dims)
+        } else {
+            (values, cols)
+        };
         let csr = CsrBytes::from_dense(rows, cols, &values, elem);
         let data = match enc {
             None => csr.smallest(&IndexEncoding::ALL),
@@ -144,6 +151,7 @@ impl Builder {
             kernel: k as u8,
             stride: s as u8,
             pad: p as u16,
+            ..OpSpec::simple(opcode::CONV, x, y)
         });
         y
     }
@@ -205,7 +213,31 @@ pub fn small_resnet(kind: Kind, density: f64, seed: u64) -> ScbModel {
     b.m.output = out;
     b.m.normalization = Some((vec![0.1, 0.2, 0.3], vec![0.5, 1.0, 2.0]));
     b.m.model_hash = [0xAB; 32];
-    b.m
+    with_params(b.m)
+}
+
+/// `m` with the int8 requantisation parameters of every op filled in from its scales.
+pub fn with_params(mut m: ScbModel) -> ScbModel {
+    for i in 0..m.ops.len() {
+        let p = requant_params(&m, &m.ops[i]);
+        m.ops[i].params = p;
+    }
+    m
+}
+
+/// Row-major int8 values of a (CO, CI, K, K) weight re-laid in channel-quad column order (formats/scb.md
+/// §5), and the padded column count.
+pub fn quad_ordered(values: &[u8], dims: &[usize]) -> (Vec<u8>, usize) {
+    let (rows, ci, k) = (dims[0], dims[1], dims[2]);
+    let cols = ci * k * k;
+    let cols4 = ci.div_ceil(4) * 4 * k * k;
+    let mut out = vec![0u8; rows * cols4];
+    for r in 0..rows {
+        for c in 0..cols {
+            out[r * cols4 + quad_column(c, k)] = values[r * cols + c];
+        }
+    }
+    (out, cols4)
 }
 
 pub fn inputs(n: usize, len: usize, seed: u64) -> Vec<Vec<f32>> {

@@ -2,11 +2,12 @@
 //! the lowering of an IR graph into them ([`emit_scb`]). The writer never optimises: it stores what the IR
 //! says, choosing only the smallest allowed index encoding for each sparse tensor.
 
+use sculpt_runtime::conv::ConvGeom;
 use sculpt_runtime::crc::crc32;
 use sculpt_runtime::format::{
     align_up, dtype, dtype_size, encoding, feature, index_align, opcode, section, ALIGN,
-    BUFFER_SIZE, GRAPH_HEADER_SIZE, HEADER_CRC_AT, HEADER_SIZE, MAGIC, NONE, OP_SIZE,
-    SECTION_ENTRY_SIZE, TENSOR_SIZE, VERSION_MAJOR, VERSION_MINOR,
+    BUFFER_SIZE, FLAG_RESIDUAL, GRAPH_HEADER_SIZE, HEADER_CRC_AT, HEADER_SIZE, MAGIC, NONE,
+    OP_SIZE, SECTION_ENTRY_SIZE, TENSOR_SIZE, VERSION_MAJOR, VERSION_MINOR,
 };
 
 use super::rice;
@@ -278,10 +279,14 @@ pub struct BufferSpec {
 }
 
 /// An op record (see `formats/scb.md`, "Graph section").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpSpec {
     pub opcode: u8,
     pub relu: bool,
+    /// CONV: add buffer `in1` (the output's shape) before the ReLU.
+    pub residual: bool,
+    /// CONV: loop order ([`sculpt_runtime::format::schedule`]).
+    pub schedule: u8,
     pub in0: u32,
     pub in1: u32,
     pub out: u32,
@@ -290,6 +295,8 @@ pub struct OpSpec {
     pub kernel: u8,
     pub stride: u8,
     pub pad: u16,
+    /// Int8 requantisation parameters (formats/scb.md §8) as i32 words; empty for none.
+    pub params: Vec<i32>,
 }
 
 impl OpSpec {
@@ -298,6 +305,8 @@ impl OpSpec {
         OpSpec {
             opcode,
             relu: false,
+            residual: false,
+            schedule: 0,
             in0,
             in1: NONE,
             out,
@@ -306,6 +315,7 @@ impl OpSpec {
             kernel: 0,
             stride: 0,
             pad: 0,
+            params: Vec::new(),
         }
     }
 }
@@ -391,8 +401,31 @@ fn size_u32(n: usize, what: &str) -> Result<u32> {
 }
 
 impl ScbModel {
-    /// Bytes each buffer occupies while live: the buffer, plus the accumulator scratch of an int8 convolution.
-    fn live_sizes(&self) -> Vec<usize> {
+    /// The geometry of a CONV op from its buffers (`None` when they are not rank 3).
+    pub fn conv_geom(&self, op: &OpSpec) -> Option<ConvGeom> {
+        let (x, y) = (
+            &self.buffers.get(op.in0 as usize)?.dims,
+            &self.buffers.get(op.out as usize)?.dims,
+        );
+        if x.len() != 3 || y.len() != 3 {
+            return None;
+        }
+        Some(ConvGeom {
+            c: x[0],
+            h: x[1],
+            w: x[2],
+            co: y[0],
+            oh: y[1],
+            ow: y[2],
+            k: op.kernel as usize,
+            s: op.stride as usize,
+            p: op.pad as usize,
+        })
+    }
+
+    /// Bytes each buffer occupies while live: the buffer, plus the scratch of the convolution that writes it
+    /// (formats/scb.md §7).
+    pub fn live_sizes(&self) -> Vec<usize> {
         let elem = if self.int8 { 1 } else { 4 };
         let mut sizes: Vec<usize> = self
             .buffers
@@ -400,13 +433,19 @@ impl ScbModel {
             .map(|b| b.dims.iter().product::<usize>() * elem)
             .collect();
         for op in &self.ops {
-            if self.int8 && op.opcode == opcode::CONV {
-                let d = &self.buffers[op.out as usize].dims;
-                let o = op.out as usize;
-                sizes[o] = align_up(sizes[o]) + 4 * d[1] * d[2];
+            if op.opcode == opcode::CONV {
+                if let Some(g) = self.conv_geom(op) {
+                    let o = op.out as usize;
+                    sizes[o] = align_up(sizes[o]) + g.scratch(self.int8).total;
+                }
             }
         }
         sizes
+    }
+
+    /// The arena offset of every buffer and the arena size.
+    pub fn arena_plan(&self) -> (Vec<usize>, usize) {
+        plan_arena(&self.live_sizes(), &self.ops, self.input, self.output)
     }
 
     /// The required-feature bits this model uses.
@@ -433,7 +472,7 @@ impl ScbModel {
     /// Plans the arena and lays the file out: header, section table, TENSORS, BUFFERS, GRAPH, DATA, each
     /// section 16-byte aligned with its CRC-32; each array in DATA aligned to its element size.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let (offsets, arena) = plan_arena(&self.live_sizes(), &self.ops, self.input, self.output);
+        let (offsets, arena) = self.arena_plan();
         let mut data: Vec<u8> = Vec::new();
         let mut place = |bytes: &[u8], align: usize| -> Result<u32> {
             pad_to(&mut data, align);
@@ -529,8 +568,14 @@ impl ScbModel {
             put_u32(&mut graph, v);
         }
         for op in &self.ops {
-            graph.extend_from_slice(&[op.opcode, u8::from(op.relu), 0, 0]);
-            for v in [op.in0, op.in1, op.out, op.weight, op.bias, 0] {
+            let params = if op.params.is_empty() {
+                NONE
+            } else {
+                place(&le_bytes(op.params.iter().map(|v| v.to_le_bytes())), 4)?
+            };
+            let flags = u8::from(op.relu) | if op.residual { FLAG_RESIDUAL } else { 0 };
+            graph.extend_from_slice(&[op.opcode, flags, op.schedule, 0]);
+            for v in [op.in0, op.in1, op.out, op.weight, op.bias, params] {
                 put_u32(&mut graph, v);
             }
             graph.extend_from_slice(&[op.kernel, op.stride]);

@@ -193,43 +193,67 @@ static void sc_span(const sc_geom *g, int32_t d, int32_t n, int32_t on, int32_t 
     *hi = h;
 }
 
-/*@sc_floor*/
-static double sc_floor(double v)
+/*@sc_shift_round*/
+/* (v + 2^(sh-1)) >> sh with an arithmetic shift (floor division by 2^sh, rounding halves up), portable C. */
+static int64_t sc_shift_round(int64_t v, int32_t sh)
 {
-    double t;
-    if (v != v || v >= 4503599627370496.0 || v <= -4503599627370496.0) {
+    if (sh == 0) {
         return v;
     }
-    t = (double)(long long)v;
-    return t > v ? t - 1.0 : t;
+    v += (int64_t)1 << (sh - 1);
+    return v >= 0 ? v >> sh : ~((~v) >> sh);
 }
 
-/*@sc_round_sat*/
-static int8_t sc_round_sat(double v, int relu)
+/*@sc_saturate*/
+static int8_t sc_saturate(int64_t v, int relu)
 {
-    double lo = relu ? 0.0 : -128.0;
-    double r;
+    int64_t lo = relu ? 0 : -128;
+    if (v < lo) {
+        return (int8_t)lo;
+    }
+    return (int8_t)(v > 127 ? 127 : v);
+}
+
+/*@sc_quantize*/
+/* Input quantisation: v = x / s in float, rounded half away from zero, saturated; NaN gives 0. */
+static int8_t sc_quantize(float x, float s)
+{
+    float v = x / s;
+    int32_t t;
+    float frac;
     if (v != v) {
         return 0;
     }
-    r = v >= 0.0 ? sc_floor(v + 0.5) : -sc_floor(-v + 0.5);
-    if (r < lo) {
-        r = lo;
-    } else if (r > 127.0) {
-        r = 127.0;
+    if (v < -129.0f) {
+        v = -129.0f;
+    } else if (v > 128.0f) {
+        v = 128.0f;
     }
-    return (int8_t)r;
+    t = (int32_t)v;
+    frac = v - (float)t;
+    if (frac >= 0.5f) {
+        t += 1;
+    } else if (frac <= -0.5f) {
+        t -= 1;
+    }
+    return sc_saturate(t, 0);
 }
 
 /*@sc_requantize*/
-static int8_t sc_requantize(int32_t acc, float m, int relu)
+static int8_t sc_requantize(int32_t acc, int32_t m, int32_t sh, int relu)
 {
-    return sc_round_sat((double)acc * (double)m, relu);
+    return sc_saturate(sc_shift_round((int64_t)acc * (int64_t)m, sh), relu);
+}
+
+/*@sc_add_q*/
+static int8_t sc_add_q(int8_t a, int32_t ma, int8_t b, int32_t mb, int32_t sh, int relu)
+{
+    return sc_saturate(sc_shift_round((int64_t)((int32_t)a * ma + (int32_t)b * mb), sh), relu);
 }
 
 /*@sc_conv_f32*/
 static void sc_conv_f32(const float *x, float *y, const sc_geom *g, const sc_tensor *wt, const float *bias,
-                        int relu)
+                        const float *res, int relu)
 {
     int32_t plane = g->oh * g->ow;
     int32_t kk = g->k * g->k;
@@ -261,6 +285,11 @@ static void sc_conv_f32(const float *x, float *y, const sc_geom *g, const sc_ten
             }
         }
     }
+    if (res) {
+        for (i = 0; i < wt->rows * plane; i++) {
+            y[i] += res[i];
+        }
+    }
     if (relu) {
         for (i = 0; i < wt->rows * plane; i++) {
             if (y[i] < 0.0f) {
@@ -271,8 +300,10 @@ static void sc_conv_f32(const float *x, float *y, const sc_geom *g, const sc_ten
 }
 
 /*@sc_conv_i8*/
+/* Weights in channel-quad column order ((ci / 4) * K*K + ky * K + kx) * 4 + ci % 4; params holds (m, sh) per
+   row, then (ma, mb, sh) of the fused residual add when res is not null. */
 static void sc_conv_i8(const int8_t *x, int8_t *y, int32_t *acc, const sc_geom *g, const sc_tensor *wt,
-                       const int32_t *bias, float s_in, float s_out, int relu)
+                       const int32_t *bias, const int32_t *params, const int8_t *res, int relu)
 {
     int32_t plane = g->oh * g->ow;
     int32_t kk = g->k * g->k;
@@ -282,18 +313,18 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int32_t *acc, const sc_geom *
     sc_iter_init(&it, wt);
     have = sc_next(&it, &r, &c, &k);
     for (row = 0; row < wt->rows; row++) {
-        float m = (s_in * wt->scales[row]) / s_out;
+        int32_t m = params[2 * row], sh = params[2 * row + 1];
         for (i = 0; i < plane; i++) {
             acc[i] = bias ? bias[row] : 0;
         }
         while (have && r == row) {
-            int32_t ci = c / kk, rem = c % kk, ky = rem / g->k, kx = rem % g->k;
+            int32_t q = c / 4, tap = q % kk, ci = 4 * (q / kk) + c % 4, ky = tap / g->k, kx = tap % g->k;
             int32_t oy0, oy1, ox0, ox1, oy, ox;
             int32_t w = sc_value_i32(wt, k);
-            const int8_t *xp = x + ci * g->h * g->w;
             sc_span(g, ky, g->h, g->oh, &oy0, &oy1);
             sc_span(g, kx, g->w, g->ow, &ox0, &ox1);
-            if (ox1 > ox0) {
+            if (ci < g->c && ox1 > ox0) {
+                const int8_t *xp = x + ci * g->h * g->w;
                 for (oy = oy0; oy < oy1; oy++) {
                     const int8_t *xr = xp + (oy * g->s + ky - g->p) * g->w;
                     int32_t *ar = acc + oy * g->ow;
@@ -304,8 +335,16 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int32_t *acc, const sc_geom *
             }
             have = sc_next(&it, &r, &c, &k);
         }
-        for (i = 0; i < plane; i++) {
-            y[row * plane + i] = sc_requantize(acc[i], m, relu);
+        if (res) {
+            const int32_t *a = params + 2 * wt->rows;
+            for (i = 0; i < plane; i++) {
+                int8_t q = sc_requantize(acc[i], m, sh, 0);
+                y[row * plane + i] = sc_add_q(q, a[0], res[row * plane + i], a[1], a[2], relu);
+            }
+        } else {
+            for (i = 0; i < plane; i++) {
+                y[row * plane + i] = sc_requantize(acc[i], m, sh, relu);
+            }
         }
     }
 }
@@ -332,8 +371,8 @@ static void sc_gemm_f32(const float *x, float *y, const sc_tensor *wt, const flo
 }
 
 /*@sc_gemm_i8*/
-static void sc_gemm_i8(const int8_t *x, int8_t *y, const sc_tensor *wt, const int32_t *bias, float s_in,
-                       float s_out, int relu)
+static void sc_gemm_i8(const int8_t *x, int8_t *y, const sc_tensor *wt, const int32_t *bias,
+                       const int32_t *params, int relu)
 {
     int32_t r, c, k, row;
     int have;
@@ -346,7 +385,7 @@ static void sc_gemm_i8(const int8_t *x, int8_t *y, const sc_tensor *wt, const in
             acc += sc_value_i32(wt, k) * (int32_t)x[c];
             have = sc_next(&it, &r, &c, &k);
         }
-        y[row] = sc_requantize(acc, (s_in * wt->scales[row]) / s_out, relu);
+        y[row] = sc_requantize(acc, params[2 * row], params[2 * row + 1], relu);
     }
 }
 "#;
@@ -473,10 +512,9 @@ static void sc_max_pool_i8(const int8_t *x, int8_t *y, int32_t c, int32_t h, int
 
 /*@sc_avg_pool_i8*/
 static void sc_avg_pool_i8(const int8_t *x, int8_t *y, int32_t c, int32_t h, int32_t w, int32_t k, int32_t s,
-                           float s_in, float s_out)
+                           const int32_t *params)
 {
     int32_t oh = (h - k) / s + 1, ow = (w - k) / s + 1, ch, oy, ox, dy, dx;
-    float m = s_in / (s_out * (float)(k * k));
     for (ch = 0; ch < c; ch++) {
         const int8_t *xp = x + ch * h * w;
         for (oy = 0; oy < oh; oy++) {
@@ -487,34 +525,31 @@ static void sc_avg_pool_i8(const int8_t *x, int8_t *y, int32_t c, int32_t h, int
                         acc += (int32_t)xp[(oy * s + dy) * w + ox * s + dx];
                     }
                 }
-                y[(ch * oh + oy) * ow + ox] = sc_requantize(acc, m, 0);
+                y[(ch * oh + oy) * ow + ox] = sc_requantize(acc, params[0], params[1], 0);
             }
         }
     }
 }
 
 /*@sc_gap_i8*/
-static void sc_gap_i8(const int8_t *x, int8_t *y, int32_t c, int32_t hw, float s_in, float s_out)
+static void sc_gap_i8(const int8_t *x, int8_t *y, int32_t c, int32_t hw, const int32_t *params)
 {
     int32_t ch, i;
-    float m = s_in / (s_out * (float)hw);
     for (ch = 0; ch < c; ch++) {
         int32_t acc = 0;
         for (i = 0; i < hw; i++) {
             acc += (int32_t)x[ch * hw + i];
         }
-        y[ch] = sc_requantize(acc, m, 0);
+        y[ch] = sc_requantize(acc, params[0], params[1], 0);
     }
 }
 
 /*@sc_add_i8*/
-static void sc_add_i8(const int8_t *a, const int8_t *b, int8_t *y, int32_t n, float s_a, float s_b, float s_out,
-                      int relu)
+static void sc_add_i8(const int8_t *a, const int8_t *b, int8_t *y, int32_t n, const int32_t *params, int relu)
 {
     int32_t i;
-    float ma = s_a / s_out, mb = s_b / s_out;
     for (i = 0; i < n; i++) {
-        y[i] = sc_round_sat((double)a[i] * (double)ma + (double)b[i] * (double)mb, relu);
+        y[i] = sc_add_q(a[i], params[0], b[i], params[1], params[2], relu);
     }
 }
 
@@ -560,10 +595,16 @@ fn c_library(model: &ScbModel) -> String {
         }
     }
     if model.int8 {
-        want.extend(["sc_floor", "sc_round_sat"].map(String::from));
-        if weighted || has(opcode::AVG_POOL) || has(opcode::GLOBAL_AVG_POOL) {
-            want.push("sc_requantize".into());
-        }
+        want.extend(
+            [
+                "sc_shift_round",
+                "sc_saturate",
+                "sc_quantize",
+                "sc_requantize",
+                "sc_add_q",
+            ]
+            .map(String::from),
+        );
     }
     if has(opcode::CONV) {
         want.extend(["sc_geom".into(), "sc_span".into(), format!("sc_conv_{sfx}")]);
@@ -731,7 +772,11 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         let vname = format!("sc_t{i}_values");
         values_array(&mut c, &vname, t.dtype, &t.data.values)?;
         let rows = t.dims[0];
-        let cols: usize = t.dims[1..].iter().product();
+        let cols: usize = if t.dtype == dtype::I8 && t.dims.len() == 4 {
+            t.dims[1].div_ceil(4) * 4 * t.dims[2] * t.dims[3]
+        } else {
+            t.dims[1..].iter().product()
+        };
         let index = match t.data.encoding {
             encoding::DENSE => "0".to_string(),
             enc => {
@@ -819,6 +864,13 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
     };
     let scale = |b: u32| c_float(model.buffers[b as usize].scale);
 
+    for (i, op) in model.ops.iter().enumerate() {
+        if !op.params.is_empty() {
+            let items: Vec<String> = op.params.iter().map(|&v| c_i32(v)).collect();
+            array(&mut c, "int32_t", &format!("sc_p{i}"), &items);
+        }
+    }
+    c.push('\n');
     c.push_str("static void sc_run_graph(void)\n{\n");
     for (i, op) in model.ops.iter().enumerate() {
         let x = buf(op.in0);
@@ -826,6 +878,12 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         let xd = &model.buffers[op.in0 as usize].dims;
         let yd = &model.buffers[op.out as usize].dims;
         let relu = u8::from(op.relu);
+        let params = format!("sc_p{i}");
+        let res = if op.residual {
+            buf(op.in1)
+        } else {
+            "0".to_string()
+        };
         let _ = writeln!(c, "    /* op {i} */");
         let bias = if op.bias == NONE {
             "0".to_string()
@@ -852,11 +910,15 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                         "((int32_t *)((unsigned char *)sc_arena + {}))",
                         offsets[op.out as usize] + align_up(numel(op.out))
                     );
-                    let _ = writeln!(c, "        sc_conv_i8({x}, {y}, {acc}, &g, &sc_t{}, {bias}, {}, {}, {relu});\n    }}", op.weight, scale(op.in0)?, scale(op.out)?);
+                    let _ = writeln!(
+                        c,
+                        "        sc_conv_i8({x}, {y}, {acc}, &g, &sc_t{}, {bias}, {params}, {res}, {relu});\n    }}",
+                        op.weight
+                    );
                 } else {
                     let _ = writeln!(
                         c,
-                        "        sc_conv_f32({x}, {y}, &g, &sc_t{}, {bias}, {relu});\n    }}",
+                        "        sc_conv_f32({x}, {y}, &g, &sc_t{}, {bias}, {res}, {relu});\n    }}",
                         op.weight
                     );
                 }
@@ -865,10 +927,8 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                 if model.int8 {
                     let _ = writeln!(
                         c,
-                        "    sc_gemm_i8({x}, {y}, &sc_t{}, {bias}, {}, {}, {relu});",
-                        op.weight,
-                        scale(op.in0)?,
-                        scale(op.out)?
+                        "    sc_gemm_i8({x}, {y}, &sc_t{}, {bias}, {params}, {relu});",
+                        op.weight
                     );
                 } else {
                     let _ = writeln!(
@@ -890,14 +950,8 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                 if model.int8 {
                     let _ = writeln!(
                         c,
-                        "    sc_avg_pool_i8({x}, {y}, {}, {}, {}, {}, {}, {}, {});",
-                        xd[0],
-                        xd[1],
-                        xd[2],
-                        op.kernel,
-                        op.stride,
-                        scale(op.in0)?,
-                        scale(op.out)?
+                        "    sc_avg_pool_i8({x}, {y}, {}, {}, {}, {}, {}, {params});",
+                        xd[0], xd[1], xd[2], op.kernel, op.stride
                     );
                 } else {
                     let _ = writeln!(
@@ -911,11 +965,9 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                 if model.int8 {
                     let _ = writeln!(
                         c,
-                        "    sc_gap_i8({x}, {y}, {}, {}, {}, {});",
+                        "    sc_gap_i8({x}, {y}, {}, {}, {params});",
                         xd[0],
-                        xd[1] * xd[2],
-                        scale(op.in0)?,
-                        scale(op.out)?
+                        xd[1] * xd[2]
                     );
                 } else {
                     let _ = writeln!(c, "    sc_gap_f32({x}, {y}, {}, {});", xd[0], xd[1] * xd[2]);
@@ -926,11 +978,8 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                 if model.int8 {
                     let _ = writeln!(
                         c,
-                        "    sc_add_i8({x}, {z}, {y}, {}, {}, {}, {}, {relu});",
-                        numel(op.out),
-                        scale(op.in0)?,
-                        scale(op.in1)?,
-                        scale(op.out)?
+                        "    sc_add_i8({x}, {z}, {y}, {}, {params}, {relu});",
+                        numel(op.out)
                     );
                 } else {
                     let _ = writeln!(
@@ -978,7 +1027,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         let _ = write!(
             c,
             "    int8_t *x = {xin};\n    const int8_t *y;\n    for (i = 0; i < {in_len}; i++) {{\n        \
-             x[i] = sc_round_sat((double)(({}) / {si}), 0);\n    }}\n    sc_run_graph();\n    y = {yout};\n    \
+             x[i] = sc_quantize({}, {si});\n    }}\n    sc_run_graph();\n    y = {yout};\n    \
              for (i = 0; i < {out_len}; i++) {{\n        output[i] = (float)y[i] * {so};\n    }}\n    return 0;\n}}\n\n",
             norm("i")
         );

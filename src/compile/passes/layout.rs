@@ -10,6 +10,11 @@
 //!
 //! Ties keep the earlier choice in the order dense, Gap8, U16, U32, Rice. Only exact zeros are dropped, so the
 //! graph computes the same function.
+//!
+//! With [`Objective::Speed`] the choice is per kernel instead (the runtime's kernels, `formats/scb.md` §7): a
+//! weight whose density reaches [`DENSE_CONV`] (convolutions) or [`DENSE_GEMM`] (gemms) stays dense, for the
+//! blocked dense kernels; sparser weights take the smallest allowed CSR encoding that the sparse kernels read
+//! in place (Gap8, U16, U32), Rice only when nothing else is allowed.
 
 use crate::compile::emit::rice;
 use crate::compile::ir::{Graph, IndexFormat, Storage, Weight};
@@ -60,11 +65,70 @@ pub fn choose(w: &Weight, allowed: &[IndexFormat]) -> Option<IndexFormat> {
     best.1
 }
 
+/// What the per-weight storage choice optimises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Objective {
+    /// The fewest bytes.
+    #[default]
+    Size,
+    /// The fastest kernels.
+    Speed,
+}
+
+/// Density from which a convolution weight stays dense under [`Objective::Speed`]: the dense kernel shares
+/// each input load among four output channels and runs near the FMA peak, the sparse kernel near half of it.
+pub const DENSE_CONV: f64 = 0.4;
+/// Density from which a gemm weight stays dense under [`Objective::Speed`]: dense rows run as vector dot
+/// products, sparse rows one entry at a time.
+pub const DENSE_GEMM: f64 = 0.15;
+
+/// The storage for `w` under [`Objective::Speed`] among dense and `allowed`.
+pub fn choose_for_speed(w: &Weight, conv: bool, allowed: &[IndexFormat]) -> Option<IndexFormat> {
+    let density = 1.0 - w.sparsity();
+    if density >= if conv { DENSE_CONV } else { DENSE_GEMM } {
+        return None;
+    }
+    let in_place: Vec<IndexFormat> = allowed
+        .iter()
+        .copied()
+        .filter(|f| *f != IndexFormat::Rice)
+        .collect();
+    let pool = if in_place.is_empty() {
+        allowed
+    } else {
+        &in_place[..]
+    };
+    let mut best: Option<(usize, IndexFormat)> = None;
+    for &f in pool {
+        if let Some(c) = cost(w, Some(f)) {
+            if best.is_none_or(|(b, _)| c < b) {
+                best = Some((c, f));
+            }
+        }
+    }
+    best.map(|(_, f)| f)
+}
+
 /// Re-stores every weight in its smallest allowed form.
-pub fn layout(mut graph: Graph, allowed: &[IndexFormat]) -> Result<Graph> {
+pub fn layout(graph: Graph, allowed: &[IndexFormat]) -> Result<Graph> {
+    layout_for(graph, allowed, Objective::Size)
+}
+
+/// Re-stores every weight in the form `objective` prefers among dense and `allowed`.
+pub fn layout_for(
+    mut graph: Graph,
+    allowed: &[IndexFormat],
+    objective: Objective,
+) -> Result<Graph> {
     for node in &mut graph.nodes {
+        let conv = matches!(node.op, crate::compile::ir::Op::Conv { .. });
         if let Some(w) = node.op.weight_mut() {
-            w.storage = match choose(w, allowed) {
+            let choice = match objective {
+                Objective::Size => choose(w, allowed),
+                Objective::Speed => choose_for_speed(w, conv, allowed),
+            };
+            w.storage = match choice {
                 None => Storage::Dense(w.to_dense()),
                 Some(f) => w.to_csr(f),
             };

@@ -4,13 +4,78 @@
 //!   `q = round(w / scales[r])` half away from zero, clamped to [−127, 127]; the storage pattern is kept;
 //! - activations: symmetric per tensor, `s = max|a| / 127` over a calibration sample run through the float
 //!   interpreter (1 when the maximum is 0); max-pool, ReLU, subsample-pad and flatten keep their input's scale;
-//! - biases: `round(b / (s_in · scales[r]))` as i32 (saturated).
+//! - biases: `round(b / (s_in · scales[r]))` as i32 (saturated);
+//! - requantisation: every real factor of the int8 semantics becomes an integer multiplier and shift
+//!   ([`fixed_multiplier`], [`add_multipliers`]), so the int8 graph runs without floating point.
 
 use rayon::prelude::*;
 
 use crate::compile::interp;
 use crate::compile::ir::{Bias, DType, Graph, Op, Storage};
 use crate::error::{Error, Result};
+
+/// The integer form `(m, sh)` of a real requantisation factor `real > 0`: `m · 2^−sh` with `m` rounded to 31
+/// significant bits (`2^30 ≤ m < 2^31`) and `sh ≤ 63`. Factors below `2^−33` lose precision as `sh` saturates
+/// at 63 (`m` shrinks, possibly to 0); factors of `2^31` and above saturate to `(2^31 − 1, 0)`. Non-positive
+/// or non-finite factors give `(0, 0)`.
+pub fn fixed_multiplier(real: f64) -> (i32, u32) {
+    if !(real > 0.0 && real.is_finite()) {
+        return (0, 0);
+    }
+    let bits = real.to_bits();
+    let biased = ((bits >> 52) & 0x7FF) as i64;
+    if biased == 0 {
+        return (0, sculpt_runtime::quant::MAX_SHIFT);
+    }
+    // real = f · 2^e with f in [0.5, 1).
+    let mut e = biased - 1022;
+    let f = f64::from_bits((bits & !(0x7FFu64 << 52)) | (1022u64 << 52));
+    let mut m = (f * (1u64 << 31) as f64).round() as i64;
+    if m == 1 << 31 {
+        m = 1 << 30;
+        e += 1;
+    }
+    let sh = 31 - e;
+    if sh < 0 {
+        return (i32::MAX, 0);
+    }
+    let max = sculpt_runtime::quant::MAX_SHIFT as i64;
+    if sh > max {
+        let extra = (sh - max).min(62) as u32;
+        let m = (m + (1i64 << (extra - 1))) >> extra;
+        return (m as i32, max as u32);
+    }
+    (m as i32, sh as u32)
+}
+
+/// The integer form `(ma, mb, sh)` of the two factors of an int8 ADD: the largest `sh ≤ 30` for which both
+/// `round(r · 2^sh)` stay within `2^22` (formats/scb.md §8); larger factors saturate at `2^22`.
+pub fn add_multipliers(ra: f64, rb: f64) -> (i32, i32, u32) {
+    use sculpt_runtime::quant::{MAX_ADD_MULTIPLIER, MAX_ADD_SHIFT};
+    let fix = |r: f64, sh: u32| -> i64 {
+        if r > 0.0 && r.is_finite() {
+            (r * (1u64 << sh) as f64).round() as i64
+        } else {
+            0
+        }
+    };
+    let cap = MAX_ADD_MULTIPLIER as i64;
+    let mut sh = MAX_ADD_SHIFT;
+    while sh > 0 && (fix(ra, sh) > cap || fix(rb, sh) > cap) {
+        sh -= 1;
+    }
+    (fix(ra, sh).min(cap) as i32, fix(rb, sh).min(cap) as i32, sh)
+}
+
+/// The requantisation factor of a convolution or gemm row: `(s_in · s_w) / s_out` in f64.
+pub fn conv_factor(s_in: f32, s_w: f32, s_out: f32) -> f64 {
+    (s_in as f64 * s_w as f64) / s_out as f64
+}
+
+/// The requantisation factor of an average over `n` values: `s_in / (s_out · n)` in f64.
+pub fn pool_factor(s_in: f32, s_out: f32, n: usize) -> f64 {
+    s_in as f64 / (s_out as f64 * n as f64)
+}
 
 fn scale_of(max: f32) -> f32 {
     if max > 0.0 && max.is_finite() {
@@ -144,4 +209,40 @@ pub fn to_f16(graph: &Graph) -> Result<Graph> {
     }
     g.validate()?;
     Ok(g)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_multipliers_represent_the_factor() {
+        for real in [1e-9, 3.7e-4, 0.01, 0.25, 0.5, 0.999_999_9, 1.0, 3.0, 1e6] {
+            let (m, sh) = fixed_multiplier(real);
+            assert!((1 << 30..1i64 << 31).contains(&(m as i64)), "{real}: m {m}");
+            let back = m as f64 / 2f64.powi(sh as i32);
+            assert!(
+                (back - real).abs() <= real * 2f64.powi(-30),
+                "{real}: {back}"
+            );
+        }
+        assert_eq!(fixed_multiplier(0.5), (1 << 30, 31));
+        assert_eq!(fixed_multiplier(0.0), (0, 0));
+        assert_eq!(fixed_multiplier(f64::NAN), (0, 0));
+        assert_eq!(fixed_multiplier(1e12), (i32::MAX, 0));
+        let (m, sh) = fixed_multiplier(2f64.powi(-40));
+        assert_eq!(sh, 63);
+        assert_eq!(m, 1 << 23);
+    }
+
+    #[test]
+    fn add_multipliers_fit_their_bounds() {
+        let (ma, mb, sh) = add_multipliers(0.25, 0.75);
+        assert_eq!((ma, mb, sh), (1 << 20, 3 << 20, 22));
+        let (ma, mb, sh) = add_multipliers(1e-3, 2e-3);
+        assert_eq!(sh, 30);
+        assert!(ma > 0 && mb > 0 && mb <= 1 << 22);
+        let (ma, mb, sh) = add_multipliers(1e9, 1.0);
+        assert_eq!((ma, mb, sh), (1 << 22, 1, 0));
+    }
 }
