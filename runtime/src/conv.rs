@@ -96,7 +96,7 @@ impl ConvGeom {
             self.c * kk
         };
         let positions = self.staged_planes(int8) * self.phase_plane() + STAGE_SLACK;
-        let staged_bytes = if int8 { 4 * positions } else { 4 * positions };
+        let staged_bytes = 4 * positions;
         let acc_bytes = 4 * (self.virtual_len().div_ceil(16) * 16);
         let staged = align_up(taps_bytes);
         let acc = staged + align_up(staged_bytes);
@@ -1012,7 +1012,7 @@ fn dense_rows_i8<S: Lanes>(
     ep: &Epilogue<'_, i8>,
 ) {
     let plane = g.oh * g.ow;
-    if vals.len() < g.co * cols || cols % 4 != 0 {
+    if vals.len() < g.co * cols || !cols.is_multiple_of(4) {
         return;
     }
     let res = |r: usize| {

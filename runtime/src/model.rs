@@ -205,7 +205,7 @@ impl<'a> Model<'a> {
             .checked_mul(SECTION_ENTRY_SIZE)
             .and_then(|n| n.checked_add(table))
             .ok_or(LoadError::SectionTableOutOfBounds)?;
-        if table < HEADER_SIZE || table % 4 != 0 || table_end > len {
+        if table < HEADER_SIZE || !table.is_multiple_of(4) || table_end > len {
             return Err(LoadError::SectionTableOutOfBounds);
         }
         let mut found: [Option<Section>; 4] = [None; 4];
@@ -224,7 +224,7 @@ impl<'a> Model<'a> {
             if off < table_end || end > len {
                 return Err(LoadError::SectionOutOfBounds { kind });
             }
-            if off % ALIGN != 0 {
+            if !off.is_multiple_of(ALIGN) {
                 return Err(LoadError::SectionMisaligned { kind });
             }
             for j in 0..i {
@@ -275,7 +275,7 @@ impl<'a> Model<'a> {
         let g = graph.off;
         let op_count = u32_at(bytes, g + 8);
         if (graph.len - GRAPH_HEADER_SIZE) / OP_SIZE != op_count as usize
-            || (graph.len - GRAPH_HEADER_SIZE) % OP_SIZE != 0
+            || !(graph.len - GRAPH_HEADER_SIZE).is_multiple_of(OP_SIZE)
             || op_count == 0
         {
             return Err(LoadError::SectionLength {
@@ -448,7 +448,7 @@ impl<'a> Model<'a> {
     /// Whether `bytes` bytes at `off` lie in the data section, `off` a multiple of `align`.
     fn range_ok(&self, off: u32, bytes: usize, align: usize) -> bool {
         off != NONE
-            && off as usize % align == 0
+            && (off as usize).is_multiple_of(align)
             && (off as usize)
                 .checked_add(bytes)
                 .is_some_and(|e| e <= self.data.len)
@@ -650,7 +650,7 @@ impl<'a> Model<'a> {
             return Err(bad);
         }
         let end = b.offset as u64 + b.bytes() as u64;
-        if b.offset as usize % ALIGN != 0 || end > self.arena_size as u64 {
+        if !(b.offset as usize).is_multiple_of(ALIGN) || end > self.arena_size as u64 {
             return Err(LoadError::ArenaTooSmall { buffer: i });
         }
         Ok(())

@@ -59,7 +59,7 @@ fn read_gap_bits(data: &[u8], base: usize, at: usize, end: usize, k: u8) -> Opti
 
 /// Whether the bits from `end` to the end of its byte are all zero.
 pub fn tail_is_zero(data: &[u8], base: usize, end: usize) -> bool {
-    end % 8 == 0 || u8_at(data, base + end / 8) >> (end % 8) == 0
+    end.is_multiple_of(8) || u8_at(data, base + end / 8) >> (end % 8) == 0
 }
 
 /// Checks the Rice stream of tensor `i` (its parameter and byte range already checked): exactly `nnz` codes

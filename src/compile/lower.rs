@@ -275,7 +275,7 @@ pub fn lower(graph: &Graph, model_hash: [u8; 32]) -> Result<ScbModel> {
             fused[a] = Some(at);
         }
     }
-    let absorbed = |at: usize| fused.iter().any(|f| *f == Some(at));
+    let absorbed = |at: usize| fused.contains(&Some(at));
     let mut buf_of = vec![0u32; graph.nodes.len()];
     for (at, node) in graph.nodes.iter().enumerate() {
         let who = node.name.as_str();
