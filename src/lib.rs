@@ -5,6 +5,7 @@
 //! against a reference. See `formats/` for the file formats.
 
 pub mod analysis;
+pub mod budget;
 pub mod cli;
 pub mod compile;
 pub mod data;
