@@ -12,6 +12,7 @@ pub mod data;
 pub mod engine;
 pub mod error;
 pub mod fsio;
+pub mod fuzz;
 pub mod method;
 pub mod nn;
 pub mod optim;

@@ -239,7 +239,8 @@ impl Recipe {
     pub fn load(path: Option<&Path>, overrides: &[Override]) -> Result<Self> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                let budget = crate::budget::Budget::new(MAX_RECIPE_BYTES);
+                let text = crate::fsio::read_text_within(p, &budget, "the recipe")?;
                 Self::from_toml_with(&text, &p.display().to_string(), overrides)
             }
             None => {
@@ -349,6 +350,9 @@ impl Recipe {
         ModelSpec::from_name(&self.model.name, input, classes)
     }
 }
+
+/// The largest recipe file read: 1 MiB.
+pub const MAX_RECIPE_BYTES: u64 = 1 << 20;
 
 /// The largest `data.augment.crop_padding` (formats/recipe.md).
 pub const MAX_CROP_PADDING: usize = 64;
