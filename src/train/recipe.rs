@@ -240,7 +240,16 @@ impl Recipe {
         match path {
             Some(p) => {
                 let budget = crate::budget::Budget::new(MAX_RECIPE_BYTES);
-                let text = crate::fsio::read_text_within(p, &budget, "the recipe")?;
+                let text = crate::fsio::read_text_within(p, &budget, "the recipe").map_err(
+                    |e| match e {
+                        Error::Budget { .. } => Error::Recipe(format!(
+                            "{}: larger than the {} a recipe file may have",
+                            p.display(),
+                            crate::budget::bytes(MAX_RECIPE_BYTES)
+                        )),
+                        other => other,
+                    },
+                )?;
                 Self::from_toml_with(&text, &p.display().to_string(), overrides)
             }
             None => {
