@@ -333,6 +333,9 @@ impl fmt::Display for RunError {
             RunError::WrongKind => f.write_str(
                 "the call does not fit the model's kind (an int8 call on a float model or the reverse)",
             ),
+            RunError::PathUnavailable => {
+                f.write_str("the requested kernel path needs CPU features this machine lacks")
+            }
         }
     }
 }
