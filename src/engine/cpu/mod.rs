@@ -9,6 +9,7 @@
 pub mod graph_net;
 pub mod kernels;
 pub mod plan;
+pub mod simd;
 
 use ndarray::{Array2, ArrayD, ArrayView4, ArrayViewD};
 
