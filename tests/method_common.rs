@@ -381,9 +381,10 @@ pub fn drive(
             let mut loss_sum = 0.0;
             for (b, (x, y)) in data.iter().enumerate() {
                 let obj = |z: ndarray::ArrayView2<f32>| sculpt::nn::loss::cross_entropy(z, y, 0.0);
+                let step = e * spe + b;
+                net.set_gradient_mode(method.gradient_mode(step));
                 let (loss, _) = net.forward_backward(x.view(), true, &obj).unwrap();
                 loss_sum += loss;
-                let step = e * spe + b;
                 method.after_backward(net, step, ctx!()).unwrap();
                 net.sgd_step(sgd, p.schedule.lr(step, total) as f32);
                 method.after_step(net, step, ctx!()).unwrap();

@@ -14,7 +14,7 @@ use serde::Serialize;
 
 use crate::data::{self, Dataset, Normalization};
 use crate::engine::cpu::CpuNetwork;
-use crate::engine::Network;
+use crate::engine::{GradientMode, Network};
 use crate::error::{Error, Result};
 use crate::method::{Method, MethodCtx, Phase};
 use crate::nn::loss::{count_correct, cross_entropy};
@@ -545,6 +545,8 @@ fn train_epoch(
             data::batch_seed(seed, epoch, b as u64),
         );
         let objective = |logits: ndarray::ArrayView2<f32>| cross_entropy(logits, &y, ls);
+        let step = state.epoch_in_phase * spe + b;
+        net.set_gradient_mode(method.gradient_mode(step));
         let (loss, logits) = net.forward_backward(x.view(), true, &objective)?;
         if !loss.is_finite() {
             return Err(Error::Invalid(format!(
@@ -553,7 +555,6 @@ fn train_epoch(
                 phase.label
             )));
         }
-        let step = state.epoch_in_phase * spe + b;
         method.after_backward(net, step, ctx)?;
         lr = phase.schedule.lr(step, total_steps);
         net.sgd_step(&recipe.optimizer, lr as f32);
@@ -574,6 +575,7 @@ fn train_epoch(
             bar.inc(1);
         }
     }
+    net.set_gradient_mode(GradientMode::Dense);
     if let Some(bar) = bar {
         bar.finish_and_clear();
     }

@@ -16,7 +16,7 @@
 use rayon::prelude::*;
 
 use super::micro::{fold_lanes, gather_row, sampled_row};
-use super::{aligned, Taps};
+use super::{aligned, Taps, Work};
 use crate::engine::cpu::kernels::conv::ConvGeom;
 use crate::engine::cpu::kernels::{chunk_size, direct, reduce_in_order, FlushDenormals};
 use crate::engine::cpu::simd::KernelPath;
@@ -71,7 +71,11 @@ pub struct Scratch {
 impl SparseConv {
     /// The layout of `g` with the kept weights `keep` (row-major over `[cout, cin, k, k]`) on `path`.
     pub fn new(g: &ConvGeom, keep: &[bool], path: KernelPath) -> Self {
-        assert_eq!(keep.len(), g.cout * g.kdim(), "mask does not match the weight");
+        assert_eq!(
+            keep.len(),
+            g.cout * g.kdim(),
+            "mask does not match the weight"
+        );
         let (s, k, p) = (g.stride, g.k, g.pad);
         let (hq, wq) = ((g.h + 2 * p).div_ceil(s), (g.w + 2 * p).div_ceil(s));
         let lanes = path.lanes();
@@ -94,7 +98,12 @@ impl SparseConv {
             row
         }));
         // Valid phase rows: Y = s·R + py ∈ [p, p + h).
-        let span = |ph: usize, n: usize| ((p + s - 1 - ph.min(p + s - 1)) / s, (p + n + s - 1 - ph) / s);
+        let span = |ph: usize, n: usize| {
+            (
+                (p + s - 1 - ph.min(p + s - 1)) / s,
+                (p + n + s - 1 - ph) / s,
+            )
+        };
         let a = (k - 1) / s;
         let mut phases = Vec::with_capacity(s * s);
         for py in 0..s {
@@ -102,7 +111,15 @@ impl SparseConv {
                 let (r0, r1) = span(py, g.h);
                 let (j0, j1) = span(px, g.w);
                 let nvec = if r1 > r0 && j1 > j0 { 1 } else { 0 };
-                phases.push(Phase { py, px, r0, r1, j0, j1, nvec });
+                phases.push(Phase {
+                    py,
+                    px,
+                    r0,
+                    r1,
+                    j0,
+                    j1,
+                    nvec,
+                });
             }
         }
         let ra = phases.iter().map(|f| f.r0).min().unwrap_or(0);
@@ -174,6 +191,26 @@ impl SparseConv {
         self.path.lanes()
     }
 
+    /// What one sample costs the sparse kernels: multiply-adds over whole vectors (wasted lanes included) of
+    /// the forward pass, the weight gradient and the input gradient, and the values the packing steps move.
+    pub fn work(&self) -> Work {
+        let g = &self.g;
+        let plane = (self.out_vec * self.lanes()) as u64;
+        let s2 = g.stride * g.stride;
+        let dx: u64 = (0..self.bwd.rows())
+            .map(|r| {
+                self.bwd.range(r).len() as u64 * (self.phases[r % s2].nvec * self.lanes()) as u64
+            })
+            .sum();
+        Work {
+            forward: self.nnz() as u64 * plane,
+            weight_grad: self.nnz() as u64 * plane,
+            input_grad: dx,
+            moved: (self.xq_len() + 2 * g.cout * self.out_len_v() + self.dyq_len() + 2 * g.in_len())
+                as u64,
+        }
+    }
+
     fn xq_len(&self) -> usize {
         let s = self.g.stride;
         self.g.cin * s * s * self.hq * self.wq + (self.out_vec + 1) * self.lanes()
@@ -192,7 +229,7 @@ impl SparseConv {
     fn pack_input(&self, x: &[f32], xq: &mut [f32]) {
         let g = &self.g;
         if g.stride == 1 {
-            direct::pad_sample(g, x, xq);
+            direct::pad_sample(self.path, g, x, xq);
             return;
         }
         let (s, p, hq, wq) = (g.stride, g.pad, self.hq, self.wq);
@@ -281,7 +318,9 @@ impl SparseConv {
                         for (oy, row) in yo.chunks_exact_mut(g.ow).enumerate() {
                             let src = &yv[oy * self.wq..][..g.ow];
                             if relu {
-                                row.iter_mut().zip(src).for_each(|(d, &v)| *d = (v + b).max(0.0));
+                                row.iter_mut()
+                                    .zip(src)
+                                    .for_each(|(d, &v)| *d = (v + b).max(0.0));
                             } else {
                                 row.iter_mut().zip(src).for_each(|(d, &v)| *d = v + b);
                             }
@@ -310,7 +349,9 @@ impl SparseConv {
         let batch = x.len() / g.in_len();
         assert_eq!(dy.len(), batch * g.out_len());
         assert_eq!(dweight.len(), self.nnz());
-        assert_eq!(vals_t.len(), self.bwd.nnz());
+        if dx.is_some() {
+            assert_eq!(vals_t.len(), self.bwd.nnz());
+        }
         let cs = chunk_size(batch);
         let with_bias = dbias.is_some();
         let chunks = x
@@ -325,10 +366,15 @@ impl SparseConv {
                 }),
             None => chunks
                 .zip(scratch.par_iter_mut())
-                .for_each(|((xc, dyc), s)| self.backward_chunk(xc, vals_t, dyc, None, with_bias, s)),
+                .for_each(|((xc, dyc), s)| {
+                    self.backward_chunk(xc, vals_t, dyc, None, with_bias, s)
+                }),
         }
         let used = batch.div_ceil(cs);
-        reduce_in_order(dweight, scratch[..used].iter().map(|s| &s.packed[..self.nnz()]));
+        reduce_in_order(
+            dweight,
+            scratch[..used].iter().map(|s| &s.packed[..self.nnz()]),
+        );
         if let Some(db) = dbias {
             reduce_in_order(db, scratch[..used].iter().map(|s| &s.db[..g.cout]));
         }
@@ -364,9 +410,21 @@ impl SparseConv {
         db.resize(g.cout, 0.0);
         let max_vec = self.phases.iter().map(|f| f.nvec).max().unwrap_or(0);
         let need_dx = dxc.is_some();
-        let dyq = if need_dx { aligned(dyq, self.dyq_len()) } else { &mut [][..] };
-        let dxv = if need_dx { aligned(dxv, max_vec * lanes) } else { &mut [][..] };
-        for (n, (xn, dyn_)) in xc.chunks(g.in_len()).zip(dyc.chunks(g.out_len())).enumerate() {
+        let dyq = if need_dx {
+            aligned(dyq, self.dyq_len())
+        } else {
+            &mut [][..]
+        };
+        let dxv = if need_dx {
+            aligned(dxv, max_vec * lanes)
+        } else {
+            &mut [][..]
+        };
+        for (n, (xn, dyn_)) in xc
+            .chunks(g.in_len())
+            .zip(dyc.chunks(g.out_len()))
+            .enumerate()
+        {
             self.pack_input(xn, xq);
             self.pack_dy_virtual(dyn_, dyv);
             for o in 0..g.cout {
@@ -396,7 +454,14 @@ impl SparseConv {
         fold_lanes(self.path, acc, packed, false);
     }
 
-    fn input_grad_sample(&self, vals_t: &[f32], dyq: &[f32], dxv: &mut [f32], dx: &mut [f32], acc: bool) {
+    fn input_grad_sample(
+        &self,
+        vals_t: &[f32],
+        dyq: &[f32],
+        dxv: &mut [f32],
+        dx: &mut [f32],
+        acc: bool,
+    ) {
         let g = &self.g;
         let (s, p) = (g.stride, g.pad);
         for c in 0..g.cin {
@@ -405,7 +470,16 @@ impl SparseConv {
                 if f.nvec == 0 {
                     continue;
                 }
-                gather_row(self.path, &self.bwd, c * s * s + ph, vals_t, dyq, f.nvec, dxv, false);
+                gather_row(
+                    self.path,
+                    &self.bwd,
+                    c * s * s + ph,
+                    vals_t,
+                    dyq,
+                    f.nvec,
+                    dxv,
+                    false,
+                );
                 for r in f.r0..f.r1 {
                     let iy = s * r + f.py - p;
                     let src = &dxv[(r - f.r0) * self.dyq_w..][..f.j1 - f.j0];
@@ -440,17 +514,24 @@ mod tests {
     use crate::engine::cpu::kernels::conv::{self as dense, ConvScratch};
 
     fn vals(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
     }
 
     fn keep(n: usize, density: f64, seed: u64) -> Vec<bool> {
-        vals(n, seed).iter().map(|&v| (((v + 1.0) / 2.0) as f64) < density).collect()
+        vals(n, seed)
+            .iter()
+            .map(|&v| (((v + 1.0) / 2.0) as f64) < density)
+            .collect()
     }
 
     #[test]
@@ -469,17 +550,42 @@ mod tests {
             let g = ConvGeom::new(cin, cout, h, w, k, s, p).unwrap();
             let kp = keep(cout * g.kdim(), d, ci as u64);
             let wfull = vals(cout * g.kdim(), 10 + ci as u64);
-            let wm: Vec<f32> = wfull.iter().zip(&kp).map(|(&v, &k)| if k { v } else { 0.0 }).collect();
+            let wm: Vec<f32> = wfull
+                .iter()
+                .zip(&kp)
+                .map(|(&v, &k)| if k { v } else { 0.0 })
+                .collect();
             let x = vals(batch * g.in_len(), 20 + ci as u64);
             let dy = vals(batch * g.out_len(), 30 + ci as u64);
             let bias = vals(cout, 40);
             let mut dsc: Vec<ConvScratch> = (0..8).map(|_| ConvScratch::default()).collect();
             let mut want = vec![0.0; batch * g.out_len()];
-            dense::forward(&g, &x, &wm, Some(&bias), true, &mut want, &mut dsc, &mut Vec::new());
+            dense::forward(
+                KernelPath::best(),
+                &g,
+                &x,
+                &wm,
+                Some(&bias),
+                true,
+                &mut want,
+                &mut dsc,
+                &mut Vec::new(),
+            );
             let mut wdx = vec![0.5; x.len()];
             let mut wdw = vec![0.0; wm.len()];
             let mut wdb = vec![0.0; cout];
-            dense::backward(&g, &x, &wm, &dy, Some((&mut wdx, true)), &mut wdw, Some(&mut wdb), &mut dsc, &mut Vec::new());
+            dense::backward(
+                KernelPath::best(),
+                &g,
+                &x,
+                &wm,
+                &dy,
+                Some((&mut wdx, true)),
+                &mut wdw,
+                Some(&mut wdb),
+                &mut dsc,
+                &mut Vec::new(),
+            );
             for path in KernelPath::available() {
                 let sc = SparseConv::new(&g, &kp, path);
                 let (mut v, mut vt) = (Vec::new(), Vec::new());
@@ -494,7 +600,15 @@ mod tests {
                 let mut dx = vec![0.5; x.len()];
                 let mut pdw = vec![0.0; sc.nnz()];
                 let mut db = vec![0.0; cout];
-                sc.backward(&x, &vt, &dy, Some((&mut dx, true)), &mut pdw, Some(&mut db), &mut sscr);
+                sc.backward(
+                    &x,
+                    &vt,
+                    &dy,
+                    Some((&mut dx, true)),
+                    &mut pdw,
+                    Some(&mut db),
+                    &mut sscr,
+                );
                 for (a, b) in dx.iter().zip(&wdx) {
                     assert!((a - b).abs() < 1e-4, "case {ci} {path} dx {a} vs {b}");
                 }
@@ -511,7 +625,15 @@ mod tests {
                     assert!((a - b).abs() < 1e-3);
                 }
                 let mut dx2 = vec![f32::NAN; x.len()];
-                sc.backward(&x, &vt, &dy, Some((&mut dx2, false)), &mut pdw, None, &mut sscr);
+                sc.backward(
+                    &x,
+                    &vt,
+                    &dy,
+                    Some((&mut dx2, false)),
+                    &mut pdw,
+                    None,
+                    &mut sscr,
+                );
                 for (a, b) in dx2.iter().zip(&wdx) {
                     assert!((a - (b - 0.5)).abs() < 1e-4, "case {ci} {path} dx (write)");
                 }

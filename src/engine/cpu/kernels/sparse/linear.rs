@@ -8,7 +8,7 @@
 use rayon::prelude::*;
 
 use super::micro::{fold_lanes, gather_row, sampled_row};
-use super::{aligned, round_up, Taps};
+use super::{aligned, round_up, Taps, Work};
 use crate::engine::cpu::kernels::{chunk_size, FlushDenormals};
 use crate::engine::cpu::simd::KernelPath;
 
@@ -65,6 +65,17 @@ impl SparseLinear {
 
     pub fn nnz(&self) -> usize {
         self.fwd.nnz()
+    }
+
+    /// What one sample costs the sparse kernels (see [`Work`]); the batch is taken as filling whole vectors.
+    pub fn work(&self) -> Work {
+        let nnz = self.nnz() as u64;
+        Work {
+            forward: nnz,
+            weight_grad: nnz,
+            input_grad: nnz,
+            moved: 3 * (self.nin + self.nout) as u64,
+        }
     }
 
     /// The forward taps (their order is the packed order of values and weight gradients).
@@ -199,7 +210,16 @@ impl SparseLinear {
             .for_each(|(b, block)| {
                 let _ftz = FlushDenormals::new();
                 for (k, out) in block.chunks_exact_mut(ld).enumerate() {
-                    gather_row(path, bwd, b * rows_for(nin) + k, vals_t, dyt, nvec, out, false);
+                    gather_row(
+                        path,
+                        bwd,
+                        b * rows_for(nin) + k,
+                        vals_t,
+                        dyt,
+                        nvec,
+                        out,
+                        false,
+                    );
                 }
             });
         let dxt = &*dxt;
@@ -253,7 +273,9 @@ mod tests {
         let mut s = seed.wrapping_add(99);
         (0..n)
             .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
             })
             .collect()
@@ -261,10 +283,14 @@ mod tests {
 
     #[test]
     fn matches_the_dense_masked_layer() {
-        for (ci, &(nin, nout, batch, density)) in
-            [(37, 11, 5, 0.3), (64, 40, 1, 0.6), (100, 17, 33, 0.05), (20, 3, 130, 0.005)]
-                .iter()
-                .enumerate()
+        for (ci, &(nin, nout, batch, density)) in [
+            (37, 11, 5, 0.3),
+            (64, 40, 1, 0.6),
+            (100, 17, 33, 0.05),
+            (20, 3, 130, 0.005),
+        ]
+        .iter()
+        .enumerate()
         {
             let keep: Vec<bool> = vals(nin * nout, ci as u64)
                 .iter()
@@ -279,11 +305,29 @@ mod tests {
             let dy = vals(batch * nout, 9);
             let b = vals(nout, 10);
             let mut want = vec![0.0; batch * nout];
-            dense::forward(nin, nout, &x, &w, Some(&b), true, &mut want);
+            dense::forward(
+                KernelPath::best(),
+                nin,
+                nout,
+                &x,
+                &w,
+                Some(&b),
+                true,
+                &mut want,
+            );
             let mut wdx = vec![0.25; x.len()];
             let mut wdw = vec![0.0; w.len()];
             let mut wdb = vec![0.0; nout];
-            dense::backward(nin, nout, &x, &w, &dy, Some((&mut wdx, true)), &mut wdw, Some(&mut wdb));
+            dense::backward(
+                nin,
+                nout,
+                &x,
+                &w,
+                &dy,
+                Some((&mut wdx, true)),
+                &mut wdw,
+                Some(&mut wdb),
+            );
             for path in KernelPath::available() {
                 let mut sl = SparseLinear::new(nin, nout, &keep, path);
                 let (mut v, mut vt) = (Vec::new(), Vec::new());
@@ -298,11 +342,22 @@ mod tests {
                 let mut dx = vec![0.25; x.len()];
                 let mut pdw = vec![f32::NAN; sl.nnz()];
                 let mut db = vec![0.0; nout];
-                sl.backward(&x, &vt, &dy, Some((&mut dx, true)), &mut pdw, Some(&mut db), &mut scr);
+                sl.backward(
+                    &x,
+                    &vt,
+                    &dy,
+                    Some((&mut dx, true)),
+                    &mut pdw,
+                    Some(&mut db),
+                    &mut scr,
+                );
                 for (a, e) in dx.iter().zip(&wdx) {
                     assert!((a - e).abs() < 1e-4, "case {ci} {path} dx");
                 }
-                let mut dw: Vec<f32> = keep.iter().map(|&k| if k { 0.0 } else { f32::NAN }).collect();
+                let mut dw: Vec<f32> = keep
+                    .iter()
+                    .map(|&k| if k { 0.0 } else { f32::NAN })
+                    .collect();
                 sl.taps().scatter_values(&pdw, &mut dw, true);
                 for (i, (&a, &e)) in dw.iter().zip(&wdw).enumerate() {
                     if keep[i] {

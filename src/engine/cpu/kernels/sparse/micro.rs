@@ -254,7 +254,16 @@ mod x86 {
         let (s, dp, a) = (src.as_ptr(), d.as_ptr(), acc.as_mut_ptr());
         for (v0, t) in tiles(nvec, TILE_512) {
             // SAFETY: per this function's contract.
-            unsafe { by_tile!(t, sampled_tile_512, offs, s.add(16 * v0), dp.add(16 * v0), a) }
+            unsafe {
+                by_tile!(
+                    t,
+                    sampled_tile_512,
+                    offs,
+                    s.add(16 * v0),
+                    dp.add(16 * v0),
+                    a
+                )
+            }
         }
     }
 
@@ -361,7 +370,9 @@ mod x86 {
                         next += c;
                     }
                     assert_eq!(next, n);
-                    if let (Some(a), Some(b)) = (t.iter().map(|x| x.1).max(), t.iter().map(|x| x.1).min()) {
+                    if let (Some(a), Some(b)) =
+                        (t.iter().map(|x| x.1).max(), t.iter().map(|x| x.1).min())
+                    {
                         assert!(a - b <= 1);
                     }
                 }
@@ -403,7 +414,10 @@ mod tests {
                                 .range(r)
                                 .map(|j| packed[j] as f64 * src[taps.off[j] as usize + q] as f64)
                                 .sum::<f64>();
-                        assert!((out[q] as f64 - want).abs() < 1e-4, "{path} gather r{r} q{q}");
+                        assert!(
+                            (out[q] as f64 - want).abs() < 1e-4,
+                            "{path} gather r{r} q{q}"
+                        );
                     }
                     let d = vals(len, 4);
                     let nz = taps.range(r).len();
@@ -434,7 +448,16 @@ mod tests {
         let packed = vals(40, 6);
         let mut a = vec![0.0; 32 * 16];
         let mut b = vec![0.0; 32 * 16];
-        gather_row(KernelPath::Avx512, &taps, 0, &packed, &src, 32, &mut a, false);
+        gather_row(
+            KernelPath::Avx512,
+            &taps,
+            0,
+            &packed,
+            &src,
+            32,
+            &mut a,
+            false,
+        );
         gather_row(KernelPath::Avx2, &taps, 0, &packed, &src, 64, &mut b, false);
         assert_eq!(a, b);
     }

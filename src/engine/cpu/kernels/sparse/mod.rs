@@ -41,7 +41,8 @@ impl Taps {
         for row in rows {
             for (off, wi) in row {
                 t.span = t.span.max(off + 1);
-                t.off.push(u32::try_from(off).expect("operand offset fits u32"));
+                t.off
+                    .push(u32::try_from(off).expect("operand offset fits u32"));
                 t.weight_index
                     .push(u32::try_from(wi).expect("weight index fits u32"));
             }
@@ -107,6 +108,19 @@ impl Taps {
             *d = if accumulate { *d + v } else { v };
         }
     }
+}
+
+/// Per-sample cost of a layer on the sparse kernels, for the cost model that picks sparse or dense kernels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Work {
+    /// Lane multiply-adds of the forward pass (whole vectors, wasted lanes included).
+    pub forward: u64,
+    /// Lane multiply-adds of the weight gradient at the kept positions.
+    pub weight_grad: u64,
+    /// Lane multiply-adds of the input gradient.
+    pub input_grad: u64,
+    /// Values written or read by the packing steps (padding, phase splits, transposes).
+    pub moved: u64,
 }
 
 /// Rounds `n` up to a multiple of `m`.
