@@ -219,9 +219,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     } else if summary.completed {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
         println!(
-            "trained {} epochs ({} steps): test accuracy {}, best validation {}, density {:.4}",
+            "trained {} epochs ({} steps, {:.1} s per epoch): test accuracy {}, best validation {}, density {:.4}",
             summary.total_epochs,
             summary.total_steps,
+            summary.mean_epoch_seconds,
             pct(summary.final_test_acc),
             pct(summary.best_val_acc),
             summary.density

@@ -30,6 +30,10 @@ pub struct EpochMetrics {
     pub density: f64,
     /// Training throughput of the epoch (evaluation excluded).
     pub images_per_s: f64,
+    /// Useful training GFLOP/s of the epoch: `6 · MACs of the kept weights` per image (masks at the epoch's
+    /// end, see [`crate::engine::bench::useful_macs`]) at `images_per_s`.
+    #[serde(default)]
+    pub gflops: f64,
     /// Wall time of the epoch including evaluation.
     pub seconds: f64,
 }
@@ -39,7 +43,7 @@ impl EpochMetrics {
     pub fn summary_line(&self) -> String {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
         format!(
-            "{} epoch {} (global {}): loss {:.4} train {:.2}% val {} test {} density {:.4} lr {:.5} {:.0} img/s {:.1}s",
+            "{} epoch {} (global {}): loss {:.4} train {:.2}% val {} test {} density {:.4} lr {:.5} {:.0} img/s {:.2} GFLOP/s {:.1}s",
             self.phase,
             self.epoch,
             self.global_epoch,
@@ -50,6 +54,7 @@ impl EpochMetrics {
             self.density,
             self.lr,
             self.images_per_s,
+            self.gflops,
             self.seconds
         )
     }

@@ -13,6 +13,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Serialize;
 
 use crate::data::{self, Dataset, Normalization};
+use crate::engine::bench::useful_macs;
 use crate::engine::cpu::CpuNetwork;
 use crate::engine::{GradientMode, Network};
 use crate::error::{Error, Result};
@@ -68,6 +69,8 @@ pub struct RunSummary {
     pub completed: bool,
     /// Fraction of prunable weights that are kept.
     pub density: f64,
+    /// Mean training time of one epoch of this invocation (evaluation excluded), seconds.
+    pub mean_epoch_seconds: f64,
     pub metrics: PathBuf,
 }
 
@@ -372,6 +375,7 @@ pub fn run_custom(
     };
 
     let mut epochs_run = 0usize;
+    let mut train_seconds_run = 0.0f64;
     loop {
         if state.finished {
             break;
@@ -425,6 +429,7 @@ pub fn run_custom(
             ctx!(),
         )?;
         let train_seconds = t0.elapsed().as_secs_f64();
+        train_seconds_run += train_seconds;
         state.epoch_in_phase += 1;
         state.global_epoch += 1;
         epochs_run += 1;
@@ -462,6 +467,9 @@ pub fn run_custom(
             test_acc: test.map(|v| v.1),
             density: density(net.as_ref()),
             images_per_s: (spe * bs) as f64 / train_seconds.max(1e-9),
+            gflops: 6.0 * useful_macs(net.as_ref()) * (spe * bs) as f64
+                / train_seconds.max(1e-9)
+                / 1e9,
             seconds: t0.elapsed().as_secs_f64(),
         };
         log.append(&m)?;
@@ -487,6 +495,7 @@ pub fn run_custom(
         total_steps: state.global_step,
         completed: state.finished,
         density: density(net.as_ref()),
+        mean_epoch_seconds: train_seconds_run / epochs_run.max(1) as f64,
         metrics: metrics_path,
     };
     if state.finished {
