@@ -1,9 +1,12 @@
-//! Atomic file writes: a temporary file in the target's directory, flushed to disk, then renamed over the
-//! target, so a reader (or a crash) sees either the old file or the whole new one.
+//! File I/O with two guarantees. Writes are atomic: a temporary file in the target's directory, flushed to
+//! disk, then renamed over the target, so a reader (or a crash) sees either the old file or the whole new one;
+//! new files get the usual mode (0666 less the process umask). Reads of input files are bounded: the size is
+//! checked against a [`Budget`] before anything is read.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::Path;
 
+use crate::budget::Budget;
 use crate::error::{Error, Result};
 
 /// Writes `bytes` to `path` atomically, creating the parent directory when missing.
@@ -13,11 +16,57 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .filter(|d| !d.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
+    let mut tmp = temp_builder()
+        .tempfile_in(dir)
+        .map_err(|e| Error::io(dir, e))?;
     tmp.write_all(bytes).map_err(|e| Error::io(path, e))?;
     tmp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
     tmp.persist(path).map_err(|e| Error::io(path, e.error))?;
     Ok(())
+}
+
+/// Temporary files created with mode 0666, which the kernel narrows by the umask, as for any new file.
+fn temp_builder() -> tempfile::Builder<'static, 'static> {
+    let mut b = tempfile::Builder::new();
+    b.prefix(".sculpt-tmp");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        b.permissions(std::fs::Permissions::from_mode(0o666));
+    }
+    b
+}
+
+/// Reads the whole file at `path`, charging its size to `budget` as `what` before reading. A file that grows
+/// while being read is cut off at the charged size plus one byte and refused.
+pub fn read_within(path: &Path, budget: &Budget, what: &str) -> Result<Vec<u8>> {
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    budget
+        .charge(what, len)
+        .map_err(|e| Error::budget(path, e))?;
+    let mut out = Vec::with_capacity(len as usize);
+    file.take(len.saturating_add(1))
+        .read_to_end(&mut out)
+        .map_err(|e| Error::io(path, e))?;
+    if out.len() as u64 > len {
+        return Err(Error::format(path, "the file grew while it was being read"));
+    }
+    Ok(out)
+}
+
+/// [`read_within`] as UTF-8 text.
+pub fn read_text_within(path: &Path, budget: &Budget, what: &str) -> Result<String> {
+    let bytes = read_within(path, budget, what)?;
+    String::from_utf8(bytes).map_err(|e| {
+        Error::format(
+            path,
+            format!(
+                "not UTF-8 text (invalid byte at offset {})",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
 }
 
 #[cfg(test)]
@@ -34,5 +83,24 @@ mod tests {
         assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
         let blocked = dir.path().join("a/b/file.bin/inner");
         assert!(write_atomic(&blocked, b"x").is_err());
+    }
+
+    #[test]
+    fn reads_are_charged_before_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("data.bin");
+        std::fs::write(&p, [7u8; 100]).unwrap();
+        let b = Budget::new(150);
+        assert_eq!(read_within(&p, &b, "the file").unwrap(), vec![7u8; 100]);
+        let e = read_within(&p, &b, "the second read")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("data.bin") && e.contains("the second read needs 100 bytes"),
+            "{e}"
+        );
+        std::fs::write(&p, [0xff, 0xfe]).unwrap();
+        let e = read_text_within(&p, &Budget::new(10), "text").unwrap_err();
+        assert!(e.to_string().contains("not UTF-8"), "{e}");
     }
 }
