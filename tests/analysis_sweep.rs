@@ -7,7 +7,8 @@ use std::path::Path;
 
 use sculpt::analysis::sweep::{aggregate, run_sweep, ResultRow, SweepSpec};
 use sculpt::error::Result;
-use sculpt::train::{Recipe, RunOptions, RunSummary};
+use sculpt::engine::Device;
+use sculpt::train::{Recipe, Run, RunSummary};
 
 const SWEEP: &str = r#"
 title = "tiny"
@@ -47,26 +48,29 @@ fn write(dir: &Path, text: &str) -> std::path::PathBuf {
     p
 }
 
+/// Runs the sweep in `file`; with `stop_after`, every point trains at most that many epochs (as if the process
+/// were killed then) and is left unfinished.
 fn sweep(
     file: &Path,
     report: Option<&Path>,
     calls: &Cell<usize>,
-    opts: &RunOptions,
+    stop_after: Option<usize>,
 ) -> Result<Vec<ResultRow>> {
     let (spec, root) = SweepSpec::load(file)?;
-    let train = |r: &Recipe, d: &Path, o: &RunOptions| -> Result<RunSummary> {
+    let train = |r: &Recipe, d: &Path| -> Result<RunSummary> {
         calls.set(calls.get() + 1);
-        sculpt::train::run(r, d, o)
+        let mut run = Run::start_or_resume(r, Device::Cpu, d)?.quiet(true);
+        match stop_after {
+            None => run.run_to_end(),
+            Some(k) => {
+                for _ in 0..k {
+                    run.run_epoch()?;
+                }
+                run.finish()
+            }
+        }
     };
-    run_sweep(
-        &spec,
-        &root,
-        report,
-        opts,
-        &train,
-        &mut |_| {},
-        "sculpt sweep",
-    )
+    run_sweep(&spec, &root, report, &train, &mut |_| {}, "sculpt sweep")
 }
 
 #[test]
@@ -74,12 +78,8 @@ fn sweep_trains_each_point_once_and_writes_consistent_outputs() {
     let dir = tempfile::tempdir().unwrap();
     let file = write(dir.path(), SWEEP);
     let report = dir.path().join("docs/report.md");
-    let opts = RunOptions {
-        quiet: true,
-        ..RunOptions::default()
-    };
     let calls = Cell::new(0);
-    let rows = sweep(&file, Some(&report), &calls, &opts).unwrap();
+    let rows = sweep(&file, Some(&report), &calls, None).unwrap();
     assert_eq!(calls.get(), 6, "2 seeds x (1 + 2) sparsities");
     assert_eq!(rows.len(), 6);
     for r in &rows {
@@ -157,7 +157,7 @@ fn sweep_trains_each_point_once_and_writes_consistent_outputs() {
     );
 
     let again = Cell::new(0);
-    let rows2 = sweep(&file, Some(&report), &again, &opts).unwrap();
+    let rows2 = sweep(&file, Some(&report), &again, None).unwrap();
     assert_eq!(again.get(), 0, "finished points are not trained again");
     assert_eq!(rows2, rows);
 }
@@ -171,25 +171,16 @@ fn an_interrupted_point_is_resumed_to_the_same_result() {
         .replace("epochs = 1,", "epochs = 2,");
     let file = write(dir.path(), &text);
     let calls = Cell::new(0);
-    let stop = RunOptions {
-        quiet: true,
-        stop_after_epochs: Some(1),
-        ..RunOptions::default()
-    };
-    let err = sweep(&file, None, &calls, &stop).unwrap_err();
+    let err = sweep(&file, None, &calls, Some(1)).unwrap_err();
     assert!(
         err.to_string().contains("stopped before completing"),
         "{err}"
     );
-    let opts = RunOptions {
-        quiet: true,
-        ..RunOptions::default()
-    };
-    let resumed = sweep(&file, None, &calls, &opts).unwrap();
+    let resumed = sweep(&file, None, &calls, None).unwrap();
 
     let fresh_dir = tempfile::tempdir().unwrap();
     let fresh_file = write(fresh_dir.path(), &text);
-    let fresh = sweep(&fresh_file, None, &Cell::new(0), &opts).unwrap();
+    let fresh = sweep(&fresh_file, None, &Cell::new(0), None).unwrap();
     assert_eq!(resumed.len(), fresh.len());
     for (a, b) in resumed.iter().zip(&fresh) {
         assert_eq!(

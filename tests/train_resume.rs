@@ -6,15 +6,12 @@ use std::path::Path;
 
 use ndarray::ArrayD;
 use rand::Rng;
-use sculpt::engine::cpu::CpuNetwork;
-use sculpt::engine::Network;
+use sculpt::engine::{Device, Network};
 use sculpt::error::{Error, Result};
 use sculpt::method::{Method, MethodCtx, Phase};
 use sculpt::optim::Schedule;
 use sculpt::sparsity::Mask;
-use sculpt::train::{
-    self, load_checkpoint, read_metrics, Override, Recipe, RunOptions, RunSummary,
-};
+use sculpt::train::{self, load_checkpoint, read_metrics, Override, Recipe, Run, RunSummary};
 
 fn tiny_recipe() -> Recipe {
     Recipe::load(
@@ -127,20 +124,31 @@ impl Method for PruneRewind {
     }
 }
 
+/// Trains `recipe` with [`PruneRewind`] in `out` (resuming the run there when `resume`), for at most `stop`
+/// epochs of this invocation (then dropped, as if killed).
 fn run_custom(recipe: &Recipe, out: &Path, resume: bool, stop: Option<usize>) -> RunSummary {
-    let opts = RunOptions {
-        quiet: true,
-        resume,
-        stop_after_epochs: stop,
+    let method = Box::new(PruneRewind::default()) as Box<dyn Method>;
+    let run = if resume {
+        Run::resume_with(out, Device::Cpu, method)
+    } else {
+        Run::start_with(recipe, Device::Cpu, out, method)
     };
-    train::run_custom(
-        recipe,
-        out,
-        &opts,
-        &|spec, seed| Ok(Box::new(CpuNetwork::new(spec, seed)?) as Box<dyn Network>),
-        &|_| Box::new(PruneRewind::default()) as Box<dyn Method>,
-    )
-    .unwrap()
+    stop_after(run.unwrap().quiet(true), stop).unwrap()
+}
+
+/// Runs to the end, or for at most `stop` epochs.
+fn stop_after(mut run: Run, stop: Option<usize>) -> Result<RunSummary> {
+    match stop {
+        None => run.run_to_end(),
+        Some(k) => {
+            for _ in 0..k {
+                if run.run_epoch()?.is_none() {
+                    break;
+                }
+            }
+            run.finish()
+        }
+    }
 }
 
 fn final_bytes(out: &Path) -> Vec<u8> {
@@ -223,85 +231,100 @@ fn multi_phase_method_resumes_bit_identically() {
 fn dense_recipe_resumes_through_the_public_entry_points() {
     let recipe = tiny_recipe();
     let root = tempfile::tempdir().unwrap();
-    let quiet = RunOptions {
-        quiet: true,
-        ..RunOptions::default()
-    };
     let full = root.path().join("full");
-    let s = train::run(&recipe, &full, &quiet).unwrap();
+    let s = Run::start(&recipe, Device::Cpu, &full)
+        .unwrap()
+        .quiet(true)
+        .run_to_end()
+        .unwrap();
     assert!(s.completed && s.total_epochs == 2);
     assert_eq!(s.final_checkpoint, full.join("final.safetensors"));
 
     let part = root.path().join("part");
-    let stop = RunOptions {
-        stop_after_epochs: Some(1),
-        ..quiet.clone()
-    };
-    let s1 = train::run(&recipe, &part, &stop).unwrap();
+    let run = Run::start(&recipe, Device::Cpu, &part).unwrap().quiet(true);
+    let s1 = stop_after(run, Some(1)).unwrap();
     assert!(!s1.completed);
     assert_eq!(train::resume_recipe(&part).unwrap(), recipe);
-    let s2 = train::resume(&part, &quiet).unwrap();
+    let resume = || Run::resume(&part, Device::Cpu).unwrap().quiet(true);
+    assert_eq!(resume().recipe(), &recipe);
+    assert_eq!(resume().state().global_epoch, 1);
+    let s2 = resume().run_to_end().unwrap();
     assert!(s2.completed && s2.epochs_run == 1);
     assert!(final_bytes(&part) == final_bytes(&full));
     assert_eq!(s2.final_test_acc, s.final_test_acc);
     assert_eq!(s2.best_val_acc, s.best_val_acc);
 
     // Resuming a finished run trains nothing more.
-    let s3 = train::resume(&part, &quiet).unwrap();
+    let mut done = resume();
+    assert!(done.is_complete());
+    assert!(done.run_epoch().unwrap().is_none());
+    let s3 = done.finish().unwrap();
     assert!(s3.completed && s3.epochs_run == 0);
     assert!(final_bytes(&part) == final_bytes(&full));
+
+    // start_or_resume continues the stopped run, and starts afresh where there is none.
+    let other = root.path().join("other");
+    stop_after(Run::start(&recipe, Device::Cpu, &other).unwrap().quiet(true), Some(1)).unwrap();
+    let s4 = Run::start_or_resume(&recipe, Device::Cpu, &other)
+        .unwrap()
+        .quiet(true)
+        .run_to_end()
+        .unwrap();
+    assert_eq!(s4.epochs_run, 1);
+    assert!(final_bytes(&other) == final_bytes(&full));
+    let fresh = root.path().join("fresh");
+    let s5 = Run::start_or_resume(&recipe, Device::Cpu, &fresh).unwrap().quiet(true);
+    assert_eq!(s5.state().global_epoch, 0);
 }
 
 #[test]
 fn bad_resumes_are_clear_errors() {
     let root = tempfile::tempdir().unwrap();
-    let quiet = RunOptions {
-        quiet: true,
-        ..RunOptions::default()
+    let err = |r: Result<Run>| match r {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("the resume succeeded"),
     };
-    let e = train::resume(&root.path().join("absent"), &quiet)
-        .unwrap_err()
-        .to_string();
+    let e = err(Run::resume(&root.path().join("absent"), Device::Cpu));
     assert!(
         e.contains("absent") && e.contains("no such directory"),
         "{e}"
     );
     let empty = root.path().join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let e = train::resume(&empty, &quiet).unwrap_err().to_string();
+    let e = err(Run::resume(&empty, Device::Cpu));
     assert!(e.contains("no checkpoint"), "{e}");
 
     let recipe = tiny_recipe();
     let out = root.path().join("run");
-    let stop = RunOptions {
-        stop_after_epochs: Some(1),
-        ..quiet.clone()
-    };
-    train::run(&recipe, &out, &stop).unwrap();
+    stop_after(Run::start(&recipe, Device::Cpu, &out).unwrap().quiet(true), Some(1)).unwrap();
 
-    // Another model.
+    // Another model, another recipe for the same model: the stored recipe differs.
     let mut other = recipe.clone();
     other.model.name = "lenet300".into();
-    let resume = RunOptions {
-        resume: true,
-        ..quiet.clone()
-    };
-    let e = train::run(&other, &out, &resume).unwrap_err().to_string();
+    let e = err(Run::start_or_resume(&other, Device::Cpu, &out));
+    assert!(e.contains("different recipe") && e.contains("checkpoint.json"), "{e}");
+    let mut other = recipe.clone();
+    other.train.seed = 99;
+    let e = err(Run::start_or_resume(&other, Device::Cpu, &out));
+    assert!(e.contains("different recipe"), "{e}");
+
+    // A checkpoint of another model does not load into this run's network.
+    let ck = load_checkpoint(&out.join("checkpoint")).unwrap();
+    let spec = sculpt::nn::ModelSpec::from_name("lenet300", [1, 28, 28], 10).unwrap();
+    let mut net = Device::Cpu.network(&spec, 0).unwrap();
+    let e = ck
+        .apply_to(net.as_mut(), &out.join("checkpoint.json"))
+        .unwrap_err()
+        .to_string();
     assert!(
         e.contains("model") && e.contains("lenet5") && e.contains("checkpoint.json"),
         "{e}"
     );
 
-    // Another recipe for the same model.
-    let mut other = recipe.clone();
-    other.train.seed = 99;
-    let e = train::run(&other, &out, &resume).unwrap_err().to_string();
-    assert!(e.contains("different recipe"), "{e}");
-
     // A corrupt checkpoint.
     let st = out.join("checkpoint.safetensors");
     let bytes = std::fs::read(&st).unwrap();
     std::fs::write(&st, &bytes[..bytes.len() - 100]).unwrap();
-    let e = train::resume(&out, &quiet).unwrap_err().to_string();
+    let e = err(Run::resume(&out, Device::Cpu));
     assert!(e.contains("checkpoint.safetensors"), "{e}");
 }

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 pub use crate::fsio::write_atomic;
-use crate::train::{read_metrics, EpochMetrics, Recipe, RunOptions, RunSummary};
+use crate::train::{read_metrics, EpochMetrics, Recipe, RunSummary};
 
 /// The base recipe: a path to a recipe file or an inline table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -287,14 +287,16 @@ pub fn set_dotted(
 
 const RESULT: &str = "result.json";
 
+/// Trains a point: `train(recipe, dir)` runs `recipe` in `dir` to the end, resuming the run an interrupted point
+/// left there (a per-epoch checkpoint, no result), e.g. with [`crate::train::Run::start_or_resume`].
+pub type TrainPoint<'a> = dyn Fn(&Recipe, &Path) -> Result<RunSummary> + 'a;
+
 /// Runs (or resumes, or skips when already finished) one point and returns its rows (one, or one per requested
-/// sparsity for `levels` entries). A finished point is one whose directory holds `result.json`; an interrupted
-/// one (a per-epoch checkpoint, no result) is resumed.
+/// sparsity for `levels` entries). A finished point is one whose directory holds `result.json`.
 pub fn run_point(
     point: &Point,
     requested: &[f64],
-    opts: &RunOptions,
-    train: &dyn Fn(&Recipe, &Path, &RunOptions) -> Result<RunSummary>,
+    train: &TrainPoint,
 ) -> Result<Vec<ResultRow>> {
     let result = point.dir.join(RESULT);
     if result.is_file() {
@@ -302,16 +304,8 @@ pub fn run_point(
         return serde_json::from_str(&text).map_err(|e| Error::format(&result, e.to_string()));
     }
     std::fs::create_dir_all(&point.dir).map_err(|e| Error::io(&point.dir, e))?;
-    let resume = point.dir.join("checkpoint.json").is_file();
     let t0 = std::time::Instant::now();
-    let summary = train(
-        &point.recipe,
-        &point.dir,
-        &RunOptions {
-            resume,
-            ..opts.clone()
-        },
-    )?;
+    let summary = train(&point.recipe, &point.dir)?;
     if !summary.completed {
         return Err(Error::Invalid(format!(
             "run in {} stopped before completing",
@@ -523,8 +517,7 @@ pub fn run_sweep(
     spec: &SweepSpec,
     root: &Path,
     report: Option<&Path>,
-    opts: &RunOptions,
-    train: &dyn Fn(&Recipe, &Path, &RunOptions) -> Result<RunSummary>,
+    train: &TrainPoint,
     log: &mut dyn FnMut(&str),
     command: &str,
 ) -> Result<Vec<ResultRow>> {
@@ -546,7 +539,7 @@ pub fn run_sweep(
             .sparsities
             .clone()
             .unwrap_or_else(|| spec.sparsities.clone());
-        let got = run_point(p, &requested, opts, train)?;
+        let got = run_point(p, &requested, train)?;
         if !done {
             for row in &got {
                 log(&format!(

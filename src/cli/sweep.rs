@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::analysis::sweep::{run_sweep, SweepSpec};
-use crate::train::RunOptions;
+use crate::engine::Device;
+use crate::train::Run;
 
 /// Arguments of `sculpt sweep`.
 #[derive(Debug, Clone, clap::Args)]
@@ -21,6 +22,10 @@ pub struct SweepArgs {
     /// Hide the per-run progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Device to train every point on: cpu, tch-cpu, cuda, cuda:N (default: each recipe's train.device).
+    /// Interrupted points resume on it whichever device they started on.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<Device>,
 }
 
 /// Runs the sweep; finished points are skipped and interrupted ones resumed, so re-running continues it.
@@ -38,10 +43,6 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let opts = RunOptions {
-        quiet: args.quiet,
-        ..RunOptions::default()
-    };
     let command = format!(
         "sculpt sweep {}{}",
         args.file.display(),
@@ -53,8 +54,12 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         &spec,
         &root,
         args.report.as_deref(),
-        &opts,
-        &|r, d, o| crate::train::run(r, d, o),
+        &|recipe, dir| {
+            let device = args.device.unwrap_or(recipe.train.device);
+            Run::start_or_resume(recipe, device, dir)?
+                .quiet(args.quiet)
+                .run_to_end()
+        },
         &mut |m| eprintln!("{m}"),
         &command,
     )

@@ -1,4 +1,4 @@
-//! Throughput measurements of the CPU engine, comparable with `shared/bench/torch_reference.py`: random inputs
+//! Throughput measurements of an engine on its device, comparable with `shared/bench/torch_reference.py`: random inputs
 //! from a fixed seed, a warm-up, then the median over several repetitions.
 
 use std::time::Instant;
@@ -9,8 +9,9 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Serialize;
 
-use crate::engine::cpu::CpuNetwork;
-use crate::engine::Network;
+use crate::engine::Device;
+use crate::error::Result;
+use crate::nn::loss::cross_entropy;
 use crate::nn::ModelSpec;
 use crate::optim::SgdConfig;
 
@@ -21,6 +22,8 @@ const REPS: usize = 5;
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub engine: String,
+    /// The device, as `--device` names it.
+    pub device: String,
     /// `train` (forward, cross-entropy, backward, SGD step) or `infer` (eval-mode forward).
     pub mode: String,
     pub model: String,
@@ -72,6 +75,7 @@ fn time_reps(seconds: f64, mut step: impl FnMut()) -> Vec<f64> {
 }
 
 fn report(
+    device: Device,
     spec: &ModelSpec,
     mode: &str,
     batch: usize,
@@ -82,7 +86,8 @@ fn report(
     sorted.sort_by(f64::total_cmp);
     let med = sorted[sorted.len() / 2];
     BenchReport {
-        engine: "sculpt-cpu".into(),
+        engine: device.engine().into(),
+        device: device.to_string(),
         mode: mode.into(),
         model: spec.name(),
         batch,
@@ -100,9 +105,15 @@ fn macs(spec: &ModelSpec) -> f64 {
 }
 
 /// Train-step throughput (forward, cross-entropy, backward, SGD with momentum 0.9, lr 0.01, no weight decay)
-/// on random data, in the current rayon pool. Panics if `spec` is invalid or `batch` is zero.
-pub fn bench_train(spec: &ModelSpec, batch: usize, seconds: f64) -> BenchReport {
-    let mut net = CpuNetwork::new(spec, 0).expect("valid model spec");
+/// on random data, on `device` (the CPU engines in the current rayon pool). Each step ends with
+/// [`Device::synchronize`], so queued GPU work is inside the measurement. Panics if `batch` is zero.
+pub fn bench_train(
+    spec: &ModelSpec,
+    batch: usize,
+    seconds: f64,
+    device: Device,
+) -> Result<BenchReport> {
+    let mut net = device.network(spec, 0)?;
     let (x, y) = random_batch(spec, batch);
     let cfg = SgdConfig {
         momentum: 0.9,
@@ -110,36 +121,47 @@ pub fn bench_train(spec: &ModelSpec, batch: usize, seconds: f64) -> BenchReport 
         weight_decay: 0.0,
         decay_bn_and_bias: true,
     };
+    let objective = |logits: ndarray::ArrayView2<f32>| cross_entropy(logits, &y, 0.0);
+    net.forward_backward(x.view(), true, &objective)?;
     let times = time_reps(seconds, || {
-        net.train_batch(x.view(), &y, 0.0)
-            .expect("bench batch matches the model");
+        net.forward_backward(x.view(), true, &objective)
+            .expect("the bench batch was accepted before");
         net.sgd_step(&cfg, 0.01);
+        device.synchronize();
     });
-    report(
+    Ok(report(
+        device,
         spec,
         "train",
         batch,
         6.0 * macs(spec) * batch as f64,
         &times,
-    )
+    ))
 }
 
-/// Eval-mode inference throughput on random data, in the current rayon pool. Panics if `spec` is invalid or
-/// `batch` is zero.
-pub fn bench_infer(spec: &ModelSpec, batch: usize, seconds: f64) -> BenchReport {
-    let mut net = CpuNetwork::new(spec, 0).expect("valid model spec");
+/// Eval-mode inference throughput on random data, on `device` (the CPU engines in the current rayon pool).
+/// Panics if `batch` is zero.
+pub fn bench_infer(
+    spec: &ModelSpec,
+    batch: usize,
+    seconds: f64,
+    device: Device,
+) -> Result<BenchReport> {
+    let mut net = device.network(spec, 0)?;
     let (x, _) = random_batch(spec, batch);
+    net.predict(x.view())?;
     let times = time_reps(seconds, || {
         net.predict(x.view())
-            .expect("bench batch matches the model");
+            .expect("the bench batch was accepted before");
     });
-    report(
+    Ok(report(
+        device,
         spec,
         "infer",
         batch,
         2.0 * macs(spec) * batch as f64,
         &times,
-    )
+    ))
 }
 
 #[cfg(test)]
@@ -149,11 +171,12 @@ mod tests {
     #[test]
     fn reports_are_consistent() {
         let spec = ModelSpec::from_name("mlp", [1, 28, 28], 10).unwrap();
-        let r = bench_train(&spec, 8, 0.05);
+        let r = bench_train(&spec, 8, 0.05, Device::Cpu).unwrap();
+        assert_eq!((r.engine.as_str(), r.device.as_str()), ("sculpt-cpu", "cpu"));
         assert!(r.images_per_s > 0.0 && r.gflops > 0.0);
         assert!((r.images_per_s * r.ms_per_batch / 1e3 - 8.0).abs() < 1e-6);
         assert!(r.spread_ms[0] <= r.ms_per_batch && r.ms_per_batch <= r.spread_ms[1]);
-        let r = bench_infer(&spec, 4, 0.05);
+        let r = bench_infer(&spec, 4, 0.05, Device::Cpu).unwrap();
         assert_eq!(r.mode, "infer");
         assert!(r.images_per_s > 0.0);
     }
