@@ -5,12 +5,14 @@
 //! against a reference. See `formats/` for the file formats.
 
 pub mod analysis;
+pub mod budget;
 pub mod cli;
 pub mod compile;
 pub mod data;
 pub mod engine;
 pub mod error;
 pub mod fsio;
+pub mod fuzz;
 pub mod method;
 pub mod nn;
 pub mod optim;

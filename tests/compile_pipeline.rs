@@ -2,6 +2,8 @@
 
 mod compile_util;
 
+use std::path::Path;
+
 use compile_util::*;
 use sculpt::compile::emit::binary::IndexEncoding;
 use sculpt::compile::interp;
@@ -28,7 +30,7 @@ fn scb_through_the_runtime_matches_the_interpreter() {
         let xs = inputs(&spec, 4, 9);
         let f = lower::scb(&g.float, g.hash).unwrap();
         let want = interp::run_batch(&g.float, &xs).unwrap();
-        let got = runners::runtime(&f, &xs).unwrap();
+        let got = runners::runtime(Path::new("model.scb"), &f, &xs).unwrap();
         let d = max_abs_diff(&want, &got);
         assert!(
             d <= 1e-5 * max_abs(&want).max(1.0),
@@ -38,7 +40,7 @@ fn scb_through_the_runtime_matches_the_interpreter() {
         let q = g.int8.as_ref().unwrap();
         let qb = lower::scb(q, g.hash).unwrap();
         let want = interp::run_batch(q, &xs).unwrap();
-        let got = runners::runtime(&qb, &xs).unwrap();
+        let got = runners::runtime(Path::new("model.int8.scb"), &qb, &xs).unwrap();
         assert_eq!(want, got, "{} int8 at {sp} must be bit-exact", spec.name());
         let m = sculpt_runtime::Model::parse(&qb).unwrap();
         assert_eq!(m.model_hash(), g.hash);

@@ -4,6 +4,8 @@
 
 mod compile_util;
 
+use std::path::Path;
+
 use compile_util::*;
 use sculpt::compile::emit::onnx::{self, Variant};
 use sculpt::compile::interp;
@@ -49,7 +51,7 @@ fn rice_int8_runtime_and_c_are_bit_identical_to_the_interpreter() {
             .iter()
             .all(|&w| m.tensor(w).encoding == encoding::RICE));
         assert_eq!(
-            runners::runtime(&bytes, &xs).unwrap(),
+            runners::runtime(Path::new("model.scb"), &bytes, &xs).unwrap(),
             want,
             "runtime at {sp}"
         );
@@ -104,7 +106,7 @@ fn trained_style_lenet5_meets_the_size_bars() {
     let xs = inputs(&spec, 4, 3);
     let bytes = lower::scb(q, g.hash).unwrap();
     assert_eq!(
-        runners::runtime(&bytes, &xs).unwrap(),
+        runners::runtime(Path::new("model.scb"), &bytes, &xs).unwrap(),
         interp::run_batch(q, &xs).unwrap()
     );
 }

@@ -91,7 +91,7 @@ fn tract_agrees_with_the_interpreter() {
         let bytes = emit(&g, Variant::Dense, None).unwrap();
         let xs = inputs(&spec, 4, 3);
         let want = interp::run_batch(&g, &xs).unwrap();
-        let got = runners::tract(&bytes, &g, &xs).unwrap();
+        let got = runners::tract(Path::new("model.onnx"), &bytes, &g, &xs).unwrap();
         let d = max_abs_diff(&want, &got);
         println!("tract {} at {sp}: max |Δ| = {d:e}", spec.name());
         assert!(
@@ -118,7 +118,7 @@ fn onnxruntime_accepts_the_sparse_file_and_agrees() {
         assert!(!m.graph.sparse_initializer.is_empty());
         let xs = inputs(&spec, 5, 4);
         let want = interp::run_batch(&g, &xs).unwrap();
-        let got = runners::onnxruntime(&bytes, &g, &xs).unwrap();
+        let got = runners::onnxruntime(Path::new("model.sparse.onnx"), &bytes, &g, &xs).unwrap();
         let d = max_abs_diff(&want, &got);
         println!("onnxruntime {} at {sp}: max |Δ| = {d:e}", spec.name());
         assert!(d <= 1e-3 * max_abs(&want).max(1.0));
@@ -172,10 +172,16 @@ fn importer_rejects_bad_files() {
     );
     reject(b"\xff\xff\xff\xff\x0f garbage", "malformed protobuf");
 
-    // edited files lose the integrity record, as a third-party file would not have one
-    let mut base = ModelProto::parse_from_bytes(&bytes).unwrap();
-    base.metadata_props
+    // a sculpt file without its integrity record is reported as such
+    let mut stripped = ModelProto::parse_from_bytes(&bytes).unwrap();
+    stripped
+        .metadata_props
         .retain(|e| e.key != sculpt::compile::emit::onnx::GRAPH_SHA256);
+    reject(&stripped.write_to_bytes().unwrap(), "integrity record");
+    // edits below are made to a file that looks third-party: no sculpt metadata, another producer
+    let mut base = ModelProto::parse_from_bytes(&bytes).unwrap();
+    base.metadata_props.clear();
+    base.producer_name = "another-exporter".into();
     import_bytes(&base.write_to_bytes().unwrap(), Path::new("ok.onnx")).unwrap();
     // missing initializer
     let mut m = base.clone();

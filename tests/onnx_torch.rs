@@ -70,12 +70,12 @@ fn check(name: &str, weights: usize) {
     assert_eq!(sparse, weights, "{name}: every weight stored sparsely");
 
     let scb = lower::scb(&g.float, g.hash).unwrap();
-    let got = runners::runtime(&scb, &f.inputs).unwrap();
+    let got = runners::runtime(Path::new("model.scb"), &scb, &f.inputs).unwrap();
     let d = max_abs_diff(&got, want);
     assert!(d < 1e-4, "{name}: runtime vs PyTorch max |Δ| {d}");
 
     let onnx = std::fs::read(&path).unwrap();
-    let got = runners::tract(&onnx, &g.float, &f.inputs).unwrap();
+    let got = runners::tract(Path::new("model.onnx"), &onnx, &g.float, &f.inputs).unwrap();
     let d = max_abs_diff(&got, want);
     assert!(d < 1e-4, "{name}: tract vs PyTorch max |Δ| {d}");
 }

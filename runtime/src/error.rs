@@ -160,14 +160,177 @@ pub enum RunError {
     WrongKind,
 }
 
+/// The name of a section kind for messages.
+struct Section(u32);
+
+impl fmt::Display for Section {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::format::section;
+        match self.0 {
+            section::TENSORS => f.write_str("the tensor section"),
+            section::BUFFERS => f.write_str("the buffer section"),
+            section::GRAPH => f.write_str("the graph section"),
+            section::DATA => f.write_str("the data section"),
+            k if k & section::OPTIONAL_BIT != 0 => write!(f, "optional section {:#x}", k),
+            k => write!(f, "section of kind {k}"),
+        }
+    }
+}
+
 impl fmt::Display for LoadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        use LoadError as E;
+        match *self {
+            E::Truncated { needed, got } => write!(
+                f,
+                "the file is truncated: {needed} bytes are needed, {got} are present"
+            ),
+            E::BadMagic => f.write_str("not an .scb file (wrong magic bytes)"),
+            E::UnsupportedVersion { major, minor } => write!(
+                f,
+                "format version {major}.{minor} is not supported (this reader reads version {}.x)",
+                crate::format::VERSION_MAJOR
+            ),
+            E::BadHeaderSize(n) => write!(
+                f,
+                "the header size is {n} bytes, the format's is {}",
+                crate::format::HEADER_SIZE
+            ),
+            E::FileSizeMismatch { header, actual } => write!(
+                f,
+                "the header gives a file size of {header} bytes, the file has {actual}"
+            ),
+            E::HeaderCrc { stored, computed } => write!(
+                f,
+                "the header is corrupt (its CRC32 is {computed:#010x}, the file records {stored:#010x})"
+            ),
+            E::UnknownFeature(bits) => write!(
+                f,
+                "the file requires features unknown to this reader (bits {bits:#x})"
+            ),
+            E::FeatureNotDeclared(bits) => write!(
+                f,
+                "the model uses features its header does not declare (bits {bits:#x})"
+            ),
+            E::ReservedNotZero { offset } => {
+                write!(f, "the reserved field at byte {offset} is not zero")
+            }
+            E::SectionTableOutOfBounds => f.write_str("the section table lies outside the file"),
+            E::SectionOutOfBounds { kind } => {
+                write!(f, "{} lies outside the file", Section(kind))
+            }
+            E::SectionMisaligned { kind } => write!(
+                f,
+                "{} is not aligned to {} bytes",
+                Section(kind),
+                crate::format::ALIGN
+            ),
+            E::SectionOverlap { kind } => {
+                write!(f, "{} overlaps another section", Section(kind))
+            }
+            E::UnknownSection { kind } => write!(f, "unknown required section of kind {kind}"),
+            E::DuplicateSection { kind } => write!(f, "{} appears twice", Section(kind)),
+            E::MissingSection { kind } => write!(f, "{} is missing", Section(kind)),
+            E::SectionLength { kind } => write!(
+                f,
+                "the length of {} is not a whole number of records",
+                Section(kind)
+            ),
+            E::SectionCrc {
+                kind,
+                stored,
+                computed,
+            } => write!(
+                f,
+                "{} is corrupt (its CRC32 is {computed:#010x}, the file records {stored:#010x})",
+                Section(kind)
+            ),
+            E::BadDtype { tensor } => write!(f, "tensor {tensor} has an unknown value type"),
+            E::BadEncoding { tensor } => write!(f, "tensor {tensor} has an unknown storage encoding"),
+            E::BadTensorShape { tensor } => write!(
+                f,
+                "tensor {tensor} has a bad rank, a zero dimension or too many elements"
+            ),
+            E::TensorDataOutOfBounds { tensor } => write!(
+                f,
+                "the arrays of tensor {tensor} are misaligned or leave the data section"
+            ),
+            E::NnzMismatch { tensor } => write!(
+                f,
+                "the stored-entry count of tensor {tensor} disagrees with its shape, row pointers or indices"
+            ),
+            E::NonMonotoneIndptr { tensor } => {
+                write!(f, "the row pointers of tensor {tensor} decrease")
+            }
+            E::IndexOutOfRange { tensor } => write!(
+                f,
+                "a column index of tensor {tensor} is out of range or not increasing within its row"
+            ),
+            E::BadEncodingParam { tensor } => {
+                write!(f, "the encoding parameter of tensor {tensor} is out of range")
+            }
+            E::BadIndexStream { tensor } => {
+                write!(f, "the Rice-coded index stream of tensor {tensor} is malformed")
+            }
+            E::BadScale { tensor } => write!(
+                f,
+                "tensor {tensor} has a missing, unexpected or non-positive quantisation scale"
+            ),
+            E::BadBuffer { buffer } => write!(
+                f,
+                "activation buffer {buffer} has a bad type, rank, dimensions or scale"
+            ),
+            E::ArenaTooSmall { buffer } => write!(
+                f,
+                "activation buffer {buffer} (or an op's scratch) lies outside the arena or is misaligned"
+            ),
+            E::UnknownOpcode { op } => write!(f, "op {op} has an unknown opcode"),
+            E::BadReference { op } => write!(
+                f,
+                "op {op} refers to a buffer or tensor that does not exist or that it may not use"
+            ),
+            E::BadShape { op } => write!(f, "the operand shapes of op {op} do not fit together"),
+            E::TypeMismatch { op } => write!(
+                f,
+                "the operand types of op {op} do not fit the model's float or int8 kind"
+            ),
+            E::BadParams { op } => {
+                write!(f, "op {op} has bad kernel, stride or padding parameters")
+            }
+            E::BadDataflow { op } => write!(
+                f,
+                "op {op} writes a buffer twice or reads one before it is written, or the output is never written"
+            ),
+            E::ArenaOverlap { op } => write!(
+                f,
+                "op {op} overwrites a buffer that is still to be read"
+            ),
+            E::BadNormalization => f.write_str(
+                "the input normalisation is missing, out of bounds or has a non-positive standard deviation",
+            ),
+            E::Overflow => f.write_str("a size computation overflows"),
+        }
     }
 }
 
 impl fmt::Display for RunError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        fmt::Debug::fmt(self, f)
+        match *self {
+            RunError::InputLength { expected, got } => write!(
+                f,
+                "the input has {got} values, the model takes {expected}"
+            ),
+            RunError::OutputLength { expected, got } => write!(
+                f,
+                "the output buffer has room for {got} values, the model writes {expected}"
+            ),
+            RunError::ArenaTooSmall { needed, got } => write!(
+                f,
+                "the arena has {got} bytes, the model needs {needed}"
+            ),
+            RunError::WrongKind => f.write_str(
+                "the call does not fit the model's kind (an int8 call on a float model or the reverse)",
+            ),
+        }
     }
 }

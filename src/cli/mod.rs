@@ -22,6 +22,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// Memory limit per input file (model, checkpoint, dataset) that readers enforce before allocating, e.g.
+    /// `4G` or `512M` (default 2G).
+    #[arg(long, global = true, value_name = "SIZE", value_parser = crate::budget::parse_size)]
+    pub max_memory: Option<u64>,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -64,6 +69,9 @@ pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
 /// Runs the parsed command line.
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     init_threads(cli.threads)?;
+    if let Some(limit) = cli.max_memory {
+        crate::budget::set_default_limit(limit);
+    }
     match &cli.command {
         Command::Train(a) => train::run(a),
         Command::Bench(a) => bench::run(a),

@@ -1,14 +1,17 @@
 //! `sculpt run`: inference with any model file on dataset samples: `.scb` through the runtime crate, `.onnx`
 //! through tract, a checkpoint through the reference interpreter.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::Context;
+use anyhow::bail;
 
+use crate::budget::Budget;
 use crate::compile::import;
 use crate::compile::interp;
+use crate::compile::ir::{Graph, Storage};
 use crate::compile::pipeline::images_f32;
-use crate::data;
+use crate::data::{self, Dataset};
+use crate::fsio;
 use crate::verify::runners;
 
 /// Arguments of `sculpt run`.
@@ -34,26 +37,7 @@ pub struct RunArgs {
 pub fn run(args: &RunArgs) -> anyhow::Result<()> {
     let test = data::load(&crate::cli::verify::parse_dataset(&args.dataset)?)?.test;
     let n = args.count.min(test.len());
-    let xs = images_f32(&test, n);
-    let ext = args
-        .model
-        .extension()
-        .and_then(|e| e.to_str())
-        .unwrap_or("");
-    let logits = match ext {
-        "scb" => {
-            let bytes = std::fs::read(&args.model)
-                .with_context(|| format!("reading {}", args.model.display()))?;
-            runners::runtime(&bytes, &xs)?
-        }
-        "onnx" => {
-            let bytes = std::fs::read(&args.model)
-                .with_context(|| format!("reading {}", args.model.display()))?;
-            let g = import::onnx::import_bytes(&bytes, &args.model)?;
-            runners::tract(&bytes, &g, &xs)?
-        }
-        _ => interp::run_batch(&import::import(&args.model)?, &xs)?,
-    };
+    let logits = model_logits(&args.model, &test, n)?;
     let classes = logits.len() / n.max(1);
     let preds: Vec<usize> = logits
         .chunks(classes.max(1))
@@ -100,4 +84,86 @@ pub fn run(args: &RunArgs) -> anyhow::Result<()> {
         100.0 * correct as f64 / n.max(1) as f64
     );
     Ok(())
+}
+
+/// Checks that the model at `path` takes images of the dataset's shape, before anything runs.
+fn check_shape(path: &Path, model: [usize; 3], test: &Dataset) -> anyhow::Result<()> {
+    if model != test.shape {
+        let [c, h, w] = model;
+        let [dc, dh, dw] = test.shape;
+        bail!(
+            "{}: the model takes images of {c}x{h}x{w}, the dataset {} has images of {dc}x{dh}x{dw}",
+            path.display(),
+            test.name
+        );
+    }
+    Ok(())
+}
+
+/// Whether an imported ONNX graph came from `sparse_initializer`s (which tract cannot load).
+fn has_sparse_weights(g: &Graph) -> bool {
+    g.nodes.iter().any(|n| {
+        n.op.weight()
+            .is_some_and(|w| matches!(w.storage, Storage::Csr { .. }))
+    })
+}
+
+/// The logits of the first `n` test images under the model at `path`: `.scb` through the runtime crate,
+/// dense `.onnx` through tract, sparse `.onnx` through ONNX Runtime (or the reference interpreter when ONNX
+/// Runtime is not installed), a checkpoint through the reference interpreter.
+fn model_logits(path: &Path, test: &Dataset, n: usize) -> anyhow::Result<Vec<f32>> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    let read = || -> anyhow::Result<Vec<u8>> {
+        Ok(fsio::read_within(path, &Budget::default(), "the file")?)
+    };
+    let logits = match ext {
+        "scb" => {
+            let bytes = read()?;
+            let m = sculpt_runtime::Model::parse(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: not a valid .scb model: {e}", path.display()))?;
+            let b = m.input();
+            let shape = [b.dims[0] as usize, b.dims[1] as usize, b.dims[2] as usize];
+            if b.rank != 3 {
+                bail!(
+                    "{}: the model's input is not an image (rank {})",
+                    path.display(),
+                    b.rank
+                );
+            }
+            check_shape(path, shape, test)?;
+            runners::runtime(path, &bytes, &images_f32(test, n))?
+        }
+        "onnx" => {
+            let bytes = read()?;
+            let g = import::onnx::import_bytes(&bytes, path)?;
+            check_shape(path, g.input.shape, test)?;
+            let xs = images_f32(test, n);
+            if !has_sparse_weights(&g) {
+                runners::tract(path, &bytes, &g, &xs)?
+            } else if runners::ort_init().is_ok() {
+                runners::onnxruntime(path, &bytes, &g, &xs)?
+            } else {
+                eprintln!(
+                    "note: {} has sparse initializers and ONNX Runtime is not installed; running it with \
+                     sculpt's reference interpreter",
+                    path.display()
+                );
+                interp::run_batch(&g, &xs)?
+            }
+        }
+        _ => {
+            let g = import::import(path)?;
+            check_shape(path, g.input.shape, test)?;
+            interp::run_batch(&g, &images_f32(test, n))?
+        }
+    };
+    let classes = logits.len() / n.max(1);
+    if n > 0 && (classes == 0 || logits.len() != classes * n) {
+        bail!(
+            "{}: the model produced {} values for {n} images, not one row of logits per image",
+            path.display(),
+            logits.len()
+        );
+    }
+    Ok(logits)
 }

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use super::dataset::{Dataset, Splits};
 use super::file;
+use crate::budget::Budget;
 use crate::error::{Error, Result};
 
 /// Pixel bytes in one CIFAR image.
@@ -98,11 +99,20 @@ pub fn parse_records(
     Ok(())
 }
 
-fn load_files(root: &Path, names: &[&str], layout: Layout, name: &str) -> Result<Dataset> {
+fn load_files(
+    root: &Path,
+    names: &[&str],
+    layout: Layout,
+    name: &str,
+    budget: &Budget,
+) -> Result<Dataset> {
     let mut images = Vec::new();
     let mut labels = Vec::new();
     for f in names {
-        let (path, bytes) = file::read(root, f)?;
+        let (path, bytes) = file::read(root, f, budget)?;
+        budget
+            .charge("the images", bytes.len() as u64)
+            .map_err(|e| Error::budget(&path, e))?;
         parse_records(&path, &bytes, layout, &mut images, &mut labels)?;
     }
     Ok(Dataset {
@@ -122,9 +132,10 @@ pub fn load_cifar10(dir: &Path) -> Result<Splits> {
         CIFAR10_TRAIN[0],
         "CIFAR-10 binary",
     )?;
+    let budget = Budget::default();
     Ok(Splits {
-        train: load_files(&root, &CIFAR10_TRAIN, Layout::CIFAR10, "cifar10")?,
-        test: load_files(&root, &[CIFAR10_TEST], Layout::CIFAR10, "cifar10")?,
+        train: load_files(&root, &CIFAR10_TRAIN, Layout::CIFAR10, "cifar10", &budget)?,
+        test: load_files(&root, &[CIFAR10_TEST], Layout::CIFAR10, "cifar10", &budget)?,
     })
 }
 
@@ -141,8 +152,9 @@ pub fn load_cifar100(dir: &Path, coarse: bool) -> Result<Splits> {
     } else {
         (Layout::CIFAR100_FINE, "cifar100")
     };
+    let budget = Budget::default();
     Ok(Splits {
-        train: load_files(&root, &[CIFAR100_TRAIN], layout, name)?,
-        test: load_files(&root, &[CIFAR100_TEST], layout, name)?,
+        train: load_files(&root, &[CIFAR100_TRAIN], layout, name, &budget)?,
+        test: load_files(&root, &[CIFAR100_TEST], layout, name, &budget)?,
     })
 }

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use super::dataset::{Dataset, Splits};
 use super::file;
+use crate::budget::Budget;
 use crate::error::{Error, Result};
 
 /// The IDX type byte of unsigned 8-bit values, the only type the MNIST family uses.
@@ -86,6 +87,34 @@ pub fn parse(path: &Path, mut bytes: Vec<u8>, ndims: u8) -> Result<(Vec<usize>, 
     Ok((dims, bytes))
 }
 
+/// The size in bytes (header and values) that a well-formed IDX header with `ndims` dimensions at the start of
+/// `head` declares; `None` when `head` holds no such header or the size overflows.
+fn declared_len(head: &[u8], ndims: u8) -> Option<u64> {
+    let header = 4 + 4 * ndims as usize;
+    if head.len() < header || head[..4] != [0, 0, U8_TYPE, ndims] {
+        return None;
+    }
+    head[4..header]
+        .chunks_exact(4)
+        .map(|c| u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]])))
+        .try_fold(1u64, |acc, d| acc.checked_mul(d))
+        .and_then(|n| n.checked_add(header as u64))
+}
+
+/// Decompresses an IDX file with `ndims` dimensions (plain or gzip) no further than the size its header
+/// declares, charging the inflated bytes to `budget`; a header that cannot be read is reported as
+/// [`parse`] reports it.
+pub fn inflate(path: &Path, raw: Vec<u8>, ndims: u8, budget: &Budget) -> Result<Vec<u8>> {
+    let header = 4 + 4 * ndims as usize;
+    let head = file::peek(&raw, header);
+    match declared_len(&head, ndims) {
+        Some(total) => file::decode(path, raw, budget, Some(total)),
+        None => Err(parse(path, head, ndims)
+            .err()
+            .unwrap_or_else(|| Error::format(path, "unreadable IDX header"))),
+    }
+}
+
 /// Parses an image file (3 dimensions: count, rows, columns); returns `(count, rows, cols, pixels)`.
 pub fn parse_images(path: &Path, bytes: Vec<u8>) -> Result<(usize, usize, usize, Vec<u8>)> {
     let (dims, pixels) = parse(path, bytes, 3)?;
@@ -153,9 +182,12 @@ pub fn check_same_shape(train: &Dataset, test: &Dataset, test_path: &Path) -> Re
 pub fn load_dir(dir: &Path) -> Result<Splits> {
     let root = file::resolve_dir(dir, SUBDIRS, TRAIN_IMAGES, "IDX (MNIST-family)")?;
     let name = dataset_name(dir);
+    let budget = Budget::default();
     let load_split = |images: &str, labels: &str| -> Result<(PathBuf, Dataset)> {
-        let (ip, ib) = file::read(&root, images)?;
-        let (lp, lb) = file::read(&root, labels)?;
+        let (ip, ib) = file::read_raw(&root, images, &budget)?;
+        let ib = inflate(&ip, ib, 3, &budget)?;
+        let (lp, lb) = file::read_raw(&root, labels, &budget)?;
+        let lb = inflate(&lp, lb, 1, &budget)?;
         let ds = split_from_bytes(&name, (&ip, ib), (&lp, lb))?;
         Ok((ip, ds))
     };
@@ -214,6 +246,33 @@ mod tests {
                 "{err} lacks {what}"
             );
         }
+    }
+
+    #[test]
+    fn inflation_is_bounded_by_the_header() {
+        let body = idx(&[2, 2, 2], &[5; 8]);
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &body).unwrap();
+        std::io::Write::write_all(&mut enc, &[0u8; 4096]).unwrap();
+        let gz = enc.finish().unwrap();
+        let e = inflate(Path::new("long.gz"), gz, 3, &Budget::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("long.gz") && e.contains("more than the 24 bytes"),
+            "{e}"
+        );
+        let e = inflate(
+            Path::new("m.gz"),
+            idx(&[2, 2], &[0; 4]),
+            3,
+            &Budget::default(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("wrong magic"), "{e}");
+        let plain = inflate(Path::new("p"), body.clone(), 3, &Budget::default()).unwrap();
+        assert_eq!(plain, body);
     }
 
     #[test]

@@ -26,9 +26,15 @@ pub use order::{batch_seed, epoch_order};
 
 use crate::error::Result;
 
-/// Where the images come from.
+/// Where the images come from. Read through [`DataSourceRepr`], so that a key the chosen kind does not have
+/// is an error for every kind (serde accepts any key beside the tag of a unit variant).
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Default)]
-#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+#[serde(
+    tag = "kind",
+    rename_all = "snake_case",
+    deny_unknown_fields,
+    from = "DataSourceRepr"
+)]
 pub enum DataSource {
     /// The embedded mnist10k set (8004 train, 1996 test real MNIST digits).
     #[default]
@@ -44,6 +50,35 @@ pub enum DataSource {
         #[serde(default)]
         coarse: bool,
     },
+}
+
+/// The serde form of [`DataSource`] with every kind a struct, so that unknown keys are rejected.
+#[derive(Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+enum DataSourceRepr {
+    Embedded {},
+    Idx {
+        dir: PathBuf,
+    },
+    Cifar10 {
+        dir: PathBuf,
+    },
+    Cifar100 {
+        dir: PathBuf,
+        #[serde(default)]
+        coarse: bool,
+    },
+}
+
+impl From<DataSourceRepr> for DataSource {
+    fn from(r: DataSourceRepr) -> Self {
+        match r {
+            DataSourceRepr::Embedded {} => DataSource::Embedded,
+            DataSourceRepr::Idx { dir } => DataSource::Idx { dir },
+            DataSourceRepr::Cifar10 { dir } => DataSource::Cifar10 { dir },
+            DataSourceRepr::Cifar100 { dir, coarse } => DataSource::Cifar100 { dir, coarse },
+        }
+    }
 }
 
 /// Reads the training and test splits of `source`.

@@ -175,8 +175,9 @@ impl ModelSpec {
             "vgg16" | "vgg16bn" => Arch::Vgg16Bn,
             other => {
                 return Err(Error::Model(format!(
-                    "unknown model '{other}' (known: mlp, lenet300, lenet5, lenet5caffe, resnet20, resnet20b, \
-                     resnet32, resnet32b, resnet56, resnet56b, resnet18, vgg16)"
+                    "unknown model {} (known: mlp, lenet300, lenet5, lenet5caffe, resnet20, resnet20b, \
+                     resnet32, resnet32b, resnet56, resnet56b, resnet18, vgg16)",
+                    crate::error::quote(other)
                 )))
             }
         };
@@ -189,8 +190,11 @@ impl ModelSpec {
         Ok(spec)
     }
 
-    /// Expands the architecture into its layer graph, checking that the input shape fits.
+    /// Expands the architecture into its layer graph, checking that the input shape fits and that every size
+    /// is within [`MAX_ELEMENTS`], [`MAX_HIDDEN_LAYERS`] and [`MAX_RESNET_DEPTH`]; all size arithmetic is
+    /// checked, so a spec read from a file with absurd numbers is an error, never a wrapped size.
     pub fn graph(&self) -> Result<Graph> {
+        self.check_sizes()?;
         let mut b = GraphBuilder::new(self.input);
         let x = 0;
         let out = match &self.arch {
@@ -312,10 +316,69 @@ impl ModelSpec {
             }
         };
         debug_assert_eq!(out + 1, b.nodes.len());
-        Ok(Graph {
+        let g = Graph {
             nodes: b.nodes,
             shapes: b.shapes,
-        })
+        };
+        let mut total = 0usize;
+        for t in g.tensors() {
+            let n = checked_numel(&t.shape)
+                .filter(|&n| n <= MAX_ELEMENTS)
+                .ok_or_else(|| {
+                    Error::Model(format!(
+                        "tensor {} of shape {:?} has more than {MAX_ELEMENTS} elements",
+                        t.path, t.shape
+                    ))
+                })?;
+            total = total.saturating_add(n);
+        }
+        if total > MAX_ELEMENTS {
+            return Err(Error::Model(format!(
+                "the model has {total} parameter and buffer elements, more than {MAX_ELEMENTS}"
+            )));
+        }
+        Ok(g)
+    }
+
+    /// The size limits that hold before the graph is expanded: positive input dims and classes, bounded
+    /// hidden layers and depth.
+    fn check_sizes(&self) -> Result<()> {
+        let bad = |m: String| Err(Error::Model(m));
+        if self.input.contains(&0) || checked_numel(&self.input).is_none_or(|n| n > MAX_ELEMENTS) {
+            return bad(format!(
+                "input shape {:?} must have positive dimensions and at most {MAX_ELEMENTS} values",
+                self.input
+            ));
+        }
+        if self.classes == 0 || self.classes > MAX_ELEMENTS {
+            return bad(format!(
+                "classes must be in 1..={MAX_ELEMENTS}, got {}",
+                self.classes
+            ));
+        }
+        match &self.arch {
+            Arch::Mlp { hidden } => {
+                if hidden.len() > MAX_HIDDEN_LAYERS {
+                    return bad(format!(
+                        "an MLP may have at most {MAX_HIDDEN_LAYERS} hidden layers, got {}",
+                        hidden.len()
+                    ));
+                }
+                if let Some(i) = hidden.iter().position(|&h| h == 0 || h > MAX_ELEMENTS) {
+                    return bad(format!(
+                        "hidden layer {i} has {} units, expected 1..={MAX_ELEMENTS}",
+                        hidden[i]
+                    ));
+                }
+            }
+            Arch::ResNetCifar { depth, .. } if *depth > MAX_RESNET_DEPTH => {
+                return bad(format!(
+                    "CIFAR ResNet depth must be at most {MAX_RESNET_DEPTH}, got {depth}"
+                ));
+            }
+            _ => {}
+        }
+        Ok(())
     }
 
     /// A short human-readable name, e.g. `resnet20`.
@@ -426,6 +489,18 @@ impl Graph {
     }
 }
 
+/// The most elements of one tensor, of one sample's activation, and of all parameters of a model together.
+pub const MAX_ELEMENTS: usize = 1 << 31;
+/// The most hidden layers of an MLP.
+pub const MAX_HIDDEN_LAYERS: usize = 1000;
+/// The largest depth of a CIFAR ResNet (ResNet-1202, the deepest in He et al., is well within it).
+pub const MAX_RESNET_DEPTH: usize = 10_000;
+
+/// The product of `dims`, `None` on overflow.
+fn checked_numel(dims: &[usize]) -> Option<usize> {
+    dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d))
+}
+
 struct GraphBuilder {
     nodes: Vec<Node>,
     shapes: Vec<Vec<usize>>,
@@ -443,6 +518,7 @@ impl GraphBuilder {
         }
     }
 
+    /// Elements of node `i`'s output; [`GraphBuilder::push`] keeps it at most [`MAX_ELEMENTS`].
     fn numel(&self, i: usize) -> usize {
         self.shapes[i].iter().product()
     }
@@ -459,6 +535,11 @@ impl GraphBuilder {
 
     fn push(&mut self, name: &str, op: Op, inputs: Vec<usize>) -> Result<usize> {
         let shape = self.infer(name, &op, &inputs)?;
+        if checked_numel(&shape).is_none_or(|n| n > MAX_ELEMENTS) {
+            return Err(Error::Model(format!(
+                "{name}: output shape {shape:?} has more than {MAX_ELEMENTS} values"
+            )));
+        }
         self.nodes.push(Node {
             name: name.into(),
             op,
@@ -470,8 +551,13 @@ impl GraphBuilder {
 
     fn infer(&self, name: &str, op: &Op, inputs: &[usize]) -> Result<Vec<usize>> {
         let x = inputs[0];
+        let overflow = || Error::Model(format!("{name}: a size overflows"));
         let pooled = |k: usize, s: usize, h: usize| -> Result<usize> {
-            if h < k {
+            if k == 0 || s == 0 {
+                Err(Error::Model(format!(
+                    "{name}: window {k} and stride {s} must be positive"
+                )))
+            } else if h < k {
                 Err(Error::Model(format!(
                     "{name}: input of size {h} is smaller than the window {k}"
                 )))
@@ -495,8 +581,9 @@ impl GraphBuilder {
                         "{name}: expects {in_channels} channels, got {c}"
                     )));
                 }
-                let oh = pooled(*kernel, *stride, h + 2 * padding)?;
-                let ow = pooled(*kernel, *stride, w + 2 * padding)?;
+                let pad2 = padding.checked_mul(2).ok_or_else(overflow)?;
+                let oh = pooled(*kernel, *stride, h.checked_add(pad2).ok_or_else(overflow)?)?;
+                let ow = pooled(*kernel, *stride, w.checked_add(pad2).ok_or_else(overflow)?)?;
                 vec![*out_channels, oh, ow]
             }
             Op::Linear {
@@ -538,11 +625,14 @@ impl GraphBuilder {
                 pad_after,
             } => {
                 let (c, h, w) = self.chw(x, name)?;
-                vec![
-                    c + pad_before + pad_after,
-                    h.div_ceil(*stride),
-                    w.div_ceil(*stride),
-                ]
+                if *stride == 0 {
+                    return Err(Error::Model(format!("{name}: stride must be positive")));
+                }
+                let c = c
+                    .checked_add(*pad_before)
+                    .and_then(|c| c.checked_add(*pad_after))
+                    .ok_or_else(overflow)?;
+                vec![c, h.div_ceil(*stride), w.div_ceil(*stride)]
             }
         })
     }
@@ -615,7 +705,12 @@ impl GraphBuilder {
         } else {
             match shortcut {
                 Shortcut::Identity => {
-                    let pad = width - cin;
+                    let pad = width.checked_sub(cin).ok_or_else(|| {
+                        Error::Model(format!(
+                            "{p}: an identity shortcut cannot narrow {cin} channels to {width} \
+                             (use the projection variant)"
+                        ))
+                    })?;
                     self.push(
                         &format!("{p}.shortcut"),
                         Op::SubsamplePad {
@@ -694,6 +789,45 @@ mod tests {
             classes: 10,
         };
         assert!(bad.graph().is_err());
+    }
+
+    #[test]
+    fn absurd_sizes_are_errors_not_wrapped_numbers() {
+        let spec = |arch: Arch, input: [usize; 3], classes: usize| ModelSpec {
+            arch,
+            input,
+            classes,
+        };
+        let mlp = |hidden: Vec<usize>| Arch::Mlp { hidden };
+        let cases = [
+            (
+                spec(mlp(vec![8]), [1, usize::MAX / 2, 4], 10),
+                "input shape",
+            ),
+            (spec(mlp(vec![8]), [1, 0, 4], 10), "input shape"),
+            (spec(mlp(vec![1 << 40]), [1, 2, 2], 10), "hidden layer 0"),
+            (
+                spec(mlp(vec![1 << 20, 1 << 20]), [1, 2, 2], 10),
+                "fc2.weight",
+            ),
+            (spec(mlp(vec![4; 5000]), [1, 2, 2], 10), "hidden layers"),
+            (spec(mlp(vec![4]), [1, 2, 2], 0), "classes"),
+            (
+                spec(
+                    Arch::ResNetCifar {
+                        depth: 6 * 100_000_000 + 2,
+                        shortcut: Shortcut::Identity,
+                    },
+                    [3, 32, 32],
+                    10,
+                ),
+                "depth",
+            ),
+        ];
+        for (s, needle) in cases {
+            let e = s.graph().unwrap_err().to_string();
+            assert!(e.contains(needle), "{:?}: {e}", s.arch);
+        }
     }
 
     #[test]

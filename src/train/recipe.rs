@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Augment, DataSource};
 use crate::engine::Device;
-use crate::error::{Error, Result};
+use crate::error::{clip_lines, quote, Error, Result};
 use crate::method::MethodConfig;
 use crate::nn::ModelSpec;
 use crate::optim::schedule::Shape;
@@ -193,11 +193,17 @@ impl Override {
     /// `{ kind = "embedded" }`) and falling back to a bare string.
     pub fn parse(text: &str) -> Result<Self> {
         let (key, raw) = text.split_once('=').ok_or_else(|| {
-            Error::Recipe(format!("override '{text}' is not of the form key=value"))
+            Error::Recipe(format!(
+                "override {} is not of the form key=value",
+                quote(text)
+            ))
         })?;
         let key = key.trim();
         if key.is_empty() || key.split('.').any(str::is_empty) {
-            return Err(Error::Recipe(format!("override '{text}' has an empty key")));
+            return Err(Error::Recipe(format!(
+                "override {} has an empty key",
+                quote(text)
+            )));
         }
         let raw = raw.trim();
         let value = match toml::from_str::<toml::Table>(&format!("v = {raw}")) {
@@ -217,11 +223,19 @@ impl Recipe {
     /// Parses TOML text, applies `overrides` in order, then deserialises and validates.
     pub fn from_toml_with(text: &str, origin: &str, overrides: &[Override]) -> Result<Self> {
         let recipe: Recipe = if overrides.is_empty() {
-            toml::from_str(text)
-                .map_err(|e| Error::Recipe(format!("{origin}: {}", e.to_string().trim())))?
+            toml::from_str(text).map_err(|e| {
+                Error::Recipe(format!(
+                    "{origin}: {}",
+                    clip_lines(e.to_string().trim(), 12)
+                ))
+            })?
         } else {
-            let table: toml::Table = toml::from_str(text)
-                .map_err(|e| Error::Recipe(format!("{origin}: {}", e.to_string().trim())))?;
+            let table: toml::Table = toml::from_str(text).map_err(|e| {
+                Error::Recipe(format!(
+                    "{origin}: {}",
+                    clip_lines(e.to_string().trim(), 12)
+                ))
+            })?;
             Self::from_table(table, origin, overrides)?
         };
         recipe
@@ -234,7 +248,17 @@ impl Recipe {
     pub fn load(path: Option<&Path>, overrides: &[Override]) -> Result<Self> {
         match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
+                let budget = crate::budget::Budget::new(MAX_RECIPE_BYTES);
+                let text = crate::fsio::read_text_within(p, &budget, "the recipe").map_err(
+                    |e| match e {
+                        Error::Budget { .. } => Error::Recipe(format!(
+                            "{}: larger than the {} a recipe file may have",
+                            p.display(),
+                            crate::budget::bytes(MAX_RECIPE_BYTES)
+                        )),
+                        other => other,
+                    },
+                )?;
                 Self::from_toml_with(&text, &p.display().to_string(), overrides)
             }
             None => {
@@ -254,13 +278,13 @@ impl Recipe {
     fn from_table(mut table: toml::Table, origin: &str, overrides: &[Override]) -> Result<Self> {
         for o in overrides {
             apply_override(&mut table, o)
-                .map_err(|m| Error::Recipe(format!("{origin}: override {}: {m}", o.key)))?;
+                .map_err(|m| Error::Recipe(format!("{origin}: override {}: {m}", quote(&o.key))))?;
         }
         let text = toml::to_string(&table).map_err(|e| Error::Recipe(format!("{origin}: {e}")))?;
         toml::from_str(&text).map_err(|e| {
             Error::Recipe(format!(
                 "{origin} with command-line overrides: {}",
-                e.to_string().trim()
+                clip_lines(e.to_string().trim(), 12)
             ))
         })
     }
@@ -305,6 +329,12 @@ impl Recipe {
         if d.train_limit == Some(0) || d.test_limit == Some(0) {
             return bad("data.train_limit and data.test_limit must be positive when given".into());
         }
+        if d.augment.crop_padding > MAX_CROP_PADDING {
+            return bad(format!(
+                "data.augment.crop_padding must be in 0..={MAX_CROP_PADDING}, got {}",
+                d.augment.crop_padding
+            ));
+        }
         let o = &self.optimizer;
         if !(0.0..1.0).contains(&o.momentum) {
             return bad(format!(
@@ -324,12 +354,7 @@ impl Recipe {
         if let Err(m) = self.schedule.validate() {
             return bad(format!("schedule: {m}"));
         }
-        if self.schedule.lr <= 0.0 {
-            return bad(format!(
-                "schedule.lr must be positive, got {}",
-                self.schedule.lr
-            ));
-        }
+        validate_schedule(&self.schedule).map_err(Error::Recipe)?;
         self.method
             .validate()
             .map_err(|e| Error::Recipe(format!("method: {}", strip_prefix(e))))?;
@@ -341,6 +366,44 @@ impl Recipe {
     /// The model for a dataset of the given input shape and class count.
     pub fn model_spec(&self, input: [usize; 3], classes: usize) -> Result<ModelSpec> {
         ModelSpec::from_name(&self.model.name, input, classes)
+    }
+}
+
+/// The largest recipe file read: 1 MiB.
+pub const MAX_RECIPE_BYTES: u64 = 1 << 20;
+
+/// The largest `data.augment.crop_padding` (formats/recipe.md).
+pub const MAX_CROP_PADDING: usize = 64;
+
+/// The ranges formats/recipe.md states for `[schedule]` beyond [`Schedule::validate`]: a positive peak `lr`;
+/// for `cosine`, `min_lr` at most `lr`; for `multi_step`, milestones strictly increasing inside (0, 1) and
+/// `gamma` in (0, 1].
+fn validate_schedule(s: &Schedule) -> std::result::Result<(), String> {
+    if !(s.lr.is_finite() && s.lr > 0.0) {
+        return Err(format!("schedule.lr must be positive, got {}", s.lr));
+    }
+    match &s.shape {
+        Shape::Cosine { min_lr } if *min_lr > s.lr => Err(format!(
+            "schedule.min_lr ({min_lr}) must not exceed schedule.lr ({})",
+            s.lr
+        )),
+        Shape::MultiStep { milestones, gamma } => {
+            if !(*gamma > 0.0 && *gamma <= 1.0) {
+                return Err(format!("schedule.gamma must be in (0, 1], got {gamma}"));
+            }
+            if milestones.iter().any(|m| !(*m > 0.0 && *m < 1.0)) {
+                return Err(format!(
+                    "schedule.milestones must be fractions of the cycle in (0, 1), got {milestones:?}"
+                ));
+            }
+            if milestones.windows(2).any(|w| w[0] >= w[1]) {
+                return Err(format!(
+                    "schedule.milestones must be strictly increasing, got {milestones:?}"
+                ));
+            }
+            Ok(())
+        }
+        _ => Ok(()),
     }
 }
 
@@ -364,7 +427,7 @@ fn apply_override(table: &mut toml::Table, o: &Override) -> std::result::Result<
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
         cur = match entry {
             toml::Value::Table(t) => t,
-            _ => return Err(format!("'{p}' is not a table")),
+            _ => return Err(format!("{} is not a table", quote(p))),
         };
     }
     match &o.value {
@@ -413,5 +476,20 @@ mod tests {
         assert!(Override::parse("novalue").is_err());
         let err = Recipe::load(None, &[Override::parse("train.epoch=3").unwrap()]).unwrap_err();
         assert!(err.to_string().contains("epoch"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_inside_the_source_are_rejected() {
+        for source in [
+            r#"{ kind = "embedded", dir = "x" }"#,
+            r#"{ kind = "idx", dir = "d", colour = 1 }"#,
+            r#"{ kind = "cifar100", dir = "d", coarse = true, fine = true }"#,
+        ] {
+            let text = format!("[data]\nsource = {source}\n");
+            assert!(
+                Recipe::from_toml_str(&text, "r").is_err(),
+                "{source} was accepted"
+            );
+        }
     }
 }

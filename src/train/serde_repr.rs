@@ -47,8 +47,8 @@ impl ScheduleRepr {
             ];
             match given.iter().find(|(k, g)| *g && !allowed.contains(k)) {
                 Some((k, _)) => Err(format!(
-                    "unknown field `{k}` for schedule shape `{}`",
-                    self.shape
+                    "unknown field `{k}` for schedule shape {}",
+                    crate::error::quote(&self.shape)
                 )),
                 None => Ok(()),
             }
@@ -70,10 +70,9 @@ impl ScheduleRepr {
             "multi_step" => {
                 extra(&["milestones", "gamma"])?;
                 Shape::MultiStep {
-                    milestones: self
-                        .milestones
-                        .clone()
-                        .ok_or_else(|| "schedule shape `multi_step` needs `milestones`".to_string())?,
+                    milestones: self.milestones.clone().ok_or_else(|| {
+                        "schedule shape `multi_step` needs `milestones`".to_string()
+                    })?,
                     gamma: need(self.gamma, "gamma")?,
                 }
             }
@@ -86,9 +85,10 @@ impl ScheduleRepr {
             }
             other => {
                 return Err(format!(
-                    "unknown schedule shape `{other}`, expected one of `constant`, `cosine`, `multi_step`, \
-                     `triangular`"
-                ))
+                "unknown schedule shape {}, expected one of `constant`, `cosine`, `multi_step`, \
+                     `triangular`",
+                crate::error::quote(other)
+            ))
             }
         };
         Ok(Schedule {

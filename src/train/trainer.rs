@@ -9,17 +9,18 @@ use std::time::Instant;
 use ndarray::ArrayD;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Normalization};
 use crate::engine::{Device, Network};
 use crate::error::{Error, Result};
+use crate::fsio;
 use crate::method::{Method, MethodCtx, Phase};
 use crate::nn::loss::{count_correct, cross_entropy};
 use crate::nn::ModelSpec;
 use crate::train::checkpoint::{
-    checkpoint_paths, load_checkpoint, write_atomic, Checkpoint, CheckpointMeta, RngState,
-    TrainState, FORMAT, VERSION,
+    checkpoint_paths, load_checkpoint, repair_metadata_copy, write_atomic, Checkpoint,
+    CheckpointMeta, RngState, TrainState, FORMAT, VERSION,
 };
 use crate::train::evaluate::{density, evaluate};
 use crate::train::metrics::{EpochMetrics, MetricsLog};
@@ -35,7 +36,7 @@ pub const FINAL: &str = "final";
 pub const METRICS: &str = "metrics.jsonl";
 
 /// What a run achieved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// Test accuracy and loss of the final weights (`None` when the run stopped before completing).
     pub final_test_acc: Option<f64>,
@@ -81,6 +82,8 @@ pub struct Run {
     log: MetricsLog,
     quiet: bool,
     epochs_run: usize,
+    /// Resumed from a checkpoint of a complete run: [`Run::finish`] rewrites nothing that is already there.
+    resumed_complete: bool,
 }
 
 impl Run {
@@ -104,6 +107,7 @@ impl Run {
         let spec = recipe.model_spec(data.train.shape, data.train.classes)?;
         let net = device.network(&spec, recipe.train.seed)?;
         std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        fsio::remove_stale_temps(out)?;
         for stale in [
             "checkpoint.json",
             "checkpoint.safetensors",
@@ -145,6 +149,7 @@ impl Run {
             state,
             quiet: false,
             epochs_run: 0,
+            resumed_complete: false,
         })
     }
 
@@ -167,8 +172,8 @@ impl Run {
     /// Resumes the run in `out` when it holds a per-epoch checkpoint, which must have been written by `recipe`
     /// (on any device), and starts afresh otherwise.
     pub fn start_or_resume(recipe: &Recipe, device: Device, out: &Path) -> Result<Self> {
-        let (_, json) = checkpoint_paths(&out.join(CHECKPOINT));
-        if !json.is_file() {
+        let (st, json) = checkpoint_paths(&out.join(CHECKPOINT));
+        if !st.is_file() {
             return Self::start(recipe, device, out);
         }
         let ckpt = resume_checkpoint(out)?;
@@ -202,10 +207,16 @@ impl Run {
         let spec = recipe.model_spec(data.train.shape, data.train.classes)?;
         let mut net = device.network(&spec, recipe.train.seed)?;
         ckpt.apply_to(net.as_mut(), &json)?;
-        let state = ckpt.meta.training.clone().ok_or_else(|| Error::Checkpoint {
-            path: json.clone(),
-            msg: "holds no training state".into(),
-        })?;
+        let state = ckpt
+            .meta
+            .training
+            .clone()
+            .ok_or_else(|| Error::Checkpoint {
+                path: json.clone(),
+                msg: "holds no training state".into(),
+            })?;
+        fsio::remove_stale_temps(out)?;
+        repair_metadata_copy(&out.join(CHECKPOINT))?;
         let spe = data.train.len() / recipe.train.batch_size;
         if state.steps_per_epoch != spe {
             return Err(Error::Checkpoint {
@@ -228,6 +239,7 @@ impl Run {
             net,
             method,
             rng,
+            resumed_complete: state.finished,
             state,
             quiet: false,
             epochs_run: 0,
@@ -355,6 +367,14 @@ impl Run {
         if !self.state.finished {
             return Ok(summary);
         }
+        if self.resumed_complete {
+            if let Some(stored) = self.stored_summary() {
+                return Ok(RunSummary {
+                    epochs_run: 0,
+                    ..stored
+                });
+            }
+        }
         let eb = self.recipe.train.eval_batch_size;
         let (loss, acc) = evaluate(self.net.as_mut(), &self.data.test, &self.norm, eb)?;
         summary.final_test_acc = Some(acc);
@@ -368,6 +388,14 @@ impl Run {
             .map_err(|e| Error::Invalid(format!("summary: {e}")))?;
         write_atomic(&self.out.join("summary.json"), &json)?;
         Ok(summary)
+    }
+
+    /// The summary a complete run left in `OUT/summary.json`, when it and the final checkpoint are intact.
+    fn stored_summary(&self) -> Option<RunSummary> {
+        let text = std::fs::read(self.out.join("summary.json")).ok()?;
+        let stored: RunSummary = serde_json::from_slice(&text).ok()?;
+        load_checkpoint(&self.out.join(FINAL)).ok()?;
+        Some(stored)
     }
 
     /// The phase to train next: the current one, or the method's next when it is over (`None` when done).
@@ -552,20 +580,19 @@ fn stored_recipe(ckpt: &Checkpoint, out_dir: &Path) -> Result<Recipe> {
 }
 
 fn resume_checkpoint(out_dir: &Path) -> Result<Checkpoint> {
-    let (st, json) = checkpoint_paths(&out_dir.join(CHECKPOINT));
+    let (st, _) = checkpoint_paths(&out_dir.join(CHECKPOINT));
     if !out_dir.is_dir() {
         return Err(Error::Checkpoint {
             path: out_dir.to_path_buf(),
             msg: "cannot resume: no such directory".into(),
         });
     }
-    if !st.is_file() || !json.is_file() {
+    if !st.is_file() {
         return Err(Error::Checkpoint {
             path: out_dir.to_path_buf(),
             msg: format!(
-                "cannot resume: the directory holds no checkpoint ({} and {})",
-                st.display(),
-                json.display()
+                "cannot resume: the directory holds no checkpoint ({})",
+                st.display()
             ),
         });
     }

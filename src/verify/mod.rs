@@ -12,6 +12,7 @@
 //!
 //! A format whose executor is unavailable (no ONNX Runtime library, no C compiler) is reported as skipped with
 //! the reason, and fails the run only when the option requiring it is set.
+pub mod boundary;
 pub mod runners;
 
 use std::path::{Path, PathBuf};
@@ -133,6 +134,12 @@ fn compare(reference: &[f32], got: &[f32], classes: usize, labels: &[u32]) -> Re
 /// Verifies the artefacts in `dir` on the test split `dataset`.
 pub fn verify(dir: &Path, dataset: &Dataset, options: &VerifyOptions) -> Result<VerifyReport> {
     let manifest = read_manifest(dir)?;
+    if manifest.files.is_empty() {
+        return Err(Error::format(
+            dir.join("manifest.json"),
+            "the manifest lists no artefacts, so there is nothing to verify",
+        ));
+    }
     let source = import::import(&manifest.source)?;
     if hex(&source.model_hash()) != manifest.model_hash {
         return Err(Error::Invalid(format!(
@@ -199,14 +206,17 @@ pub fn verify(dir: &Path, dataset: &Dataset, options: &VerifyOptions) -> Result<
         let run: Result<Vec<f32>> = (|| {
             let read = || std::fs::read(&path).map_err(|e| Error::io(&path, e));
             match f.format.as_str() {
-                "onnx" => runners::tract(&read()?, graph, &xs),
-                "onnx-sparse" => runners::onnxruntime(&read()?, graph, &xs),
-                "scb" | "scb-int8" => runners::runtime(&read()?, &xs),
+                "onnx" => runners::tract(&path, &read()?, graph, &xs),
+                "onnx-sparse" => runners::onnxruntime(&path, &read()?, graph, &xs),
+                "scb" | "scb-int8" => runners::runtime(&path, &read()?, &xs),
                 "c" | "c-int8" => {
                     let d: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
                     runners::c(&d, &options.cc, &xs)
                 }
-                other => Err(Error::Invalid(format!("unknown artefact format {other}"))),
+                other => Err(Error::Invalid(format!(
+                    "unknown artefact format {}",
+                    crate::error::quote(other)
+                ))),
             }
         })();
         let mut row = FormatResult {

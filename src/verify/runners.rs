@@ -1,11 +1,15 @@
 //! Executors of each artefact kind, all with one contract: given the artefact and `n` samples of C·H·W values
 //! in [0, 1] (concatenated), return `n` rows of logits (concatenated). ONNX files take normalised inputs (see
 //! formats/onnx.md), so the ONNX runners normalise first; `.scb` and C apply the normalisation themselves.
+//! Each runner checks that the samples fit the model's input before running, names the artefact's file in its
+//! errors, and runs third-party code inside the [`boundary`](super::boundary).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use super::boundary::contain;
+use crate::budget::Budget;
 use crate::compile::interp::normalize;
 use crate::compile::ir::Graph;
 use crate::error::{Error, Result};
@@ -21,46 +25,82 @@ pub struct Tract {
 }
 
 impl Tract {
-    /// Loads `bytes` for single images of `graph`'s input shape.
+    /// Loads `bytes` for single images of `graph`'s input shape (inside the panic boundary).
     pub fn load(bytes: &[u8], graph: &Graph) -> Result<Self> {
         use tract_onnx::prelude::*;
         let [c, h, w] = graph.input.shape;
-        let plan = tract_onnx::onnx()
-            .model_for_read(&mut &bytes[..])
-            .and_then(|m| m.with_input_fact(0, f32::fact([1, c, h, w]).into()))
-            .and_then(|m| m.into_optimized())
-            .and_then(|m| m.into_runnable())
-            .map_err(|e| fail("tract cannot load the ONNX model", format!("{e:#}")))?;
+        let plan = contain("tract", "loading the ONNX model", || {
+            tract_onnx::onnx()
+                .model_for_read(&mut &bytes[..])
+                .and_then(|m| m.with_input_fact(0, f32::fact([1, c, h, w]).into()))
+                .and_then(|m| m.into_optimized())
+                .and_then(|m| m.into_runnable())
+                .map_err(|e| fail("tract cannot load the ONNX model", format!("{e:#}")))
+        })?;
         Ok(Tract {
             plan,
             shape: graph.input.shape,
         })
     }
 
-    /// The logits of one already-normalised image.
+    /// The logits of one already-normalised image (inside the panic boundary).
     pub fn run_normalised(&self, x: &[f32]) -> Result<Vec<f32>> {
         use tract_onnx::prelude::*;
         let [c, h, w] = self.shape;
-        let t = tract_ndarray::Array4::from_shape_vec((1, c, h, w), x.to_vec())
-            .map_err(|e| fail("tract input", e))?;
-        let r = self
-            .plan
-            .run(tvec!(Tensor::from(t).into()))
-            .map_err(|e| fail("tract run", format!("{e:#}")))?;
-        let v = r[0]
-            .to_plain_array_view::<f32>()
-            .map_err(|e| fail("tract output", e))?;
-        Ok(v.iter().copied().collect())
+        contain("tract", "running the ONNX model", || {
+            let t = tract_ndarray::Array4::from_shape_vec((1, c, h, w), x.to_vec())
+                .map_err(|e| fail("tract input", e))?;
+            let r = self
+                .plan
+                .run(tvec!(Tensor::from(t).into()))
+                .map_err(|e| fail("tract run", format!("{e:#}")))?;
+            let v = r
+                .first()
+                .ok_or_else(|| Error::Invalid("tract run: the model has no output".into()))?
+                .to_plain_array_view::<f32>()
+                .map_err(|e| fail("tract output", e))?;
+            Ok(v.iter().copied().collect())
+        })
     }
 }
 
-/// Runs an ONNX model with tract, one sample at a time. `graph` supplies the input shape and normalisation.
-pub fn tract(bytes: &[u8], graph: &Graph, xs: &[f32]) -> Result<Vec<f32>> {
-    let model = Tract::load(bytes, graph)?;
+/// Checks that `xs` holds whole samples of `shape` before a run: `who` (the file) names the model in the error.
+pub fn check_samples(who: &Path, shape: [usize; 3], xs: &[f32]) -> Result<usize> {
+    let per: usize = shape.iter().product();
+    if per == 0 || xs.len() % per != 0 {
+        return Err(Error::Invalid(format!(
+            "{}: the model takes images of {}x{}x{} = {per} values, the samples hold {} values, not a whole number of images",
+            who.display(),
+            shape[0],
+            shape[1],
+            shape[2],
+            xs.len()
+        )));
+    }
+    Ok(xs.len() / per)
+}
+
+/// Adds the file name to an error of a runner.
+fn in_file(path: &Path) -> impl Fn(Error) -> Error + '_ {
+    move |e| match e {
+        Error::Invalid(m) => Error::Invalid(format!("{}: {m}", path.display())),
+        other => other,
+    }
+}
+
+/// Runs an ONNX model with tract, one sample at a time. `graph` supplies the input shape and normalisation;
+/// `path` names the file in errors.
+pub fn tract(path: &Path, bytes: &[u8], graph: &Graph, xs: &[f32]) -> Result<Vec<f32>> {
+    check_samples(path, graph.input.shape, xs)?;
+    let model = Tract::load(bytes, graph).map_err(in_file(path))?;
     let per: usize = graph.input.shape.iter().product();
     let mut out = Vec::new();
     for x in xs.chunks(per) {
-        out.extend(model.run_normalised(&normalize(graph, x))?);
+        out.extend(
+            model
+                .run_normalised(&normalize(graph, x))
+                .map_err(in_file(path))?,
+        );
     }
     Ok(out)
 }
@@ -114,12 +154,20 @@ pub fn ort_init() -> Result<PathBuf> {
     .map_err(Error::Invalid)
 }
 
-/// Runs an ONNX model with ONNX Runtime (the sparse export: ORT accepts `sparse_initializer`).
-pub fn onnxruntime(bytes: &[u8], graph: &Graph, xs: &[f32]) -> Result<Vec<f32>> {
+/// Runs an ONNX model with ONNX Runtime (the sparse export: ORT accepts `sparse_initializer`); `path` names
+/// the file in errors.
+pub fn onnxruntime(path: &Path, bytes: &[u8], graph: &Graph, xs: &[f32]) -> Result<Vec<f32>> {
+    let n = check_samples(path, graph.input.shape, xs)?;
     ort_init()?;
+    contain("ONNX Runtime", &path.display().to_string(), || {
+        onnxruntime_unguarded(bytes, graph, xs, n)
+    })
+    .map_err(in_file(path))
+}
+
+fn onnxruntime_unguarded(bytes: &[u8], graph: &Graph, xs: &[f32], n: usize) -> Result<Vec<f32>> {
     let [c, h, w] = graph.input.shape;
     let per = c * h * w;
-    let n = xs.len() / per;
     let mut session = ort::session::Session::builder()
         .and_then(|b| b.with_intra_threads(1))
         .and_then(|b| b.commit_from_memory(bytes))
@@ -137,18 +185,35 @@ pub fn onnxruntime(bytes: &[u8], graph: &Graph, xs: &[f32]) -> Result<Vec<f32>> 
 }
 
 /// Runs a `.scb` model with the runtime crate (float API: the runtime normalises, and for int8 models
-/// quantises the input and dequantises the logits).
-pub fn runtime(bytes: &[u8], xs: &[f32]) -> Result<Vec<f32>> {
+/// quantises the input and dequantises the logits). The arena and the logits are charged to a default
+/// [`Budget`] before they are allocated; `path` names the file in errors.
+pub fn runtime(path: &Path, bytes: &[u8], xs: &[f32]) -> Result<Vec<f32>> {
     let m = sculpt_runtime::Model::parse(bytes)
-        .map_err(|e| fail("the runtime rejects the .scb", format!("{e:?}")))?;
+        .map_err(|e| Error::format(path, format!("not a valid .scb model: {e}")))?;
+    let per = m.input_len();
+    if per == 0 || xs.len() % per != 0 {
+        return Err(Error::format(
+            path,
+            format!(
+                "the model takes inputs of {per} values, the samples hold {} values, not a whole number of inputs",
+                xs.len()
+            ),
+        ));
+    }
+    let n = xs.len() / per;
+    let budget = Budget::default();
+    budget
+        .charge("the arena the header declares", m.arena_size() as u64 + 16)
+        .and_then(|()| budget.charge_elements("the logits", n.saturating_mul(m.output_len()), 4))
+        .map_err(|e| Error::budget(path, e))?;
     let mut storage = vec![0u8; m.arena_size() + 16];
     let off = storage.as_ptr().align_offset(16).min(16);
     let arena = &mut storage[off..off + m.arena_size()];
     let mut out = vec![0.0f32; m.output_len()];
-    let mut all = Vec::new();
-    for x in xs.chunks(m.input_len().max(1)) {
+    let mut all = Vec::with_capacity(n * m.output_len());
+    for x in xs.chunks(per) {
         m.run(x, arena, &mut out)
-            .map_err(|e| fail("runtime run", format!("{e:?}")))?;
+            .map_err(|e| Error::format(path, format!("the runtime cannot run the model: {e}")))?;
         all.extend_from_slice(&out);
     }
     Ok(all)

@@ -6,8 +6,10 @@ use std::path::{Path, PathBuf};
 
 use safetensors::{Dtype, SafeTensors};
 
+use crate::budget::Budget;
 use crate::compile::ir::{Bias, Graph, IndexFormat, InputSpec, Op, Storage, Weight};
-use crate::error::{Error, Result};
+use crate::error::{clip_lines, describe_safetensors, quote, Error, Result};
+use crate::fsio;
 use crate::nn::spec::{Arch, ModelSpec, Op as NnOp};
 
 /// The two files of the checkpoint named by `path` (which may end in `.safetensors`, `.json`, or neither).
@@ -40,22 +42,30 @@ pub struct Meta {
 
 /// Parses checkpoint metadata: `format`, `version` 1, `model` (a ModelSpec), optional `normalization`.
 pub fn parse_meta(path: &Path, text: &str) -> Result<Meta> {
-    let v: serde_json::Value =
-        serde_json::from_str(text).map_err(|e| ck(path, format!("invalid JSON: {e}")))?;
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| {
+        ck(
+            path,
+            format!("invalid JSON: {}", clip_lines(&e.to_string(), 4)),
+        )
+    })?;
     if v.get("format").and_then(|f| f.as_str()) != Some("sculpt-checkpoint") {
         return Err(ck(
             path,
             "not a sculpt checkpoint (`format` must be \"sculpt-checkpoint\")",
         ));
     }
-    if v.get("version").and_then(|f| f.as_u64()) != Some(1) {
-        return Err(ck(
-            path,
-            format!(
-                "unsupported checkpoint version {:?} (need 1)",
-                v.get("version")
-            ),
-        ));
+    match v.get("version") {
+        Some(n) if n.as_u64() == Some(1) => {}
+        Some(other) => {
+            return Err(ck(
+                path,
+                format!(
+                    "`version` is {}, this reader supports version 1",
+                    quote(&other.to_string())
+                ),
+            ))
+        }
+        None => return Err(ck(path, "`version` is missing (need 1)")),
     }
     let mut model = match v.get("model") {
         Some(serde_json::Value::Object(m)) => m.clone(),
@@ -70,12 +80,15 @@ pub fn parse_meta(path: &Path, text: &str) -> Result<Meta> {
         .and_then(|i| serde_json::from_value(i).ok())
         .ok_or_else(|| ck(path, "`model.classes` missing or not a size"))?;
     let arch: Arch = serde_json::from_value(serde_json::Value::Object(model))
-        .map_err(|e| ck(path, format!("`model`: {e}")))?;
+        .map_err(|e| ck(path, format!("`model`: {}", clip_lines(&e.to_string(), 4))))?;
     let model = ModelSpec {
         arch,
         input,
         classes,
     };
+    model
+        .graph()
+        .map_err(|e| ck(path, format!("`model`: {}", strip_model_prefix(e))))?;
     let c = input[0];
     let (mean, std) = match v.get("normalization") {
         None | Some(serde_json::Value::Null) => (vec![0.0; c], vec![1.0; c]),
@@ -88,18 +101,30 @@ pub fn parse_meta(path: &Path, text: &str) -> Result<Meta> {
             (get("mean")?, get("std")?)
         }
     };
-    if mean.len() != c || std.len() != c || std.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+    if mean.len() != c
+        || std.len() != c
+        || mean.iter().any(|m| !m.is_finite())
+        || std.iter().any(|s| !(s.is_finite() && *s > 0.0))
+    {
         return Err(ck(
             path,
-            format!("normalization needs {c} means and {c} positive stds"),
+            format!("`normalization` needs {c} finite means and {c} finite positive stds"),
         ));
     }
     Ok(Meta { model, mean, std })
 }
 
+fn strip_model_prefix(e: Error) -> String {
+    match e {
+        Error::Model(m) => m,
+        other => other.to_string(),
+    }
+}
+
 struct Tensors<'a> {
     st: SafeTensors<'a>,
     path: &'a Path,
+    budget: &'a Budget,
 }
 
 impl Tensors<'_> {
@@ -127,6 +152,7 @@ impl Tensors<'_> {
                 ),
             ));
         }
+        self.charge(&format!("tensor {name}"), t.data().len())?;
         let v: Vec<f32> = t
             .data()
             .chunks_exact(4)
@@ -152,10 +178,17 @@ impl Tensors<'_> {
                 format!("tensor {name} must be a 1-D I64 array"),
             ));
         }
+        self.charge(&format!("tensor {name}"), t.data().len())?;
         Ok(t.data()
             .chunks_exact(8)
             .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
             .collect())
+    }
+
+    fn charge(&self, what: &str, bytes: usize) -> Result<()> {
+        self.budget
+            .charge(what, bytes as u64)
+            .map_err(|e| Error::budget(self.path, e))
     }
 
     /// The weight at `path` with `shape`; CSR with the mask pattern when `mask.<path>.*` exist.
@@ -179,6 +212,10 @@ impl Tensors<'_> {
             ));
         }
         let dense = w.to_dense();
+        self.charge(
+            &format!("the mask of {name}"),
+            dense.len() * 5 + indices.len() * 8,
+        )?;
         let mut kept = vec![false; dense.len()];
         let mut values = Vec::with_capacity(indices.len());
         for r in 0..rows {
@@ -210,11 +247,26 @@ impl Tensors<'_> {
     }
 }
 
-/// Builds the IR of `spec` with tensors read by path from safetensors bytes (`path` names the file in errors).
+/// Builds the IR of `spec` with tensors read by path from safetensors bytes (`path` names the file in errors),
+/// within a default [`Budget`].
 pub fn graph_from_tensors(meta: &Meta, bytes: &[u8], path: &Path) -> Result<Graph> {
-    let st = SafeTensors::deserialize(bytes)
-        .map_err(|e| ck(path, format!("invalid safetensors: {e:?}")))?;
-    let t = Tensors { st, path };
+    graph_from_tensors_within(meta, bytes, path, &Budget::default())
+}
+
+/// [`graph_from_tensors`] charging every decoded tensor to `budget`.
+pub fn graph_from_tensors_within(
+    meta: &Meta,
+    bytes: &[u8],
+    path: &Path,
+    budget: &Budget,
+) -> Result<Graph> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| {
+        ck(
+            path,
+            format!("not a valid safetensors file: {}", describe_safetensors(&e)),
+        )
+    })?;
+    let t = Tensors { st, path, budget };
     let nn = meta.model.graph()?;
     let mut g = Graph::new(InputSpec {
         shape: meta.model.input,
@@ -295,11 +347,13 @@ pub fn graph_from_tensors(meta: &Meta, bytes: &[u8], path: &Path) -> Result<Grap
     Ok(g)
 }
 
-/// Imports the checkpoint named by `path`.
+/// Imports the checkpoint named by `path`; both files and every decoded tensor are charged to one default
+/// [`Budget`].
 pub fn import(path: &Path) -> Result<Graph> {
     let (st_path, json_path) = paths(path);
-    let text = std::fs::read_to_string(&json_path).map_err(|e| Error::io(&json_path, e))?;
+    let budget = Budget::default();
+    let text = fsio::read_text_within(&json_path, &budget, "the metadata")?;
     let meta = parse_meta(&json_path, &text)?;
-    let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
-    graph_from_tensors(&meta, &bytes, &st_path)
+    let bytes = fsio::read_within(&st_path, &budget, "the tensors")?;
+    graph_from_tensors_within(&meta, &bytes, &st_path, &budget)
 }

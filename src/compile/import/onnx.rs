@@ -17,8 +17,9 @@ use sha2::{Digest, Sha256};
 
 use crate::compile::emit::onnx::GRAPH_SHA256;
 
+use crate::budget::Budget;
 use crate::compile::ir::{Bias, Graph, IndexFormat, InputSpec, Op, Storage, Weight};
-use crate::error::{Error, Result};
+use crate::error::{clip_lines, quote, Error, Result};
 
 use tensor::Tensor;
 
@@ -48,6 +49,9 @@ struct Strided {
     name: String,
 }
 
+/// The largest kernel, stride or padding the importer accepts.
+const MAX_WINDOW: i64 = 1 << 16;
+
 struct Ctx<'a> {
     path: &'a Path,
     consts: BTreeMap<String, Const>,
@@ -58,10 +62,12 @@ struct Ctx<'a> {
     /// The input's batch dimension when the file fixes it.
     batch: Option<usize>,
     g: Graph,
+    budget: &'a Budget,
 }
 
+/// An error about the file; every line is clipped, since messages quote names and values from the file.
 fn err(path: &Path, msg: impl Into<String>) -> Error {
-    Error::format(path, format!("onnx: {}", msg.into()))
+    Error::format(path, clip_lines(&format!("onnx: {}", msg.into()), 12))
 }
 
 fn attr<'a>(n: &'a NodeProto, name: &str) -> Option<&'a AttributeProto> {
@@ -80,8 +86,32 @@ impl Ctx<'_> {
     fn bad(&self, n: &NodeProto, msg: impl std::fmt::Display) -> Error {
         err(
             self.path,
-            format!("node '{}' ({}): {msg}", n.name, n.op_type),
+            format!("node {} ({}): {msg}", quote(&n.name), quote(&n.op_type)),
         )
+    }
+
+    /// Charges `count` elements of `width` bytes for `what` of node `n`.
+    fn charge(&self, n: &NodeProto, what: &str, count: usize, width: usize) -> Result<()> {
+        self.budget
+            .charge_elements(what, count, width)
+            .map_err(|e| self.bad(n, e))
+    }
+
+    /// Checks that no value is named `name` yet: every ONNX value has exactly one producer.
+    fn fresh(&self, n: &NodeProto, name: &str) -> Result<()> {
+        if self.values.contains_key(name)
+            || self.consts.contains_key(name)
+            || self.strided.contains_key(name)
+        {
+            return Err(self.bad(
+                n,
+                format!(
+                    "its output {} is already produced by an earlier node, an initializer or the input",
+                    quote(name)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     fn konst(&self, n: &NodeProto, k: usize) -> Result<&Const> {
@@ -185,9 +215,10 @@ impl Ctx<'_> {
             self.konst(n, 0)?.clone()
         } else {
             let inputs = self.const_inputs(n, &[])?;
-            Const::dense(fold::fold(n, &inputs).map_err(|e| self.bad(n, e))?)
+            Const::dense(fold::fold(n, &inputs, self.budget).map_err(|e| self.bad(n, e))?)
         };
         let o = self.out(n)?;
+        self.fresh(n, &o)?;
         self.consts.insert(o, c);
         Ok(())
     }
@@ -205,14 +236,18 @@ impl Ctx<'_> {
         } else {
             n.name.clone()
         };
-        let i = self.g.push(name, op, inputs).map_err(|e| self.bad(n, e))?;
         let o = self.out(n)?;
+        self.fresh(n, &o)?;
+        let i = self.g.push(name, op, inputs).map_err(|e| self.bad(n, e))?;
+        let numel = tensor::numel(&self.g.nodes[i].shape).map_err(|e| self.bad(n, e))?;
+        self.charge(n, "its output", numel, 4)?;
         self.values.insert(o, i);
         Ok(())
     }
 
     fn alias(&mut self, n: &NodeProto, to: usize) -> Result<()> {
         let o = self.out(n)?;
+        self.fresh(n, &o)?;
         self.values.insert(o, to);
         Ok(())
     }
@@ -223,15 +258,18 @@ impl Ctx<'_> {
             return Err(self.bad(
                 n,
                 format!(
-                    "weight '{}' has shape {:?}, expected {shape:?}",
-                    n.input[k], c.t.dims
+                    "weight {} has shape {:?}, expected {shape:?}",
+                    quote(&n.input[k]),
+                    c.t.dims
                 ),
             ));
         }
-        Ok(self.to_weight(c, shape))
+        self.to_weight(n, c, shape)
     }
 
-    fn to_weight(&self, c: &Const, shape: Vec<usize>) -> Weight {
+    /// The IR weight of constant `c` (charged to the budget: its values are copied twice).
+    fn to_weight(&self, n: &NodeProto, c: &Const, shape: Vec<usize>) -> Result<Weight> {
+        self.charge(n, "its weight", c.t.len(), 8)?;
         let values = c.t.to_f32();
         let mut w = Weight::dense(shape, values.clone());
         if let Some(lin) = &c.sparse {
@@ -250,7 +288,7 @@ impl Ctx<'_> {
                 index: IndexFormat::U32,
             };
         }
-        w
+        Ok(w)
     }
 
     fn bias(&self, n: &NodeProto, k: usize, rows: usize) -> Result<Option<Bias>> {
@@ -269,11 +307,12 @@ impl Ctx<'_> {
 
     fn square(&self, n: &NodeProto, name: &str) -> Result<usize> {
         match attr_ints(n, name).as_deref() {
-            Some([a, b]) if a == b && *a >= 1 => Ok(*a as usize),
-            other => Err(self.bad(
+            Some([a, b]) if a == b && (1..=MAX_WINDOW).contains(a) => Ok(*a as usize),
+            Some(other) => Err(self.bad(
                 n,
-                format!("{name} must be two equal positive values, got {other:?}"),
+                format!("{name} must be two equal values in 1..={MAX_WINDOW}, got {other:?}"),
             )),
+            None => Err(self.bad(n, format!("{name} is missing"))),
         }
     }
 
@@ -294,7 +333,9 @@ impl Ctx<'_> {
     fn pads(&self, n: &NodeProto) -> Result<usize> {
         match attr_ints(n, "pads").as_deref() {
             None => Ok(0),
-            Some([a, b, c, d]) if a == b && b == c && c == d && *a >= 0 => Ok(*a as usize),
+            Some([a, b, c, d]) if a == b && b == c && c == d && (0..=MAX_WINDOW).contains(a) => {
+                Ok(*a as usize)
+            }
             Some(p) => Err(self.bad(n, format!("pads {p:?} must be four equal values"))),
         }
     }
@@ -336,6 +377,7 @@ impl Ctx<'_> {
             }
         }
         let o = self.out(n)?;
+        self.fresh(n, &o)?;
         if s.steps == [1, 1] {
             self.values.insert(o, s.src);
         } else {
@@ -483,15 +525,16 @@ impl Ctx<'_> {
                         return Err(self.bad(n, format!("{a} other than 1 is not supported")));
                     }
                 }
-                let c = self.konst(n, 1)?.clone();
+                let c = self.konst(n, 1)?;
                 let dims = c.t.dims.clone();
                 if dims.len() != 2 {
                     return Err(self.bad(n, format!("weight must be 2-D, got {dims:?}")));
                 }
                 let weight = if attr_int(n, "transB", 0) != 0 {
-                    self.to_weight(&c, dims)
+                    self.to_weight(n, c, dims)?
                 } else {
-                    self.to_weight(&transpose(&c), vec![dims[1], dims[0]])
+                    self.charge(n, "its transposed weight", c.t.len(), 12)?;
+                    self.to_weight(n, &transpose(c), vec![dims[1], dims[0]])?
                 };
                 let bias = self.bias(n, 2, weight.rows())?;
                 self.push(
@@ -506,12 +549,13 @@ impl Ctx<'_> {
             }
             "MatMul" => {
                 let x = self.value(n, 0)?;
-                let c = self.konst(n, 1)?.clone();
+                let c = self.konst(n, 1)?;
                 let dims = c.t.dims.clone();
                 if dims.len() != 2 {
                     return Err(self.bad(n, format!("MatMul weight must be 2-D, got {dims:?}")));
                 }
-                let weight = self.to_weight(&transpose(&c), vec![dims[1], dims[0]]);
+                self.charge(n, "its transposed weight", c.t.len(), 12)?;
+                let weight = self.to_weight(n, &transpose(c), vec![dims[1], dims[0]])?;
                 self.push(
                     n,
                     Op::Gemm {
@@ -654,6 +698,7 @@ impl Ctx<'_> {
                 let dims = [vec![batch], dims].concat();
                 let t = fold::shape(n, &dims).map_err(|e| self.bad(n, e))?;
                 let o = self.out(n)?;
+                self.fresh(n, &o)?;
                 self.consts.insert(o, Const::dense(t));
             }
             op if fold::foldable(op) => {
@@ -698,44 +743,225 @@ fn transpose(c: &Const) -> Const {
     }
 }
 
-/// Decodes an initializer or constant; errors name the file.
-fn tensor_const(path: &Path, t: &onnx_protobuf::TensorProto) -> Result<Tensor> {
-    tensor::from_proto(t).map_err(|e| err(path, e))
+/// Decodes an initializer or constant, charging it to `budget`; errors name the file.
+fn tensor_const(path: &Path, t: &onnx_protobuf::TensorProto, budget: &Budget) -> Result<Tensor> {
+    tensor::from_proto(t, budget).map_err(|e| err(path, e))
 }
 
-fn metadata_vec(m: &ModelProto, key: &str) -> Option<Vec<f32>> {
-    m.metadata_props
+/// The metadata keys sculpt writes (formats/onnx.md) and reads back.
+const MEAN_KEY: &str = "sculpt.normalization.mean";
+const STD_KEY: &str = "sculpt.normalization.std";
+const MODEL_HASH_KEY: &str = "sculpt.model_hash";
+
+/// The metadata sculpt reads, validated: each `sculpt.*` key at most once; the normalisation arrays hold `c`
+/// finite numbers (stds positive) and come together; the hashes are 64 lower-case hex digits. A file written
+/// by sculpt (its producer or any `sculpt.*` key says so) must carry `sculpt.graph_sha256`: without it the file
+/// was cut or edited, and its normalisation cannot be trusted. Returns `(mean, std)`, identity when absent.
+fn read_metadata(path: &Path, m: &ModelProto, c: usize) -> Result<(Vec<f32>, Vec<f32>)> {
+    let mut seen = std::collections::BTreeSet::new();
+    for e in &m.metadata_props {
+        if e.key.starts_with("sculpt.") && !seen.insert(e.key.as_str()) {
+            return Err(err(
+                path,
+                format!("metadata key {} appears twice", quote(&e.key)),
+            ));
+        }
+    }
+    let get = |key: &str| {
+        m.metadata_props
+            .iter()
+            .find(|e| e.key == key)
+            .map(|e| e.value.as_str())
+    };
+    let written_by_sculpt = m.producer_name == "sculpt" || !seen.is_empty();
+    if written_by_sculpt && get(GRAPH_SHA256).is_none() {
+        return Err(err(
+            path,
+            format!(
+                "the file was written by sculpt but lacks its integrity record {GRAPH_SHA256}: it is \
+                 truncated or was edited, so its graph and normalisation cannot be trusted"
+            ),
+        ));
+    }
+    for key in [GRAPH_SHA256, MODEL_HASH_KEY] {
+        if let Some(v) = get(key) {
+            if v.len() != 64
+                || !v
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                return Err(err(
+                    path,
+                    format!(
+                        "metadata {key} must be 64 lower-case hex digits, got {}",
+                        quote(v)
+                    ),
+                ));
+            }
+        }
+    }
+    let vector = |key: &str, positive: bool| -> Result<Option<Vec<f32>>> {
+        let Some(text) = get(key) else {
+            return Ok(None);
+        };
+        let what = if positive {
+            "finite positive numbers"
+        } else {
+            "finite numbers"
+        };
+        let v: Vec<f64> = serde_json::from_str(text).map_err(|_| {
+            err(
+                path,
+                format!(
+                    "metadata {key} must be a JSON array of {c} {what}, got {}",
+                    quote(text)
+                ),
+            )
+        })?;
+        let ok = v.len() == c
+            && v.iter()
+                .all(|&x| (x as f32).is_finite() && (!positive || x as f32 > 0.0));
+        if !ok {
+            return Err(err(
+                path,
+                format!(
+                    "metadata {key} must hold {c} {what} (one per input channel), got {}",
+                    quote(text)
+                ),
+            ));
+        }
+        Ok(Some(v.into_iter().map(|x| x as f32).collect()))
+    };
+    match (vector(MEAN_KEY, false)?, vector(STD_KEY, true)?) {
+        (Some(mean), Some(std)) => Ok((mean, std)),
+        (None, None) => Ok((vec![0.0; c], vec![1.0; c])),
+        (Some(_), None) | (None, Some(_)) => Err(err(
+            path,
+            format!("metadata {MEAN_KEY} and {STD_KEY} must be given together"),
+        )),
+    }
+}
+
+/// Checks the recorded SHA-256 of the serialised graph, when the file records one.
+fn check_integrity(path: &Path, m: &ModelProto, budget: &Budget) -> Result<()> {
+    let (Some(e), Some(graph)) = (
+        m.metadata_props.iter().find(|e| e.key == GRAPH_SHA256),
+        m.graph.as_ref(),
+    ) else {
+        return Ok(());
+    };
+    budget
+        .charge("the re-serialised graph", graph.compute_size())
+        .map_err(|e| Error::budget(path, e))?;
+    let bytes = graph
+        .write_to_bytes()
+        .map_err(|e| err(path, format!("cannot re-serialise the graph: {e}")))?;
+    let got: String = Sha256::digest(&bytes)
         .iter()
-        .find(|e| e.key == key)
-        .and_then(|e| serde_json::from_str(&e.value).ok())
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    if got != e.value {
+        return Err(err(
+            path,
+            format!(
+                "integrity check failed: the graph's SHA-256 is {got}, the file records {}",
+                quote(&e.value)
+            ),
+        ));
+    }
+    Ok(())
 }
 
-/// Imports an ONNX model from bytes; `path` names the source in errors.
+/// A sparse initializer as a dense constant with its CSR pattern, charged to `budget` before expanding.
+fn sparse_const(
+    path: &Path,
+    s: &onnx_protobuf::SparseTensorProto,
+    budget: &Budget,
+) -> Result<(String, Const)> {
+    let vals = s
+        .values
+        .as_ref()
+        .ok_or_else(|| err(path, "sparse initializer without values"))?;
+    let name = quote(&vals.name);
+    let dims: Vec<usize> = s
+        .dims
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| {
+            err(
+                path,
+                format!("sparse initializer {name} has a negative dimension"),
+            )
+        })?;
+    let n = tensor::numel(&dims)
+        .map_err(|_| err(path, format!("sparse initializer {name} is too large")))?;
+    let v = tensor_const(path, vals, budget)?;
+    let idx = s
+        .indices
+        .as_ref()
+        .ok_or_else(|| err(path, format!("sparse initializer {name} without indices")))?;
+    let idx = tensor_const(path, idx, budget)?;
+    let values = v.to_f32();
+    let idx = match idx.as_i64() {
+        Some(i) if idx.dims.len() == 1 && i.len() == values.len() && v.dims.len() == 1 => i,
+        _ => {
+            return Err(err(
+                path,
+                format!(
+                    "sparse initializer {name}: only 1-D linear int64 indices are supported, matching the values"
+                ),
+            ))
+        }
+    };
+    budget
+        .charge_elements(format!("sparse initializer {name} expanded"), n, 4)
+        .and_then(|()| budget.charge_elements("its pattern", idx.len(), 8))
+        .map_err(|e| Error::budget(path, e))?;
+    let mut dense = vec![0.0f32; n];
+    let mut lin = Vec::with_capacity(idx.len());
+    for (k, (&i, &x)) in idx.iter().zip(&values).enumerate() {
+        if i < 0 || i as usize >= n || (k > 0 && i <= idx[k - 1]) {
+            return Err(err(
+                path,
+                format!("sparse initializer {name}: index {i} out of range or not increasing"),
+            ));
+        }
+        dense[i as usize] = x;
+        lin.push(i as usize);
+    }
+    Ok((
+        vals.name.clone(),
+        Const {
+            t: Tensor::f32(dims, dense),
+            sparse: Some(lin),
+        },
+    ))
+}
+
+/// A dimension for messages: its value, or `?` when symbolic.
+fn dim_text(d: &Option<i64>) -> String {
+    d.map_or("?".into(), |v| v.to_string())
+}
+
+/// Imports an ONNX model from bytes within a default [`Budget`]; `path` names the source in errors.
 pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
+    import_bytes_within(bytes, path, &Budget::default())
+}
+
+/// Imports an ONNX model from bytes, charging the bytes, every constant (read or folded), every weight and
+/// every activation of one sample to `budget` before allocating it.
+pub fn import_bytes_within(bytes: &[u8], path: &Path, budget: &Budget) -> Result<Graph> {
+    budget
+        .charge("the parsed model", bytes.len() as u64)
+        .map_err(|e| Error::budget(path, e))?;
     let m = ModelProto::parse_from_bytes(bytes)
         .map_err(|e| err(path, format!("malformed protobuf: {e}")))?;
     let graph = m
         .graph
         .as_ref()
         .ok_or_else(|| err(path, "the model has no graph"))?;
-    if let Some(e) = m.metadata_props.iter().find(|e| e.key == GRAPH_SHA256) {
-        let bytes = graph
-            .write_to_bytes()
-            .map_err(|e| err(path, format!("cannot re-serialise the graph: {e}")))?;
-        let got: String = Sha256::digest(&bytes)
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        if got != e.value {
-            return Err(err(
-                path,
-                format!(
-                    "integrity check failed: the graph's SHA-256 is {got}, the file records {}",
-                    e.value
-                ),
-            ));
-        }
-    }
+    check_integrity(path, &m, budget)?;
     if let Some(o) = m
         .opset_import
         .iter()
@@ -749,60 +975,21 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
         }
     }
     let mut consts = BTreeMap::new();
+    let mut define = |name: String, c: Const| -> Result<()> {
+        if consts.insert(name.clone(), c).is_some() {
+            return Err(err(
+                path,
+                format!("initializer {} is defined twice", quote(&name)),
+            ));
+        }
+        Ok(())
+    };
     for t in &graph.initializer {
-        consts.insert(t.name.clone(), Const::dense(tensor_const(path, t)?));
+        define(t.name.clone(), Const::dense(tensor_const(path, t, budget)?))?;
     }
     for s in &graph.sparse_initializer {
-        let vals = s
-            .values
-            .as_ref()
-            .ok_or_else(|| err(path, "sparse initializer without values"))?;
-        let v = tensor_const(path, vals)?;
-        let idx = s.indices.as_ref().ok_or_else(|| {
-            err(
-                path,
-                format!("sparse initializer '{}' without indices", vals.name),
-            )
-        })?;
-        let idx = tensor_const(path, idx)?;
-        let dims: Vec<usize> = s.dims.iter().map(|&d| d.max(0) as usize).collect();
-        let n = dims
-            .iter()
-            .try_fold(1usize, |a, &d| a.checked_mul(d))
-            .filter(|&n| n <= 1 << 31);
-        let n = n.ok_or_else(|| {
-            err(
-                path,
-                format!("sparse initializer '{}' is too large", vals.name),
-            )
-        })?;
-        let values = v.to_f32();
-        let idx = match idx.as_i64() {
-            Some(i) if idx.dims.len() == 1 && i.len() == values.len() && v.dims.len() == 1 => i,
-            _ => return Err(err(path, format!("sparse initializer '{}': only 1-D linear int64 indices are supported, matching the values", vals.name))),
-        };
-        let mut dense = vec![0.0f32; n];
-        let mut lin = Vec::with_capacity(idx.len());
-        for (k, (&i, &x)) in idx.iter().zip(&values).enumerate() {
-            if i < 0 || i as usize >= n || (k > 0 && i <= idx[k - 1]) {
-                return Err(err(
-                    path,
-                    format!(
-                        "sparse initializer '{}': index {i} out of range or not increasing",
-                        vals.name
-                    ),
-                ));
-            }
-            dense[i as usize] = x;
-            lin.push(i as usize);
-        }
-        consts.insert(
-            vals.name.clone(),
-            Const {
-                t: Tensor::f32(dims, dense),
-                sparse: Some(lin),
-            },
-        );
+        let (name, c) = sparse_const(path, s, budget)?;
+        define(name, c)?;
     }
     let input = graph
         .input
@@ -838,32 +1025,54 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
             }),
             _ => None,
         })
-        .ok_or_else(|| err(path, format!("input '{}' has no tensor shape", input.name)))?;
-    let chw: Vec<usize> = match dims.as_slice() {
+        .ok_or_else(|| {
+            err(
+                path,
+                format!("input {} has no tensor shape", quote(&input.name)),
+            )
+        })?;
+    let shown = || {
+        let d: Vec<String> = dims.iter().map(dim_text).collect();
+        format!("[{}]", d.join(", "))
+    };
+    let chw: [usize; 3] = match dims.as_slice() {
         [_, Some(c), Some(h), Some(w)] if *c > 0 && *h > 0 && *w > 0 => {
-            vec![*c as usize, *h as usize, *w as usize]
+            let as_size = |v: i64| usize::try_from(v).unwrap_or(usize::MAX);
+            [as_size(*c), as_size(*h), as_size(*w)]
         }
         _ => {
             return Err(err(
                 path,
                 format!(
-                    "input '{}' must be [N, C, H, W] with known C, H, W, got {dims:?}",
-                    input.name
+                    "input {} must be [N, C, H, W] with known positive C, H, W, got {}",
+                    quote(&input.name),
+                    shown()
                 ),
             ))
         }
     };
+    let numel = tensor::numel(&chw).map_err(|_| {
+        err(
+            path,
+            format!(
+                "input {} of shape {} is too large",
+                quote(&input.name),
+                shown()
+            ),
+        )
+    })?;
+    budget
+        .charge_elements(
+            format!("input {} of shape {}", quote(&input.name), shown()),
+            numel,
+            4,
+        )
+        .map_err(|e| Error::budget(path, e))?;
     let batch = match dims[0] {
         Some(n) if n > 0 => usize::try_from(n).ok(),
         _ => None,
     };
-    let c = chw[0];
-    let mean = metadata_vec(&m, "sculpt.normalization.mean")
-        .filter(|v| v.len() == c)
-        .unwrap_or(vec![0.0; c]);
-    let std = metadata_vec(&m, "sculpt.normalization.std")
-        .filter(|v| v.len() == c)
-        .unwrap_or(vec![1.0; c]);
+    let (mean, std) = read_metadata(path, &m, chw[0])?;
     let mut ctx = Ctx {
         path,
         consts,
@@ -871,11 +1080,15 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
         strided: BTreeMap::new(),
         batch,
         g: Graph::new(InputSpec {
-            shape: [chw[0], chw[1], chw[2]],
+            shape: chw,
             mean,
             std,
         }),
+        budget,
     };
+    if ctx.consts.contains_key(&input.name) {
+        return Err(err(path, "the input shares its name with a constant"));
+    }
     ctx.values.insert(input.name.clone(), 0);
     for n in &graph.node {
         ctx.node(n)?;
@@ -907,10 +1120,12 @@ pub fn import_bytes(bytes: &[u8], path: &Path) -> Result<Graph> {
     Ok(ctx.g)
 }
 
-/// Imports the ONNX file at `path`.
+/// Imports the ONNX file at `path`; the file and everything decoded from it are charged to one default
+/// [`Budget`].
 pub fn import_file(path: &Path) -> Result<Graph> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    import_bytes(&bytes, path)
+    let budget = Budget::default();
+    let bytes = crate::fsio::read_within(path, &budget, "the file")?;
+    import_bytes_within(&bytes, path, &budget)
 }
 
 #[cfg(test)]

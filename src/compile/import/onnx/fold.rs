@@ -8,6 +8,7 @@ use onnx_protobuf::{tensor_proto::DataType, NodeProto};
 
 use super::tensor::{from_proto, numel, Data, Tensor};
 use super::{attr, attr_int, attr_ints};
+use crate::budget::Budget;
 
 type Result<T> = std::result::Result<T, String>;
 
@@ -31,8 +32,9 @@ pub fn foldable(op: &str) -> bool {
 }
 
 /// The output of node `n` (a [`foldable`] op of the default domain) for constant inputs: `inputs[k]` is input
-/// `k`, `None` where the node leaves an optional input out. Errors describe what is malformed.
-pub fn fold(n: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
+/// `k`, `None` where the node leaves an optional input out. The output (and any index table) is charged to
+/// `budget` before it is allocated. Errors describe what is malformed.
+pub fn fold(n: &NodeProto, inputs: &[Option<&Tensor>], budget: &Budget) -> Result<Tensor> {
     let input = |k: usize| -> Result<&Tensor> {
         inputs
             .get(k)
@@ -40,14 +42,19 @@ pub fn fold(n: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
             .flatten()
             .ok_or_else(|| format!("missing input {k}"))
     };
+    let copy_of = |k: usize| -> Result<&Tensor> {
+        let x = input(k)?;
+        charge(budget, x.len(), 8)?;
+        Ok(x)
+    };
     match n.op_type.as_str() {
-        "Constant" => constant(n),
-        "ConstantOfShape" => constant_of_shape(n, input(0)?),
-        "Identity" => Ok(input(0)?.clone()),
+        "Constant" => constant(n, budget),
+        "ConstantOfShape" => constant_of_shape(n, input(0)?, budget),
+        "Identity" => Ok(copy_of(0)?.clone()),
         "Shape" => shape(n, &input(0)?.dims),
-        "Cast" => cast(n, input(0)?),
+        "Cast" => cast(n, copy_of(0)?),
         "Reshape" => {
-            let x = input(0)?;
+            let x = copy_of(0)?;
             let dims = reshape_dims(
                 &x.dims,
                 ints(input(1)?, "shape")?,
@@ -58,10 +65,14 @@ pub fn fold(n: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
                 data: x.data.clone(),
             })
         }
-        "Transpose" => transpose(input(0)?, attr_ints(n, "perm")),
+        "Transpose" => {
+            let x = input(0)?;
+            charge(budget, x.len(), 16)?;
+            transpose(x, attr_ints(n, "perm"))
+        }
         "Concat" => {
             let xs = (0..inputs.len().max(1))
-                .map(input)
+                .map(copy_of)
                 .collect::<Result<Vec<_>>>()?;
             let axis = attr(n, "axis").ok_or("Concat needs an axis")?.i;
             concat(&xs, axis)
@@ -69,16 +80,28 @@ pub fn fold(n: &NodeProto, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
         "Slice" => {
             let x = input(0)?;
             let axes = slice_axes(n, inputs, x.dims.len())?;
-            slice(x, &axes)
+            slice(x, &axes, budget)
         }
-        "Gather" => gather(input(0)?, input(1)?, attr_int(n, "axis", 0)),
-        "Squeeze" => squeeze(input(0)?, optional_ints(n, inputs, 1, "axes")?.as_deref()),
+        "Gather" => gather(input(0)?, input(1)?, attr_int(n, "axis", 0), budget),
+        "Squeeze" => squeeze(copy_of(0)?, optional_ints(n, inputs, 1, "axes")?.as_deref()),
         "Unsqueeze" => {
             let axes = optional_ints(n, inputs, 1, "axes")?.ok_or("Unsqueeze needs axes")?;
-            unsqueeze(input(0)?, &axes)
+            unsqueeze(copy_of(0)?, &axes)
         }
         other => Err(format!("{other} cannot be folded")),
     }
+}
+
+/// Charges `count` elements of `width` bytes to `budget` for the node's output.
+fn charge(budget: &Budget, count: usize, width: usize) -> Result<()> {
+    budget
+        .charge_elements("the folded output", count, width)
+        .map_err(|e| e.to_string())
+}
+
+/// The total length of the per-axis index tables of a tensor of `dims`.
+fn index_tables(dims: &[usize]) -> usize {
+    dims.iter().fold(0usize, |a, &d| a.saturating_add(d))
 }
 
 /// The values of an int64 tensor; `what` names it in the error.
@@ -126,18 +149,19 @@ pub fn distinct_axes(axes: &[i64], rank: usize) -> Result<Vec<usize>> {
 
 /// Row-major strides of `dims`.
 fn strides(dims: &[usize]) -> Vec<usize> {
-    let mut s = vec![1; dims.len()];
+    let mut s = vec![1usize; dims.len()];
     for i in (0..dims.len().saturating_sub(1)).rev() {
-        s[i] = s[i + 1] * dims[i + 1];
+        s[i] = s[i + 1].saturating_mul(dims[i + 1]);
     }
     s
 }
 
 /// The tensor with dims `picks[a].len()` whose element at coordinate `c` is the input's at
 /// `(picks[0][c[0]], picks[1][c[1]], …)`. Contract: one pick list per axis, every index in range.
-fn select(x: &Tensor, picks: &[Vec<usize>]) -> Result<Tensor> {
+fn select(x: &Tensor, picks: &[Vec<usize>], budget: &Budget) -> Result<Tensor> {
     let dims: Vec<usize> = picks.iter().map(Vec::len).collect();
     let n = numel(&dims)?;
+    charge(budget, n, 16)?;
     let st = strides(&x.dims);
     let mut from = Vec::with_capacity(n);
     let mut c = vec![0usize; dims.len()];
@@ -160,7 +184,7 @@ fn select(x: &Tensor, picks: &[Vec<usize>]) -> Result<Tensor> {
     Ok(x.pick(dims, &from))
 }
 
-fn constant(n: &NodeProto) -> Result<Tensor> {
+fn constant(n: &NodeProto, budget: &Budget) -> Result<Tensor> {
     let forms = [
         "value",
         "value_float",
@@ -178,7 +202,10 @@ fn constant(n: &NodeProto) -> Result<Tensor> {
         ));
     };
     Ok(match form {
-        "value" => from_proto(a.t.as_ref().ok_or("Constant's value holds no tensor")?)?,
+        "value" => from_proto(
+            a.t.as_ref().ok_or("Constant's value holds no tensor")?,
+            budget,
+        )?,
         "value_float" => Tensor::f32(vec![], vec![a.f]),
         "value_floats" => Tensor::f32(vec![a.floats.len()], a.floats.clone()),
         "value_int" => Tensor::i64(vec![], vec![a.i]),
@@ -186,7 +213,7 @@ fn constant(n: &NodeProto) -> Result<Tensor> {
     })
 }
 
-fn constant_of_shape(n: &NodeProto, shape: &Tensor) -> Result<Tensor> {
+fn constant_of_shape(n: &NodeProto, shape: &Tensor, budget: &Budget) -> Result<Tensor> {
     if shape.dims.len() != 1 {
         return Err(format!("the shape must be 1-D, got dims {:?}", shape.dims));
     }
@@ -197,8 +224,9 @@ fn constant_of_shape(n: &NodeProto, shape: &Tensor) -> Result<Tensor> {
     let len = numel(&dims)?;
     let value = match attr(n, "value") {
         None => Tensor::f32(vec![1], vec![0.0]),
-        Some(a) => from_proto(a.t.as_ref().ok_or("value holds no tensor")?)?,
+        Some(a) => from_proto(a.t.as_ref().ok_or("value holds no tensor")?, budget)?,
     };
+    charge(budget, len, 8)?;
     if value.len() != 1 {
         return Err(format!(
             "value must hold one element, got dims {:?}",
@@ -348,10 +376,11 @@ fn concat(xs: &[&Tensor], axis: i64) -> Result<Tensor> {
         }
     }
     let mut dims = first.dims.clone();
-    dims[a] = xs.iter().map(|x| x.dims[a]).sum();
-    numel(&dims)?;
-    let outer: usize = first.dims[..a].iter().product();
-    let inner: usize = first.dims[a + 1..].iter().product();
+    dims[a] = xs
+        .iter()
+        .try_fold(0usize, |s, x| s.checked_add(x.dims[a]))
+        .ok_or("the concatenated axis is too long")?;
+    let total = numel(&dims)?;
     let mut out = Tensor {
         dims,
         data: match first.data {
@@ -359,6 +388,11 @@ fn concat(xs: &[&Tensor], axis: i64) -> Result<Tensor> {
             Data::I64(_) => Data::I64(vec![]),
         },
     };
+    if total == 0 {
+        return Ok(out);
+    }
+    let outer: usize = first.dims[..a].iter().product();
+    let inner: usize = first.dims[a + 1..].iter().product();
     for o in 0..outer {
         for x in xs {
             let chunk = x.dims[a] * inner;
@@ -461,15 +495,16 @@ pub fn slice_axes(
         .collect())
 }
 
-fn slice(x: &Tensor, axes: &[SliceAxis]) -> Result<Tensor> {
+fn slice(x: &Tensor, axes: &[SliceAxis], budget: &Budget) -> Result<Tensor> {
+    charge(budget, index_tables(&x.dims), 8)?;
     let mut picks: Vec<Vec<usize>> = x.dims.iter().map(|&d| (0..d).collect()).collect();
     for a in axes {
         picks[a.axis] = a.indices(x.dims[a.axis]);
     }
-    select(x, &picks)
+    select(x, &picks, budget)
 }
 
-fn gather(x: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor> {
+fn gather(x: &Tensor, indices: &Tensor, axis: i64, budget: &Budget) -> Result<Tensor> {
     let a = normalize_axis(axis, x.dims.len())?;
     let dim = x.dims[a];
     let idx = ints(indices, "indices")?
@@ -482,9 +517,10 @@ fn gather(x: &Tensor, indices: &Tensor, axis: i64) -> Result<Tensor> {
                 .ok_or_else(|| format!("index {i} is out of range for dim {dim}"))
         })
         .collect::<Result<Vec<_>>>()?;
+    charge(budget, index_tables(&x.dims), 8)?;
     let mut picks: Vec<Vec<usize>> = x.dims.iter().map(|&d| (0..d).collect()).collect();
     picks[a] = idx;
-    let mut out = select(x, &picks)?;
+    let mut out = select(x, &picks, budget)?;
     out.dims = [&x.dims[..a], &indices.dims[..], &x.dims[a + 1..]].concat();
     Ok(out)
 }
@@ -584,7 +620,7 @@ mod tests {
     }
 
     fn run(op: &str, attrs: Vec<AttributeProto>, inputs: &[Option<&Tensor>]) -> Result<Tensor> {
-        fold(&node(op, attrs), inputs)
+        fold(&node(op, attrs), inputs, &Budget::default())
     }
 
     fn ok(op: &str, attrs: Vec<AttributeProto>, inputs: &[&Tensor]) -> Tensor {

@@ -2,6 +2,8 @@
 
 use onnx_protobuf::{tensor_proto::DataType, TensorProto};
 
+use crate::budget::Budget;
+
 /// The most elements a constant may hold, whether read from the file or computed by folding.
 pub const MAX_ELEMENTS: usize = 1 << 31;
 
@@ -77,30 +79,52 @@ impl Tensor {
     }
 }
 
-/// The number of elements of `dims`, or an error when it exceeds [`MAX_ELEMENTS`].
+/// The number of elements of `dims`, or an error when it or any single dim exceeds [`MAX_ELEMENTS`] (an empty
+/// tensor with a huge dim would still make index tables of that length).
 pub fn numel(dims: &[usize]) -> Result<usize, String> {
     dims.iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .try_fold(1usize, |a, &d| {
+            if d > MAX_ELEMENTS {
+                None
+            } else {
+                a.checked_mul(d)
+            }
+        })
         .filter(|&n| n <= MAX_ELEMENTS)
         .ok_or_else(|| format!("a tensor of dims {dims:?} is too large"))
 }
 
-/// Decodes a FLOAT or INT64 tensor from its raw or typed fields; errors name the tensor.
-pub fn from_proto(t: &TensorProto) -> Result<Tensor, String> {
+/// Decodes a FLOAT or INT64 tensor from its raw or typed fields, charging its values to `budget` before
+/// decoding them; errors name the tensor.
+pub fn from_proto(t: &TensorProto, budget: &Budget) -> Result<Tensor, String> {
     let name = &t.name;
     let dims: Vec<usize> = t
         .dims
         .iter()
         .map(|&d| {
-            usize::try_from(d).map_err(|_| format!("tensor '{name}' has a negative dimension"))
+            usize::try_from(d).map_err(|_| {
+                format!(
+                    "tensor {} has a negative dimension",
+                    crate::error::quote(name)
+                )
+            })
         })
         .collect::<Result<_, _>>()?;
-    let n = numel(&dims).map_err(|_| format!("tensor '{name}' is too large"))?;
+    let name = crate::error::quote(name);
+    let n = numel(&dims).map_err(|_| format!("tensor {name} is too large"))?;
     if !t.external_data.is_empty() {
         return Err(format!(
-            "tensor '{name}' uses external data, which is not supported"
+            "tensor {name} uses external data, which is not supported"
         ));
     }
+    let width = if t.data_type == DataType::INT64 as i32 {
+        8
+    } else {
+        4
+    };
+    budget
+        .charge_elements(format!("tensor {name}"), n, width)
+        .map_err(|e| e.to_string())?;
     let (got, width, data) = if t.data_type == DataType::FLOAT as i32 {
         let v: Vec<f32> = if t.raw_data.is_empty() {
             t.float_data.clone()
@@ -123,13 +147,13 @@ pub fn from_proto(t: &TensorProto) -> Result<Tensor, String> {
         (v.len(), 8, Data::I64(v))
     } else {
         return Err(format!(
-            "tensor '{name}' has unsupported data type {}",
+            "tensor {name} has unsupported data type {}",
             t.data_type
         ));
     };
     if got != n || !(t.raw_data.is_empty() || t.raw_data.len() == n * width) {
         return Err(format!(
-            "tensor '{name}' holds {got} values, its dims {dims:?} need {n}"
+            "tensor {name} holds {got} values, its dims {dims:?} need {n}"
         ));
     }
     Ok(Tensor { dims, data })
