@@ -6,8 +6,8 @@ use std::cell::Cell;
 use std::path::Path;
 
 use sculpt::analysis::sweep::{aggregate, run_sweep, ResultRow, SweepSpec};
-use sculpt::error::Result;
 use sculpt::engine::Device;
+use sculpt::error::Result;
 use sculpt::train::{Recipe, Run, RunSummary};
 
 const SWEEP: &str = r#"

@@ -120,5 +120,8 @@ fn train_batch_checks_labels_and_from_tensors_needs_every_tensor() {
     );
     let mut twice = tensors.clone();
     twice.push(tensors[0].clone());
-    assert!(CpuNetwork::from_tensors(&spec, &twice).is_err(), "tensor given twice");
+    assert!(
+        CpuNetwork::from_tensors(&spec, &twice).is_err(),
+        "tensor given twice"
+    );
 }

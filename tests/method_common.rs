@@ -304,7 +304,9 @@ impl Network for RefMlp {
             .map(|(p, v)| {
                 let mut buf: Vec<f32> = v.iter().copied().collect();
                 if let Some(m) = self.masks.get(p) {
-                    buf.iter_mut().zip(m.multiplier()).for_each(|(b, k)| *b *= k);
+                    buf.iter_mut()
+                        .zip(m.multiplier())
+                        .for_each(|(b, k)| *b *= k);
                 }
                 (p.clone(), buf)
             })

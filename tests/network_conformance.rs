@@ -99,7 +99,12 @@ mod libtorch {
             let cpu = network_suite::cpu_engine(&spec, 9).unwrap();
             let tch = Device::Tch(TchDevice::Cpu).network(&spec, 9).unwrap();
             for t in cpu.tensors() {
-                assert_eq!(tch.read(&t.path).unwrap(), cpu.read(&t.path).unwrap(), "{}", t.path);
+                assert_eq!(
+                    tch.read(&t.path).unwrap(),
+                    cpu.read(&t.path).unwrap(),
+                    "{}",
+                    t.path
+                );
             }
         }
     }
@@ -114,16 +119,27 @@ mod libtorch {
         let obj = |l: ndarray::ArrayView2<f32>| sculpt::nn::loss::cross_entropy(l, &y, 0.0);
         let (lc, _) = cpu.forward_backward(x.view(), true, &obj).unwrap();
         let (lt, _) = tch.forward_backward(x.view(), true, &obj).unwrap();
-        assert!((lc - lt).abs() <= network_suite::FORWARD_TOL as f64 * lc.abs(), "{lc} vs {lt}");
+        assert!(
+            (lc - lt).abs() <= network_suite::FORWARD_TOL as f64 * lc.abs(),
+            "{lc} vs {lt}"
+        );
         let cfg = sculpt::optim::SgdConfig::default();
         cpu.sgd_step(&cfg, 0.1);
         tch.sgd_step(&cfg, 0.1);
         for t in cpu.tensors() {
             if t.is_param() {
-                let g = network_suite::rel_diff(&tch.grad(&t.path).unwrap(), &cpu.grad(&t.path).unwrap());
-                assert!(g <= network_suite::GRAD_TOL, "gradient of {}: {g:e}", t.path);
+                let g = network_suite::rel_diff(
+                    &tch.grad(&t.path).unwrap(),
+                    &cpu.grad(&t.path).unwrap(),
+                );
+                assert!(
+                    g <= network_suite::GRAD_TOL,
+                    "gradient of {}: {g:e}",
+                    t.path
+                );
             }
-            let w = network_suite::rel_diff(&tch.read(&t.path).unwrap(), &cpu.read(&t.path).unwrap());
+            let w =
+                network_suite::rel_diff(&tch.read(&t.path).unwrap(), &cpu.read(&t.path).unwrap());
             assert!(w <= network_suite::STEP_TOL, "{} after SGD: {w:e}", t.path);
         }
     }

@@ -264,7 +264,13 @@ fn dense_recipe_resumes_through_the_public_entry_points() {
 
     // start_or_resume continues the stopped run, and starts afresh where there is none.
     let other = root.path().join("other");
-    stop_after(Run::start(&recipe, Device::Cpu, &other).unwrap().quiet(true), Some(1)).unwrap();
+    stop_after(
+        Run::start(&recipe, Device::Cpu, &other)
+            .unwrap()
+            .quiet(true),
+        Some(1),
+    )
+    .unwrap();
     let s4 = Run::start_or_resume(&recipe, Device::Cpu, &other)
         .unwrap()
         .quiet(true)
@@ -273,7 +279,9 @@ fn dense_recipe_resumes_through_the_public_entry_points() {
     assert_eq!(s4.epochs_run, 1);
     assert!(final_bytes(&other) == final_bytes(&full));
     let fresh = root.path().join("fresh");
-    let s5 = Run::start_or_resume(&recipe, Device::Cpu, &fresh).unwrap().quiet(true);
+    let s5 = Run::start_or_resume(&recipe, Device::Cpu, &fresh)
+        .unwrap()
+        .quiet(true);
     assert_eq!(s5.state().global_epoch, 0);
 }
 
@@ -296,13 +304,20 @@ fn bad_resumes_are_clear_errors() {
 
     let recipe = tiny_recipe();
     let out = root.path().join("run");
-    stop_after(Run::start(&recipe, Device::Cpu, &out).unwrap().quiet(true), Some(1)).unwrap();
+    stop_after(
+        Run::start(&recipe, Device::Cpu, &out).unwrap().quiet(true),
+        Some(1),
+    )
+    .unwrap();
 
     // Another model, another recipe for the same model: the stored recipe differs.
     let mut other = recipe.clone();
     other.model.name = "lenet300".into();
     let e = err(Run::start_or_resume(&other, Device::Cpu, &out));
-    assert!(e.contains("different recipe") && e.contains("checkpoint.json"), "{e}");
+    assert!(
+        e.contains("different recipe") && e.contains("checkpoint.json"),
+        "{e}"
+    );
     let mut other = recipe.clone();
     other.train.seed = 99;
     let e = err(Run::start_or_resume(&other, Device::Cpu, &out));

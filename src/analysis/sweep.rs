@@ -293,11 +293,7 @@ pub type TrainPoint<'a> = dyn Fn(&Recipe, &Path) -> Result<RunSummary> + 'a;
 
 /// Runs (or resumes, or skips when already finished) one point and returns its rows (one, or one per requested
 /// sparsity for `levels` entries). A finished point is one whose directory holds `result.json`.
-pub fn run_point(
-    point: &Point,
-    requested: &[f64],
-    train: &TrainPoint,
-) -> Result<Vec<ResultRow>> {
+pub fn run_point(point: &Point, requested: &[f64], train: &TrainPoint) -> Result<Vec<ResultRow>> {
     let result = point.dir.join(RESULT);
     if result.is_file() {
         let text = std::fs::read_to_string(&result).map_err(|e| Error::io(&result, e))?;

@@ -172,7 +172,10 @@ mod tests {
     fn reports_are_consistent() {
         let spec = ModelSpec::from_name("mlp", [1, 28, 28], 10).unwrap();
         let r = bench_train(&spec, 8, 0.05, Device::Cpu).unwrap();
-        assert_eq!((r.engine.as_str(), r.device.as_str()), ("sculpt-cpu", "cpu"));
+        assert_eq!(
+            (r.engine.as_str(), r.device.as_str()),
+            ("sculpt-cpu", "cpu")
+        );
         assert!(r.images_per_s > 0.0 && r.gflops > 0.0);
         assert!((r.images_per_s * r.ms_per_batch / 1e3 - 8.0).abs() < 1e-6);
         assert!(r.spread_ms[0] <= r.ms_per_batch && r.ms_per_batch <= r.spread_ms[1]);

@@ -202,10 +202,14 @@ impl Run {
         let spec = recipe.model_spec(data.train.shape, data.train.classes)?;
         let mut net = device.network(&spec, recipe.train.seed)?;
         ckpt.apply_to(net.as_mut(), &json)?;
-        let state = ckpt.meta.training.clone().ok_or_else(|| Error::Checkpoint {
-            path: json.clone(),
-            msg: "holds no training state".into(),
-        })?;
+        let state = ckpt
+            .meta
+            .training
+            .clone()
+            .ok_or_else(|| Error::Checkpoint {
+                path: json.clone(),
+                msg: "holds no training state".into(),
+            })?;
         let spe = data.train.len() / recipe.train.batch_size;
         if state.steps_per_epoch != spe {
             return Err(Error::Checkpoint {

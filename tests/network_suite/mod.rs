@@ -44,7 +44,11 @@ impl Engine {
             .into_iter()
             .filter(|s| (self.supports)(s))
             .collect();
-        assert!(!specs.is_empty(), "{} supports none of the suite's models", self.name);
+        assert!(
+            !specs.is_empty(),
+            "{} supports none of the suite's models",
+            self.name
+        );
         specs
     }
 
@@ -139,14 +143,21 @@ fn mask_half(net: &mut dyn Network, seed: u64) {
 /// Copies every tensor of `from` into `to` (same spec).
 pub fn copy_weights(from: &dyn Network, to: &mut dyn Network) {
     for t in from.tensors() {
-        to.write(&t.path, from.read(&t.path).unwrap().view()).unwrap();
+        to.write(&t.path, from.read(&t.path).unwrap().view())
+            .unwrap();
     }
 }
 
 fn bits(net: &dyn Network) -> Vec<Vec<u32>> {
     net.tensors()
         .iter()
-        .map(|t| net.read(&t.path).unwrap().iter().map(|v| v.to_bits()).collect())
+        .map(|t| {
+            net.read(&t.path)
+                .unwrap()
+                .iter()
+                .map(|v| v.to_bits())
+                .collect()
+        })
         .collect()
 }
 
@@ -163,7 +174,10 @@ pub fn rel_diff(got: &ArrayD<f32>, want: &ArrayD<f32>) -> f32 {
 
 fn assert_close(what: &str, got: &ArrayD<f32>, want: &ArrayD<f32>, tol: f32) {
     let d = rel_diff(got, want);
-    assert!(d <= tol, "{what}: relative difference {d:e} exceeds {tol:e}");
+    assert!(
+        d <= tol,
+        "{what}: relative difference {d:e} exceeds {tol:e}"
+    );
 }
 
 /// `tensors()` lists the spec's graph tensors in order, with their shapes, and `read` returns those shapes.
@@ -173,8 +187,17 @@ pub fn tensors_follow_the_spec(e: &Engine) {
         assert_eq!(net.spec(), &spec);
         assert_eq!(net.tensors(), spec.graph().unwrap().tensors().as_slice());
         for t in net.tensors() {
-            assert_eq!(net.read(&t.path).unwrap().shape(), t.shape.as_slice(), "{}", t.path);
-            assert!(net.mask(&t.path).is_none(), "{} is masked from the start", t.path);
+            assert_eq!(
+                net.read(&t.path).unwrap().shape(),
+                t.shape.as_slice(),
+                "{}",
+                t.path
+            );
+            assert!(
+                net.mask(&t.path).is_none(),
+                "{} is masked from the start",
+                t.path
+            );
         }
         assert!(net.optimizer_state().is_empty());
     }
@@ -209,10 +232,15 @@ pub fn write_read_round_trip_and_errors(e: &Engine) {
         assert!(net
             .write("no.such.weight", ArrayD::zeros(IxDyn(&[1])).view())
             .is_err());
-        assert!(net.grad(&w.path).is_err(), "no gradient before a backward pass");
+        assert!(
+            net.grad(&w.path).is_err(),
+            "no gradient before a backward pass"
+        );
         let mut bad_mask = w.shape.clone();
         bad_mask[0] += 1;
-        assert!(net.set_mask(&w.path, Some(&Mask::dense(&bad_mask))).is_err());
+        assert!(net
+            .set_mask(&w.path, Some(&Mask::dense(&bad_mask)))
+            .is_err());
         for t in infos.iter().filter(|t| !t.is_prunable()) {
             assert!(
                 net.set_mask(&t.path, Some(&Mask::dense(&t.shape))).is_err(),
@@ -246,30 +274,40 @@ pub fn masked_weights_stay_zero_with_dense_gradients(e: &Engine) {
             weight_decay: 5e-4,
             ..SgdConfig::default()
         };
+        let mut masked_grad = vec![0.0f32; weights.len()];
         for step in 0..3 {
             let (x, y) = batch(&spec, 6, step);
             net.forward_backward(x.view(), true, &ce(&y, 0.0)).unwrap();
             net.sgd_step(&cfg, 0.1);
-            for t in &weights {
+            for (t, largest) in weights.iter().zip(&mut masked_grad) {
                 let m = net.mask(&t.path).unwrap();
                 let w = net.read(&t.path).unwrap();
                 let g = net.grad(&t.path).unwrap();
-                let mut masked_grad = 0.0f32;
                 for ((k, wv), gv) in m.keep_flags().iter().zip(w.iter()).zip(g.iter()) {
                     if !k {
                         assert_eq!(*wv, 0.0, "{}: a masked weight is {wv}", t.path);
-                        masked_grad = masked_grad.max(gv.abs());
+                        *largest = largest.max(gv.abs());
                     }
                 }
-                assert!(masked_grad > 0.0, "{}: zero gradient at every masked position", t.path);
             }
+        }
+        // Dead ReLU units zero some gradients of the small models in some steps, never all of them in all three.
+        for (t, largest) in weights.iter().zip(&masked_grad) {
+            assert!(
+                *largest > 0.0,
+                "{}: zero gradient at every masked position",
+                t.path
+            );
         }
         let state = net.optimizer_state();
         for t in &weights {
             let m = net.mask(&t.path).unwrap();
             let buf = &state.iter().find(|(p, _)| p == &t.path).unwrap().1;
             assert!(
-                m.keep_flags().iter().zip(buf.iter()).all(|(k, b)| *k || *b == 0.0),
+                m.keep_flags()
+                    .iter()
+                    .zip(buf.iter())
+                    .all(|(k, b)| *k || *b == 0.0),
                 "{}: momentum at a masked position",
                 t.path
             );
@@ -279,11 +317,11 @@ pub fn masked_weights_stay_zero_with_dense_gradients(e: &Engine) {
             .unwrap();
         let w = net.read(&t.path).unwrap();
         let m = net.mask(&t.path).unwrap();
-        assert!(m
-            .keep_flags()
-            .iter()
-            .zip(w.iter())
-            .all(|(k, v)| if *k { *v == 1.0 } else { *v == 0.0 }));
+        assert!(m.keep_flags().iter().zip(w.iter()).all(|(k, v)| if *k {
+            *v == 1.0
+        } else {
+            *v == 0.0
+        }));
         net.set_mask(&t.path, None).unwrap();
         assert!(net.mask(&t.path).is_none());
         let (x, y) = batch(&spec, 6, 99);
@@ -295,7 +333,11 @@ pub fn masked_weights_stay_zero_with_dense_gradients(e: &Engine) {
             .iter()
             .filter(|v| **v != 0.0 && **v != 1.0)
             .count();
-        assert!(moved > m.len() / 2, "{}: only {moved} weights trained", t.path);
+        assert!(
+            moved > m.len() / 2,
+            "{}: only {moved} weights trained",
+            t.path
+        );
     }
 }
 
@@ -315,7 +357,11 @@ pub fn same_inputs_give_identical_bits(e: &Engine) {
     for spec in e.specs() {
         let a = train_three_steps(e, &spec);
         assert_eq!(a, train_three_steps(e, &spec), "{}", spec.name());
-        assert_ne!(a, bits(e.net(&spec, 5).as_ref()), "training changed nothing");
+        assert_ne!(
+            a,
+            bits(e.net(&spec, 5).as_ref()),
+            "training changed nothing"
+        );
     }
 }
 
@@ -331,7 +377,13 @@ pub fn optimizer_state_round_trip_and_decay_roles(e: &Engine) {
             .tensors()
             .iter()
             .filter(|t| t.is_param())
-            .map(|t| (t.clone(), net.grad(&t.path).unwrap(), net.read(&t.path).unwrap()))
+            .map(|t| {
+                (
+                    t.clone(),
+                    net.grad(&t.path).unwrap(),
+                    net.read(&t.path).unwrap(),
+                )
+            })
             .collect();
         let cfg = SgdConfig {
             momentum: 0.9,
@@ -344,7 +396,11 @@ pub fn optimizer_state_round_trip_and_decay_roles(e: &Engine) {
         assert_eq!(state.len(), grads.len());
         for (t, g, w0) in &grads {
             let buf = &state.iter().find(|(p, _)| p == &t.path).unwrap().1;
-            let wd = if t.role == TensorRole::Weight { 0.1 } else { 0.0 };
+            let wd = if t.role == TensorRole::Weight {
+                0.1
+            } else {
+                0.0
+            };
             for ((b, g), w) in buf.iter().zip(g.iter()).zip(w0.iter()) {
                 assert!((b - (g + wd * w)).abs() < 1e-6, "{}", t.path);
             }
@@ -415,7 +471,12 @@ pub fn bn_statistics_follow_pytorch(e: &Engine) {
         let rm = net.read("bn1.running_mean").unwrap();
         let rv = net.read("bn1.running_var").unwrap();
         for (ch, &(m, v)) in stats.iter().enumerate() {
-            assert!((rm[ch] as f64 - 0.1 * m).abs() < 1e-4, "running mean {} vs {}", rm[ch], 0.1 * m);
+            assert!(
+                (rm[ch] as f64 - 0.1 * m).abs() < 1e-4,
+                "running mean {} vs {}",
+                rm[ch],
+                0.1 * m
+            );
             assert!(
                 (rv[ch] as f64 - (0.9 + 0.1 * v)).abs() < 1e-4 * (1.0 + v),
                 "running variance {} vs {} (unbiased)",
@@ -444,13 +505,24 @@ pub fn bn_statistics_follow_pytorch(e: &Engine) {
         let all = net.predict(x.view()).unwrap();
         let one = net.predict(x.slice(ndarray::s![1..2, .., .., ..])).unwrap();
         assert_eq!(net.read(&last_bn).unwrap(), before);
-        for (a, b) in all.index_axis(Axis(0), 1).iter().zip(one.index_axis(Axis(0), 0)) {
+        for (a, b) in all
+            .index_axis(Axis(0), 1)
+            .iter()
+            .zip(one.index_axis(Axis(0), 0))
+        {
             assert!((a - b).abs() < 1e-5);
         }
         let (_, logits) = net.forward_backward(x.view(), false, &ce(&y, 0.0)).unwrap();
-        assert_eq!(net.read(&last_bn).unwrap(), before, "eval-mode backward moved BN statistics");
+        assert_eq!(
+            net.read(&last_bn).unwrap(),
+            before,
+            "eval-mode backward moved BN statistics"
+        );
         for (a, b) in logits.iter().zip(all.iter()) {
-            assert!((a - b).abs() <= 1e-6 * (1.0 + b.abs()), "eval forward_backward {a} vs predict {b}");
+            assert!(
+                (a - b).abs() <= 1e-6 * (1.0 + b.abs()),
+                "eval forward_backward {a} vs predict {b}"
+            );
         }
     }
 }
@@ -463,7 +535,9 @@ pub fn predict_is_independent_of_batch_splits(e: &Engine) {
         let (x, _) = batch(&spec, n, 1);
         let all = net.predict(x.view()).unwrap();
         assert_eq!(all.dim(), (n, spec.classes));
-        let tail = net.predict(x.slice(ndarray::s![n - 3.., .., .., ..])).unwrap();
+        let tail = net
+            .predict(x.slice(ndarray::s![n - 3.., .., .., ..]))
+            .unwrap();
         for (a, b) in all.slice(ndarray::s![n - 3.., ..]).iter().zip(tail.iter()) {
             assert!((a - b).abs() <= 1e-5 * (1.0 + b.abs()), "{a} vs {b}");
         }
@@ -482,7 +556,9 @@ pub fn bad_inputs_are_errors(e: &Engine) {
         for x in [&wrong, &empty] {
             assert!(net.predict(x.view()).is_err(), "{}", spec.name());
             assert!(net.forward_train(x.view()).is_err());
-            assert!(net.forward_backward(x.view(), true, &ce(&y[..x.dim().0], 0.0)).is_err());
+            assert!(net
+                .forward_backward(x.view(), true, &ce(&y[..x.dim().0], 0.0))
+                .is_err());
         }
         let (x, _) = batch(&spec, 2, 0);
         let bad = |_: ArrayView2<f32>| (0.0, Array2::<f32>::zeros((1, 1)));
@@ -545,24 +621,45 @@ pub fn agrees_with_the_cpu_engine(e: &Engine) {
         for (i, (cfg, lr, smoothing)) in steps.iter().enumerate() {
             let (x, y) = batch(&spec, 8, 20 + i as u64);
             let train_mode = i != 2 || is_mlp(&spec);
-            let (lc, zc) = cpu.forward_backward(x.view(), train_mode, &ce(&y, *smoothing)).unwrap();
-            let (lo, zo) = other.forward_backward(x.view(), train_mode, &ce(&y, *smoothing)).unwrap();
+            let (lc, zc) = cpu
+                .forward_backward(x.view(), train_mode, &ce(&y, *smoothing))
+                .unwrap();
+            let (lo, zo) = other
+                .forward_backward(x.view(), train_mode, &ce(&y, *smoothing))
+                .unwrap();
             let loss_diff = ((lo - lc).abs() / lc.abs().max(1e-3)) as f32;
-            fwd = fwd.max(loss_diff).max(rel_diff(&zo.into_dyn(), &zc.into_dyn()));
+            fwd = fwd
+                .max(loss_diff)
+                .max(rel_diff(&zo.into_dyn(), &zc.into_dyn()));
             for t in cpu.tensors().iter().filter(|t| t.is_param()) {
                 let g = rel_diff(&other.grad(&t.path).unwrap(), &cpu.grad(&t.path).unwrap());
-                assert!(g <= GRAD_TOL, "{name} step {i}: gradient of {}: {g:e}", t.path);
+                assert!(
+                    g <= GRAD_TOL,
+                    "{name} step {i}: gradient of {}: {g:e}",
+                    t.path
+                );
                 grad = grad.max(g);
             }
             cpu.sgd_step(cfg, *lr);
             other.sgd_step(cfg, *lr);
             for t in cpu.tensors() {
                 let w = rel_diff(&other.read(&t.path).unwrap(), &cpu.read(&t.path).unwrap());
-                assert!(w <= STEP_TOL, "{name} step {i}: {} after SGD: {w:e}", t.path);
+                assert!(
+                    w <= STEP_TOL,
+                    "{name} step {i}: {} after SGD: {w:e}",
+                    t.path
+                );
                 step = step.max(w);
                 assert_eq!(other.mask(&t.path), cpu.mask(&t.path), "{}", t.path);
             }
-            let (sc, so) = (cpu.optimizer_state(), other.optimizer_state());
+            let by_path = |mut s: Vec<(String, ArrayD<f32>)>| {
+                s.sort_by(|a, b| a.0.cmp(&b.0));
+                s
+            };
+            let (sc, so) = (
+                by_path(cpu.optimizer_state()),
+                by_path(other.optimizer_state()),
+            );
             assert_eq!(
                 sc.iter().map(|s| &s.0).collect::<Vec<_>>(),
                 so.iter().map(|s| &s.0).collect::<Vec<_>>(),
@@ -576,7 +673,10 @@ pub fn agrees_with_the_cpu_engine(e: &Engine) {
         let pc = cpu.predict(x.view()).unwrap().into_dyn();
         let po = other.predict(x.view()).unwrap().into_dyn();
         fwd = fwd.max(rel_diff(&po, &pc));
-        assert!(fwd <= FORWARD_TOL, "{name}: logits or loss differ by {fwd:e}");
+        assert!(
+            fwd <= FORWARD_TOL,
+            "{name}: logits or loss differ by {fwd:e}"
+        );
         eprintln!(
             "{} vs cpu on {name}: forward {fwd:.1e}, gradients {grad:.1e}, after SGD {step:.1e}",
             e.name

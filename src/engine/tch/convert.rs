@@ -22,7 +22,10 @@ pub fn engine_error(device: &str, what: &str, e: TchError) -> Error {
 }
 
 /// An f32 tensor on `device` holding `values` (any layout) with their shape.
-pub fn to_tensor(values: ArrayViewD<f32>, device: tch::Device) -> std::result::Result<Tensor, TchError> {
+pub fn to_tensor(
+    values: ArrayViewD<f32>,
+    device: tch::Device,
+) -> std::result::Result<Tensor, TchError> {
     let shape: Vec<i64> = values.shape().iter().map(|&d| d as i64).collect();
     let host = match values.as_slice() {
         Some(s) => Tensor::f_from_slice(s)?,
@@ -50,7 +53,9 @@ pub fn to_array(t: &Tensor, shape: &[usize]) -> std::result::Result<ArrayD<f32>,
 pub fn to_array2(t: &Tensor) -> std::result::Result<Array2<f32>, TchError> {
     let size = t.size();
     let [rows, cols] = size[..] else {
-        return Err(TchError::Shape(format!("expected a matrix, got shape {size:?}")));
+        return Err(TchError::Shape(format!(
+            "expected a matrix, got shape {size:?}"
+        )));
     };
     let a = to_array(t, &[rows as usize, cols as usize])?;
     a.into_dimensionality()

@@ -102,8 +102,5 @@ pub fn forward(
         }
         acts[i] = Some(y);
     }
-    Ok(acts
-        .pop()
-        .flatten()
-        .expect("the last node is the output"))
+    Ok(acts.pop().flatten().expect("the last node is the output"))
 }

@@ -327,7 +327,10 @@ impl Network for TchNetwork {
             .filter_map(|t| {
                 let buf = self.momentum[t].as_ref()?;
                 let a = to_array(buf, &self.infos[t].shape).unwrap_or_else(|e| {
-                    panic!("{}: cannot read the momentum of {}: {e}", self.name, self.infos[t].path)
+                    panic!(
+                        "{}: cannot read the momentum of {}: {e}",
+                        self.name, self.infos[t].path
+                    )
                 });
                 Some((self.infos[t].path.clone(), a))
             })
