@@ -274,27 +274,30 @@ pub fn masked_weights_stay_zero_with_dense_gradients(e: &Engine) {
             weight_decay: 5e-4,
             ..SgdConfig::default()
         };
+        let mut masked_grad = vec![0.0f32; weights.len()];
         for step in 0..3 {
             let (x, y) = batch(&spec, 6, step);
             net.forward_backward(x.view(), true, &ce(&y, 0.0)).unwrap();
             net.sgd_step(&cfg, 0.1);
-            for t in &weights {
+            for (t, largest) in weights.iter().zip(&mut masked_grad) {
                 let m = net.mask(&t.path).unwrap();
                 let w = net.read(&t.path).unwrap();
                 let g = net.grad(&t.path).unwrap();
-                let mut masked_grad = 0.0f32;
                 for ((k, wv), gv) in m.keep_flags().iter().zip(w.iter()).zip(g.iter()) {
                     if !k {
                         assert_eq!(*wv, 0.0, "{}: a masked weight is {wv}", t.path);
-                        masked_grad = masked_grad.max(gv.abs());
+                        *largest = largest.max(gv.abs());
                     }
                 }
-                assert!(
-                    masked_grad > 0.0,
-                    "{}: zero gradient at every masked position",
-                    t.path
-                );
             }
+        }
+        // Dead ReLU units zero some gradients of the small models in some steps, never all of them in all three.
+        for (t, largest) in weights.iter().zip(&masked_grad) {
+            assert!(
+                *largest > 0.0,
+                "{}: zero gradient at every masked position",
+                t.path
+            );
         }
         let state = net.optimizer_state();
         for t in &weights {
@@ -649,7 +652,14 @@ pub fn agrees_with_the_cpu_engine(e: &Engine) {
                 step = step.max(w);
                 assert_eq!(other.mask(&t.path), cpu.mask(&t.path), "{}", t.path);
             }
-            let (sc, so) = (cpu.optimizer_state(), other.optimizer_state());
+            let by_path = |mut s: Vec<(String, ArrayD<f32>)>| {
+                s.sort_by(|a, b| a.0.cmp(&b.0));
+                s
+            };
+            let (sc, so) = (
+                by_path(cpu.optimizer_state()),
+                by_path(other.optimizer_state()),
+            );
             assert_eq!(
                 sc.iter().map(|s| &s.0).collect::<Vec<_>>(),
                 so.iter().map(|s| &s.0).collect::<Vec<_>>(),
