@@ -38,9 +38,9 @@ run_one() {
   before=$(find "fuzz/artifacts/$t" -type f | wc -l)
   "$bin/$t" "fuzz/corpus/$t" "fuzz/seeds/$t" \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
-    -artifact_prefix="fuzz/artifacts/$t/" >"fuzz/logs/$t.log" 2>&1 || true
+    -artifact_prefix="fuzz/artifacts/$t/" >"fuzz/logs/$t.$sanitizer.log" 2>&1 || true
   local execs after
-  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "fuzz/logs/$t.log" | grep -o '[0-9]*$' | tail -1)
+  execs=$(grep -o 'stat::number_of_executed_units: *[0-9]*' "fuzz/logs/$t.$sanitizer.log" | grep -o '[0-9]*$' | tail -1)
   after=$(find "fuzz/artifacts/$t" -type f | wc -l)
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$commit" "$t" "$sanitizer" \
     "$seconds" "${execs:-0}" "$((after - before))" >>fuzz/executions.tsv

@@ -127,7 +127,8 @@ pub fn quote(text: &str) -> String {
 pub const LINE_LIMIT: usize = 240;
 
 /// `msg` with every line cut to [`LINE_LIMIT`] characters and at most `max_lines` lines: for messages of
-/// third-party parsers that quote the input (TOML, JSON), whose lines may be arbitrarily long.
+/// third-party parsers that quote the input (TOML, JSON), whose lines may be arbitrarily long. A cut line keeps
+/// its start and its end, so a reason that follows a huge path or value still shows.
 pub fn clip_lines(msg: &str, max_lines: usize) -> String {
     let lines: Vec<&str> = msg.lines().collect();
     let mut out: Vec<String> = lines
@@ -138,8 +139,13 @@ pub fn clip_lines(msg: &str, max_lines: usize) -> String {
             if n <= LINE_LIMIT {
                 l.to_string()
             } else {
-                let head: String = l.chars().take(LINE_LIMIT).collect();
-                format!("{head}… ({} more characters)", n - LINE_LIMIT)
+                let (keep_head, keep_tail) = (LINE_LIMIT * 2 / 3, LINE_LIMIT / 3);
+                let head: String = l.chars().take(keep_head).collect();
+                let tail: String = l.chars().skip(n - keep_tail).collect();
+                format!(
+                    "{head}… ({} more characters) …{tail}",
+                    n - keep_head - keep_tail
+                )
             }
         })
         .collect();
@@ -164,11 +170,12 @@ mod tests {
 
     #[test]
     fn long_lines_and_many_lines_are_clipped() {
-        let msg = format!("first\n{}\nthird", "y".repeat(1000));
+        let msg = format!("first\n{}: the reason\nthird", "y".repeat(1000));
         let c = clip_lines(&msg, 2);
         let lines: Vec<&str> = c.lines().collect();
         assert_eq!(lines[0], "first");
-        assert!(lines[1].len() < 300 && lines[1].contains("760 more characters"));
+        assert!(lines[1].len() < 300 && lines[1].contains("772 more characters"));
+        assert!(lines[1].starts_with("yyy") && lines[1].ends_with("yyy: the reason"));
         assert_eq!(lines[2], "… (1 more lines)");
     }
 }

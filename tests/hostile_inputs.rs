@@ -538,6 +538,16 @@ fn run_names_the_file_in_words_and_checks_shapes_first() {
         &["long.toml", "model.name", "more characters"],
     );
     assert!(err.len() < 4000, "{} bytes of error", err.len());
+    let far = format!(
+        "[data]\nsource = {{ kind = \"idx\", dir = \"{}\" }}\n",
+        "d".repeat(100_000)
+    );
+    std::fs::write(p("far.toml"), far).unwrap();
+    let err = fails_with(
+        &["train", "--recipe", &p("far.toml"), "--out", &p("run")],
+        &["ddd", "more characters", "not a directory"],
+    );
+    assert!(err.len() < 4000, "{} bytes of error", err.len());
     let huge = format!("# {}\n", "z".repeat(2 << 20));
     std::fs::write(p("huge.toml"), huge).unwrap();
     fails_with(
