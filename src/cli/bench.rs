@@ -1,5 +1,5 @@
-//! `sculpt bench train|forward|infer`: throughput of the CPU engine (train step, eval forward) and of the
-//! compiled artefacts (runtime vs tract) on random inputs.
+//! `sculpt bench train|forward|infer`: throughput of an engine on its device (train step, eval forward) and of
+//! the compiled artefacts (runtime vs tract) on random inputs.
 
 use clap::{Args, ValueEnum};
 
@@ -7,6 +7,7 @@ use crate::compile::bench::{
     bench_graph, random_images, synthetic_graph, InferBench, InferBenchOptions,
 };
 use crate::engine::bench::{bench_infer, bench_train, BenchReport};
+use crate::engine::Device;
 use crate::nn::ModelSpec;
 
 /// What to measure.
@@ -49,6 +50,9 @@ pub struct BenchArgs {
     /// Seconds of measurement (infer: per runner, for latency and again for throughput).
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
+    /// Device of train and forward: cpu, tch-cpu, cuda, cuda:N.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: Device,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -91,9 +95,15 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     let spec = ModelSpec::from_name(&args.model, input, args.classes)?;
     let report: BenchReport = match args.kind {
         BenchKind::Train if args.sparsity > 0.0 => return train_masked(args, &spec),
-        BenchKind::Train => bench_train(&spec, args.batch, 0.0, args.seconds),
-        BenchKind::Forward => bench_infer(&spec, args.batch, args.seconds),
-        BenchKind::Infer => return infer(args, &spec),
+        BenchKind::Train => bench_train(&spec, args.batch, 0.0, args.seconds, args.device)?,
+        BenchKind::Forward => bench_infer(&spec, args.batch, args.seconds, args.device)?,
+        BenchKind::Infer => {
+            anyhow::ensure!(
+                args.device == Device::Cpu,
+                "bench infer runs the compiled artefacts on the CPU; --device applies to train and forward"
+            );
+            return infer(args, &spec);
+        }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -105,13 +115,14 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
 
 fn describe(r: &BenchReport) -> String {
     format!(
-        "{} {} batch {} on {} threads ({} engine, {} kernels, sparsity {}, {} sparse layers): {:.1} images/s, \
+        "{} {} batch {} on {} threads ({} engine, {}, {} kernels, sparsity {}, {} sparse layers): {:.1} images/s, \
          {:.2} ms/batch (fastest {:.2}, slowest {:.2} over {} reps), {:.2} useful GFLOP/s",
         r.model,
         r.mode,
         r.batch,
         r.threads,
         r.engine,
+        r.device,
         r.kernel_path,
         r.sparsity,
         r.sparse_layers,
@@ -131,8 +142,8 @@ fn train_masked(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
         "--sparsity must be in [0, 1), got {}",
         args.sparsity
     );
-    let dense = bench_train(spec, args.batch, 0.0, args.seconds);
-    let masked = bench_train(spec, args.batch, args.sparsity, args.seconds);
+    let dense = bench_train(spec, args.batch, 0.0, args.seconds, args.device)?;
+    let masked = bench_train(spec, args.batch, args.sparsity, args.seconds, args.device)?;
     let speedup = dense.ms_per_batch / masked.ms_per_batch;
     if args.json {
         let v = serde_json::json!({ "dense": dense, "masked": masked, "speedup": speedup });

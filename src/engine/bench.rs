@@ -1,4 +1,4 @@
-//! Throughput measurements of the CPU engine, comparable with `shared/bench/torch_reference.py`: random inputs
+//! Throughput measurements of an engine on its device, comparable with `shared/bench/torch_reference.py`: random inputs
 //! from a fixed seed, a warm-up, then the median over several repetitions.
 
 use std::time::Instant;
@@ -12,7 +12,9 @@ use serde::Serialize;
 use rand::seq::index::sample;
 
 use crate::engine::cpu::CpuNetwork;
-use crate::engine::{GradientMode, Network};
+use crate::engine::{Device, GradientMode, Network};
+use crate::error::Result;
+use crate::nn::loss::cross_entropy;
 use crate::nn::{ModelSpec, Op};
 use crate::optim::SgdConfig;
 use crate::sparsity::Mask;
@@ -24,6 +26,8 @@ const REPS: usize = 5;
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub engine: String,
+    /// The device, as `--device` names it.
+    pub device: String,
     /// `train` (forward, cross-entropy, backward, SGD step) or `infer` (eval-mode forward).
     pub mode: String,
     pub model: String,
@@ -31,9 +35,9 @@ pub struct BenchReport {
     pub threads: usize,
     /// Sparsity of the masked layers (every convolution and linear layer but the first and the last); 0 = dense.
     pub sparsity: f64,
-    /// Kernel path of the engine's own kernels.
+    /// Kernel path of sculpt's CPU engine (`libtorch` for the libtorch engine).
     pub kernel_path: String,
-    /// Layers that ran on the sparse kernels.
+    /// Layers that ran on sculpt's sparse kernels.
     pub sparse_layers: usize,
     /// Median time of one batch.
     pub ms_per_batch: f64,
@@ -81,27 +85,58 @@ fn time_reps(seconds: f64, mut step: impl FnMut()) -> Vec<f64> {
         .collect()
 }
 
+/// The network under measurement and what the report says about it.
+struct Subject {
+    net: Box<dyn Network>,
+    device: Device,
+    sparsity: f64,
+    kernel_path: String,
+    sparse_layers: usize,
+}
+
+/// The network of `spec` on `device`, seed 0, masked at `sparsity` by [`mask_uniform`].
+fn subject(spec: &ModelSpec, device: Device, sparsity: f64) -> Result<Subject> {
+    let (net, kernel_path, sparse_layers): (Box<dyn Network>, String, usize) =
+        if device == Device::Cpu {
+            let mut net = CpuNetwork::new(spec, 0)?;
+            mask_uniform(&mut net, sparsity)?;
+            let path = net.kernel_path().name().to_string();
+            let sparse = net.graph_network().sparse_layers().len();
+            (Box::new(net), path, sparse)
+        } else {
+            let mut net = device.network(spec, 0)?;
+            mask_uniform(net.as_mut(), sparsity)?;
+            (net, device.engine().to_string(), 0)
+        };
+    Ok(Subject {
+        net,
+        device,
+        sparsity,
+        kernel_path,
+        sparse_layers,
+    })
+}
+
 fn report(
-    net: &mut CpuNetwork,
+    s: &Subject,
     mode: &str,
     batch: usize,
-    sparsity: f64,
     flop_per_batch: f64,
     times: &[f64],
 ) -> BenchReport {
-    let spec = net.spec().clone();
     let mut sorted = times.to_vec();
     sorted.sort_by(f64::total_cmp);
     let med = sorted[sorted.len() / 2];
     BenchReport {
-        engine: "sculpt-cpu".into(),
+        engine: s.device.engine().into(),
+        device: s.device.to_string(),
         mode: mode.into(),
-        model: spec.name(),
+        model: s.net.spec().name(),
         batch,
         threads: rayon::current_num_threads(),
-        sparsity,
-        kernel_path: net.kernel_path().name().into(),
-        sparse_layers: net.graph_network().sparse_layers().len(),
+        sparsity: s.sparsity,
+        kernel_path: s.kernel_path.clone(),
+        sparse_layers: s.sparse_layers,
         ms_per_batch: med * 1e3,
         images_per_s: batch as f64 / med,
         gflops: flop_per_batch / med / 1e9,
@@ -175,12 +210,18 @@ pub fn mask_uniform(net: &mut dyn Network, sparsity: f64) -> crate::error::Resul
 }
 
 /// Train-step throughput (forward, cross-entropy, backward, SGD with momentum 0.9, lr 0.01, no weight decay)
-/// on random data, in the current rayon pool, with the layers masked at `sparsity` by [`mask_uniform`] and
-/// gradients at kept positions only. Panics if `spec` is invalid or `batch` is zero.
-pub fn bench_train(spec: &ModelSpec, batch: usize, sparsity: f64, seconds: f64) -> BenchReport {
-    let mut net = CpuNetwork::new(spec, 0).expect("valid model spec");
-    mask_uniform(&mut net, sparsity).expect("masks fit the model");
-    net.set_gradient_mode(GradientMode::Kept);
+/// on random data, on `device` (the CPU engines in the current rayon pool), with the layers masked at `sparsity`
+/// by [`mask_uniform`] and gradients at kept positions only. Each step ends with [`Device::synchronize`], so
+/// queued GPU work is inside the measurement. Panics if `batch` is zero.
+pub fn bench_train(
+    spec: &ModelSpec,
+    batch: usize,
+    sparsity: f64,
+    seconds: f64,
+    device: Device,
+) -> Result<BenchReport> {
+    let mut s = subject(spec, device, sparsity)?;
+    s.net.set_gradient_mode(GradientMode::Kept);
     let (x, y) = random_batch(spec, batch);
     let cfg = SgdConfig {
         momentum: 0.9,
@@ -188,26 +229,38 @@ pub fn bench_train(spec: &ModelSpec, batch: usize, sparsity: f64, seconds: f64) 
         weight_decay: 0.0,
         decay_bn_and_bias: true,
     };
+    let objective = |logits: ndarray::ArrayView2<f32>| cross_entropy(logits, &y, 0.0);
+    s.net.forward_backward(x.view(), true, &objective)?;
+    let net = &mut s.net;
     let times = time_reps(seconds, || {
-        net.train_batch(x.view(), &y, 0.0)
-            .expect("bench batch matches the model");
+        net.forward_backward(x.view(), true, &objective)
+            .expect("the bench batch was accepted before");
         net.sgd_step(&cfg, 0.01);
+        device.synchronize();
     });
-    let flops = 6.0 * useful_macs(&net) * batch as f64;
-    report(&mut net, "train", batch, sparsity, flops, &times)
+    let flops = 6.0 * useful_macs(s.net.as_ref()) * batch as f64;
+    Ok(report(&s, "train", batch, flops, &times))
 }
 
-/// Eval-mode inference throughput on random data, in the current rayon pool. Panics if `spec` is invalid or
-/// `batch` is zero.
-pub fn bench_infer(spec: &ModelSpec, batch: usize, seconds: f64) -> BenchReport {
-    let mut net = CpuNetwork::new(spec, 0).expect("valid model spec");
+/// Eval-mode inference throughput on random data, on `device` (the CPU engines in the current rayon pool).
+/// Panics if `batch` is zero.
+pub fn bench_infer(
+    spec: &ModelSpec,
+    batch: usize,
+    seconds: f64,
+    device: Device,
+) -> Result<BenchReport> {
+    let mut s = subject(spec, device, 0.0)?;
     let (x, _) = random_batch(spec, batch);
+    s.net.predict(x.view())?;
+    let net = &mut s.net;
     let times = time_reps(seconds, || {
         net.predict(x.view())
-            .expect("bench batch matches the model");
+            .expect("the bench batch was accepted before");
+        device.synchronize();
     });
-    let flops = 2.0 * useful_macs(&net) * batch as f64;
-    report(&mut net, "infer", batch, 0.0, flops, &times)
+    let flops = 2.0 * useful_macs(s.net.as_ref()) * batch as f64;
+    Ok(report(&s, "infer", batch, flops, &times))
 }
 
 #[cfg(test)]
@@ -217,11 +270,15 @@ mod tests {
     #[test]
     fn reports_are_consistent() {
         let spec = ModelSpec::from_name("mlp", [1, 28, 28], 10).unwrap();
-        let r = bench_train(&spec, 8, 0.0, 0.05);
+        let r = bench_train(&spec, 8, 0.0, 0.05, Device::Cpu).unwrap();
+        assert_eq!(
+            (r.engine.as_str(), r.device.as_str()),
+            ("sculpt-cpu", "cpu")
+        );
         assert!(r.images_per_s > 0.0 && r.gflops > 0.0);
         assert!((r.images_per_s * r.ms_per_batch / 1e3 - 8.0).abs() < 1e-6);
         assert!(r.spread_ms[0] <= r.ms_per_batch && r.ms_per_batch <= r.spread_ms[1]);
-        let r = bench_infer(&spec, 4, 0.05);
+        let r = bench_infer(&spec, 4, 0.05, Device::Cpu).unwrap();
         assert_eq!(r.mode, "infer");
         assert!(r.images_per_s > 0.0);
     }
@@ -268,7 +325,7 @@ mod tests {
             "{} vs {want}",
             useful_macs(&net)
         );
-        let r = bench_train(&spec, 4, 0.9, 0.05);
+        let r = bench_train(&spec, 4, 0.9, 0.05, Device::Cpu).unwrap();
         assert_eq!(r.sparsity, 0.9);
         assert!(r.gflops > 0.0);
     }

@@ -2,6 +2,10 @@
 
 pub mod bench;
 pub mod cpu;
+pub mod device;
+pub mod tch;
+
+pub use device::{Device, TchDevice};
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayView4, ArrayViewD};
 

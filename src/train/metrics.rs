@@ -1,7 +1,6 @@
 //! Per-epoch metrics, one JSON object per line in `OUT/metrics.jsonl`.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -88,7 +87,9 @@ impl MetricsLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(Error::io(path, e)),
         };
-        write_atomic(path, kept.as_bytes())?;
+        if std::fs::read(path).ok().as_deref() != Some(kept.as_bytes()) {
+            write_atomic(path, kept.as_bytes())?;
+        }
         Self::open(path)
     }
 
@@ -108,10 +109,7 @@ impl MetricsLog {
         let mut line =
             serde_json::to_string(m).map_err(|e| Error::Invalid(format!("metrics: {e}")))?;
         line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|_| self.file.flush())
-            .map_err(|e| Error::io(&self.path, e))
+        crate::fsio::append(&mut self.file, &self.path, line.as_bytes())
     }
 }
 
