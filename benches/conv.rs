@@ -3,6 +3,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sculpt::engine::cpu::kernels::chunk_count;
 use sculpt::engine::cpu::kernels::conv::{backward, forward, ConvGeom, ConvScratch};
+use sculpt::engine::cpu::simd::KernelPath;
 
 const BATCH: usize = 128;
 
@@ -27,6 +28,7 @@ fn fill(len: usize, seed: u32) -> Vec<f32> {
 }
 
 fn bench(c: &mut Criterion) {
+    let path = KernelPath::best();
     let mut group = c.benchmark_group("conv");
     group.sample_size(10);
     for (name, g) in shapes() {
@@ -43,12 +45,13 @@ fn bench(c: &mut Criterion) {
         let flops = 2 * BATCH as u64 * (g.out_len() * g.kdim()) as u64;
         group.throughput(Throughput::Elements(flops));
         group.bench_function(format!("forward/{name}"), |b| {
-            b.iter(|| forward(&g, &x, &w, None, false, &mut y, &mut scratch, &mut wt))
+            b.iter(|| forward(path, &g, &x, &w, None, false, &mut y, &mut scratch, &mut wt))
         });
         group.throughput(Throughput::Elements(2 * flops));
         group.bench_function(format!("backward/{name}"), |b| {
             b.iter(|| {
                 backward(
+                    path,
                     &g,
                     &x,
                     &w,

@@ -27,6 +27,15 @@ pub enum Error {
     UnknownTensor(String),
     #[error("checkpoint {path}: {msg}")]
     Checkpoint { path: PathBuf, msg: String },
+    /// A device that needs an engine this build does not include.
+    #[error(
+        "device '{device}' needs the libtorch engine, which this build of sculpt does not include: rebuild with \
+         `scripts/libtorch.sh cargo build --release --features tch` (README, section \"GPU and libtorch\")"
+    )]
+    EngineNotCompiled { device: String },
+    /// The engine or its device failed (a libtorch error, an unavailable GPU).
+    #[error("{device}: {msg}")]
+    Engine { device: String, msg: String },
     /// Reading `path` would need more memory than the budget allows (see [`crate::budget`]).
     #[error("{path}: {source}")]
     Budget {

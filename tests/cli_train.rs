@@ -329,3 +329,43 @@ fn a_killed_run_resumes_bit_identically() {
     let lines = std::fs::read_to_string(killed.join("metrics.jsonl")).unwrap();
     assert_eq!(lines.lines().count(), 3);
 }
+
+/// Without the `tch` feature, every way of asking for a libtorch device (flag or recipe key, on each command
+/// that trains or evaluates) exits non-zero with the build instructions, and writes nothing.
+#[cfg(not(feature = "tch"))]
+#[test]
+fn libtorch_devices_without_the_feature_say_how_to_build_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    let build = ["--features tch", "scripts/libtorch.sh"];
+    for device in ["cuda", "cuda:1", "tch-cpu"] {
+        let mut needles = vec![device];
+        needles.extend(build);
+        fails_with(&["train", "--device", device, "--out", out], &needles);
+        let key = format!("train.device=\"{device}\"");
+        fails_with(&["train", "--set", &key, "--out", out], &needles);
+        fails_with(
+            &[
+                "bench",
+                "train",
+                "--model",
+                "mlp",
+                "--device",
+                device,
+                "--seconds",
+                "0.1",
+            ],
+            &needles,
+        );
+    }
+    fails_with(
+        &["train", "--device", "cuda"],
+        &["cuda:0", "--features tch"],
+    );
+    assert!(!Path::new(out).exists(), "a failed start wrote {out}");
+    fails_with(
+        &["train", "--device", "gpu"],
+        &["unknown device", "tch-cpu"],
+    );
+}

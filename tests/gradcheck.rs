@@ -6,9 +6,12 @@ use std::collections::BTreeMap;
 use ndarray::{Array2, Array4, ArrayView2};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sculpt::engine::cpu::cost::SparsePolicy;
+use sculpt::engine::cpu::simd::KernelPath;
 use sculpt::engine::cpu::{CpuNetwork, GraphNetwork};
-use sculpt::engine::Network;
+use sculpt::engine::{GradientMode, Network};
 use sculpt::nn::{Arch, Graph, ModelSpec, Node, Op, Shortcut};
+use sculpt::sparsity::Mask;
 
 const EPS: f64 = 1e-5;
 
@@ -489,5 +492,50 @@ fn resnet_basic_blocks_with_both_shortcuts() {
             classes: 4,
         };
         check_spec(&spec, 3, 61, 6);
+    }
+}
+
+/// Masks every prunable weight of `net` at `density` (a random pattern from `seed`).
+fn mask_all(net: &mut CpuNetwork, density: f64, seed: u64) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let infos = net.tensors().to_vec();
+    for t in infos.iter().filter(|t| t.is_prunable()) {
+        let n: usize = t.shape.iter().product();
+        let keep: Vec<bool> = (0..n).map(|_| rng.gen_bool(density)).collect();
+        net.set_mask(&t.path, Some(&Mask::from_keep(&t.shape, &keep)))
+            .unwrap();
+    }
+}
+
+/// Residual blocks (both shortcuts) whose convolutions and linear layer all run on the sparse kernels, on every
+/// kernel path of this CPU: the dense gradient, masked positions included, against finite differences.
+#[test]
+fn sparse_residual_blocks_on_every_kernel_path() {
+    for path in KernelPath::available() {
+        for shortcut in [Shortcut::Identity, Shortcut::Projection] {
+            let spec = ModelSpec {
+                arch: Arch::ResNetCifar { depth: 8, shortcut },
+                input: [3, 8, 8],
+                classes: 4,
+            };
+            let graph = spec.graph().unwrap();
+            let mut net = CpuNetwork::new(&spec, 71).unwrap();
+            net.set_kernel_path(path).unwrap();
+            net.graph_network().set_sparse_policy(SparsePolicy::Always);
+            mask_all(&mut net, 0.3, 72);
+            let sparse = net.graph_network().sparse_layers().len();
+            let prunable = graph.tensors().iter().filter(|t| t.is_prunable()).count();
+            assert_eq!(sparse, prunable, "{path:?}: every masked layer runs sparse");
+            perturb_non_weights(net.graph_network(), 73);
+            let x = random_images((3, 3, 8, 8), 74);
+            let r = objective_weights(3, spec.classes, 75);
+            let rr = r.clone();
+            let obj = move |l: ArrayView2<f32>| ((&l * &rr).sum() as f64, rr.clone());
+            let params = params_of(&graph, &|p| net.read(p).unwrap().iter().copied().collect());
+            net.set_gradient_mode(GradientMode::Dense);
+            let (_, logits) = net.forward_backward(x.view(), true, &obj).unwrap();
+            let grad = |p: &str| net.grad(p).unwrap().iter().copied().collect::<Vec<f32>>();
+            check(&graph, &params, &x, true, logits.view(), &grad, &r, 8);
+        }
     }
 }

@@ -101,6 +101,36 @@ impl RefMlp {
         acts
     }
 
+    fn info(&self, path: &str) -> Result<&TensorInfo> {
+        self.infos
+            .iter()
+            .find(|t| t.path == path)
+            .ok_or_else(|| Error::UnknownTensor(path.into()))
+    }
+
+    fn check_shape(t: &TensorInfo, got: &[usize]) -> Result<()> {
+        if got != t.shape.as_slice() {
+            return Err(Error::Shape {
+                name: t.path.clone(),
+                expected: t.shape.clone(),
+                got: got.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
+    fn check_images(&self, images: &ArrayView4<f32>) -> Result<()> {
+        let s = images.shape();
+        if s[0] == 0 || s[1..] != self.spec.input[..] {
+            return Err(Error::Shape {
+                name: "input images (N, C, H, W), N > 0".into(),
+                expected: [0].into_iter().chain(self.spec.input).collect(),
+                got: s.to_vec(),
+            });
+        }
+        Ok(())
+    }
+
     fn remask(&mut self, path: &str) {
         if let Some(m) = self.masks.get(path) {
             let mul = m.multiplier();
@@ -148,6 +178,13 @@ impl Network for RefMlp {
         Ok(())
     }
     fn set_mask(&mut self, path: &str, mask: Option<&Mask>) -> Result<()> {
+        let t = self.info(path)?;
+        if t.role != TensorRole::Weight {
+            return Err(Error::Invalid(format!("{path} is not a prunable weight")));
+        }
+        if let Some(m) = mask {
+            Self::check_shape(t, m.shape())?;
+        }
         match mask {
             Some(m) => {
                 self.masks.insert(path.into(), m.clone());
@@ -168,12 +205,20 @@ impl Network for RefMlp {
         _train: bool,
         objective: &Objective,
     ) -> Result<(f64, Array2<f32>)> {
+        self.check_images(&images)?;
         let n = images.dim().0;
         let acts = self.forward_all(images);
         let layers = self.layers();
         let classes = layers.last().unwrap().2;
         let logits = Array2::from_shape_vec((n, classes), acts.last().unwrap().clone()).unwrap();
         let (value, g) = objective(logits.view());
+        if g.dim() != logits.dim() {
+            return Err(Error::Shape {
+                name: "gradient of the logits".into(),
+                expected: vec![n, classes],
+                got: g.shape().to_vec(),
+            });
+        }
         let mut g: Vec<f32> = g.iter().copied().collect();
         for (li, (wp, bp, out, inp)) in layers.iter().enumerate().rev() {
             let a = &acts[li];
@@ -251,9 +296,20 @@ impl Network for RefMlp {
             .collect()
     }
     fn set_optimizer_state(&mut self, state: &[(String, ArrayD<f32>)]) -> Result<()> {
+        for (p, v) in state {
+            Self::check_shape(self.info(p)?, v.shape())?;
+        }
         self.momentum = state
             .iter()
-            .map(|(p, v)| (p.clone(), v.iter().copied().collect()))
+            .map(|(p, v)| {
+                let mut buf: Vec<f32> = v.iter().copied().collect();
+                if let Some(m) = self.masks.get(p) {
+                    buf.iter_mut()
+                        .zip(m.multiplier())
+                        .for_each(|(b, k)| *b *= k);
+                }
+                (p.clone(), buf)
+            })
             .collect();
         Ok(())
     }
@@ -261,13 +317,14 @@ impl Network for RefMlp {
         self.momentum.clear();
     }
     fn predict(&mut self, images: ArrayView4<f32>) -> Result<Array2<f32>> {
+        self.check_images(&images)?;
         let n = images.dim().0;
         let acts = self.forward_all(images);
         let classes = self.spec.classes;
         Ok(Array2::from_shape_vec((n, classes), acts.last().unwrap().clone()).unwrap())
     }
-    fn forward_train(&mut self, _images: ArrayView4<f32>) -> Result<()> {
-        Ok(())
+    fn forward_train(&mut self, images: ArrayView4<f32>) -> Result<()> {
+        self.check_images(&images)
     }
     fn set_bn_momentum(&mut self, _momentum: Option<f32>) {}
 }
@@ -381,9 +438,10 @@ pub fn drive(
             let mut loss_sum = 0.0;
             for (b, (x, y)) in data.iter().enumerate() {
                 let obj = |z: ndarray::ArrayView2<f32>| sculpt::nn::loss::cross_entropy(z, y, 0.0);
+                let step = e * spe + b;
+                net.set_gradient_mode(method.gradient_mode(step));
                 let (loss, _) = net.forward_backward(x.view(), true, &obj).unwrap();
                 loss_sum += loss;
-                let step = e * spe + b;
                 method.after_backward(net, step, ctx!()).unwrap();
                 net.sgd_step(sgd, p.schedule.lr(step, total) as f32);
                 method.after_step(net, step, ctx!()).unwrap();

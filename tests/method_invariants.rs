@@ -210,9 +210,16 @@ fn wr_rewinds_to_epoch_k_weights_and_optimizer_state() {
                 .map_or(wk[p].clone(), |m| masked(&wk[p], m));
             assert_eq!(v, &want, "{p} not rewound to epoch 1 in {}", l.phase.label);
         }
+        let want: Vec<_> = ok
+            .iter()
+            .map(|(p, v)| {
+                let v = l.masks_at_start.get(p).map_or(v.clone(), |m| masked(v, m));
+                (p.clone(), v)
+            })
+            .collect();
         assert_eq!(
-            l.opt_at_start, ok,
-            "optimizer state not restored in {}",
+            l.opt_at_start, want,
+            "optimizer state not restored (zero where pruned) in {}",
             l.phase.label
         );
     }

@@ -122,14 +122,7 @@ fn round_trip_is_exact() {
     assert_eq!(st, dir.path().join("ck.safetensors"));
     for name in ["ck", "ck.json", "ck.safetensors"] {
         let back = load_checkpoint(&dir.path().join(name)).unwrap();
-        assert!(back.meta.tensors_sha256.is_some());
-        assert_eq!(
-            CheckpointMeta {
-                tensors_sha256: None,
-                ..back.meta.clone()
-            },
-            c.meta
-        );
+        assert_eq!(back.meta, c.meta);
         assert_eq!(back.tensors, c.tensors);
         assert_eq!(back.momentum, c.momentum);
         assert_eq!(back.masks, c.masks);
@@ -212,9 +205,54 @@ fn layout_follows_the_spec() {
         0.1307f32
     );
     assert_eq!(meta["training"]["phase"]["schedule"]["shape"], "constant");
+    // The JSON copy names the safetensors file it was written with.
+    use sha2::{Digest, Sha256};
+    let hex = |d: &[u8]| d.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    assert_eq!(
+        meta["tensors_sha256"],
+        hex(&Sha256::digest(&bytes)).as_str()
+    );
+    // The header carries the same metadata, behind a digest computed here as formats/checkpoint.md states.
+    let entry = h["__metadata__"]["sculpt.checkpoint"].as_str().unwrap();
+    let (digest, embedded) = entry.split_once('\n').unwrap();
+    let mut copy = meta.clone();
+    copy.as_object_mut().unwrap().remove("tensors_sha256");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(embedded).unwrap(),
+        copy
+    );
+    let mut names: Vec<&String> = h.keys().filter(|k| *k != "__metadata__").collect();
+    names.sort();
+    let mut sha = Sha256::new();
+    let mut field = |b: &[u8]| {
+        sha.update((b.len() as u64).to_le_bytes());
+        sha.update(b);
+    };
+    field(embedded.as_bytes());
+    for name in names {
+        let (dtype, shape, data) = raw_tensor(&bytes, name);
+        field(name.as_bytes());
+        field(dtype.as_bytes());
+        field(
+            &shape
+                .iter()
+                .flat_map(|&d| (d as u64).to_le_bytes())
+                .collect::<Vec<u8>>(),
+        );
+        field(data);
+    }
+    assert_eq!(digest, hex(&sha.finalize()));
     // And the safetensors crate (what PyTorch tooling uses) reads it too.
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     assert_eq!(st.tensor("fc3.bias").unwrap().shape(), &[10]);
+}
+
+/// The checkpoint file `bytes` without the embedded metadata, as sculpt wrote it before the metadata moved
+/// into the header: the JSON file is then the metadata.
+fn without_embedded_metadata(bytes: &[u8]) -> Vec<u8> {
+    let st = safetensors::SafeTensors::deserialize(bytes).unwrap();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
+    safetensors::serialize(views, &None).unwrap()
 }
 
 #[test]
@@ -230,7 +268,7 @@ fn damaged_checkpoints_are_clear_errors() {
     let e = load_checkpoint(&dir.path().join("nothing"))
         .unwrap_err()
         .to_string();
-    assert!(e.contains("nothing.json"), "{e}");
+    assert!(e.contains("nothing.safetensors"), "{e}");
 
     std::fs::write(&st, &good_st[..good_st.len() / 2]).unwrap();
     let e = load_checkpoint(&base).unwrap_err().to_string();
@@ -243,7 +281,44 @@ fn damaged_checkpoints_are_clear_errors() {
     let e = load_checkpoint(&base).unwrap_err().to_string();
     assert!(e.contains("ck.safetensors"), "{e}");
 
+    // Any change to the tensors or the embedded metadata breaks the digest.
+    let mut flipped = good_st.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 1;
+    std::fs::write(&st, &flipped).unwrap();
+    let e = load_checkpoint(&base).unwrap_err().to_string();
+    assert!(e.contains("ck.safetensors") && e.contains("digest"), "{e}");
+
+    // The safetensors file alone is the checkpoint: a damaged or missing JSON copy does not matter.
     std::fs::write(&st, &good_st).unwrap();
+    std::fs::write(&json, b"{ not json").unwrap();
+    assert_eq!(load_checkpoint(&base).unwrap().meta, c.meta);
+    std::fs::remove_file(&json).unwrap();
+    assert_eq!(load_checkpoint(&base).unwrap().tensors, c.tensors);
+
+    // The layout without embedded metadata reads its JSON file, with the checks that go with it.
+    let good_st = without_embedded_metadata(&good_st);
+    let mut meta: serde_json::Value = serde_json::from_slice(&good_json).unwrap();
+    meta["tensors_sha256"] = {
+        use sha2::{Digest, Sha256};
+        let d = Sha256::digest(&good_st);
+        d.iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+            .into()
+    };
+    let good_json = serde_json::to_vec(&meta).unwrap();
+    std::fs::write(&st, &good_st).unwrap();
+    std::fs::write(&json, &good_json).unwrap();
+    let legacy = load_checkpoint(&base).unwrap().meta;
+    assert!(legacy.tensors_sha256.is_some());
+    assert_eq!(
+        CheckpointMeta {
+            tensors_sha256: None,
+            ..legacy
+        },
+        c.meta
+    );
     std::fs::write(&json, b"{ not json").unwrap();
     let e = load_checkpoint(&base).unwrap_err().to_string();
     assert!(e.contains("ck.json") && e.contains("metadata"), "{e}");
@@ -266,7 +341,8 @@ fn damaged_checkpoints_are_clear_errors() {
     let mut other = sample();
     other.tensors[0].1[[0, 0, 0, 0]] += 1.0;
     other.save(&dir.path().join("other")).unwrap();
-    std::fs::copy(dir.path().join("other.safetensors"), &st).unwrap();
+    let other_st = std::fs::read(dir.path().join("other.safetensors")).unwrap();
+    std::fs::write(&st, without_embedded_metadata(&other_st)).unwrap();
     let e = load_checkpoint(&base).unwrap_err().to_string();
     assert!(e.contains("ck.safetensors") && e.contains("SHA-256"), "{e}");
 

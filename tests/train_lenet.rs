@@ -2,8 +2,8 @@
 //! leaves consistent metrics and checkpoints behind.
 
 use sculpt::data::{self, DataSource};
-use sculpt::engine::cpu::CpuNetwork;
-use sculpt::train::{self, evaluate, load_checkpoint, read_metrics, Override, Recipe, RunOptions};
+use sculpt::engine::Device;
+use sculpt::train::{evaluate, load_checkpoint, read_metrics, Override, Recipe, Run};
 
 #[test]
 fn lenet5_reaches_97_percent_on_the_embedded_set() {
@@ -21,15 +21,11 @@ fn lenet5_reaches_97_percent_on_the_embedded_set() {
     .unwrap();
     let out = tempfile::tempdir().unwrap();
     let t0 = std::time::Instant::now();
-    let s = train::run(
-        &recipe,
-        out.path(),
-        &RunOptions {
-            quiet: true,
-            ..RunOptions::default()
-        },
-    )
-    .unwrap();
+    let s = Run::start(&recipe, Device::Cpu, out.path())
+        .unwrap()
+        .quiet(true)
+        .run_to_end()
+        .unwrap();
     let seconds = t0.elapsed().as_secs_f64();
     let acc = s.final_test_acc.unwrap();
     eprintln!(
@@ -59,9 +55,9 @@ fn lenet5_reaches_97_percent_on_the_embedded_set() {
 
     // The final checkpoint alone reproduces the reported accuracy.
     let ck = load_checkpoint(&s.final_checkpoint).unwrap();
-    let mut net = CpuNetwork::new(&ck.meta.model, 123).unwrap();
-    ck.apply_to(&mut net, &s.final_checkpoint).unwrap();
+    let mut net = Device::Cpu.network(&ck.meta.model, 123).unwrap();
+    ck.apply_to(net.as_mut(), &s.final_checkpoint).unwrap();
     let splits = data::load(&DataSource::Embedded).unwrap();
-    let (_, acc2) = evaluate(&mut net, &splits.test, &ck.meta.normalization, 500).unwrap();
+    let (_, acc2) = evaluate(net.as_mut(), &splits.test, &ck.meta.normalization, 500).unwrap();
     assert_eq!(acc2, acc);
 }

@@ -7,7 +7,7 @@ use super::signs::{sign_flips, SignRow};
 use super::table::{sparsity_table, SparsityRow};
 use super::State;
 use crate::data::{self, DataSource};
-use crate::engine::Network;
+use crate::engine::{Device, Network};
 use crate::error::{Error, Result};
 use crate::nn::ModelSpec;
 use crate::train::{evaluate, load_checkpoint, Checkpoint};
@@ -74,15 +74,12 @@ pub struct LmcOptions {
     pub test_images: Option<usize>,
     pub batch: usize,
     pub alphas: Vec<f64>,
+    /// Where the interpolated networks are evaluated.
+    pub device: Device,
 }
 
-/// Linear mode connectivity between checkpoints `a` (α = 1) and `b` (α = 0) on a network built by `make`.
-pub fn lmc(
-    a: &Path,
-    b: &Path,
-    opts: &LmcOptions,
-    make: &dyn Fn(&ModelSpec) -> Result<Box<dyn Network>>,
-) -> Result<LmcResult> {
+/// Linear mode connectivity between checkpoints `a` (α = 1) and `b` (α = 0), evaluated on `opts.device`.
+pub fn lmc(a: &Path, b: &Path, opts: &LmcOptions) -> Result<LmcResult> {
     let (ca, cb) = load_pair(a, b)?;
     let source = match (&opts.data, ca.meta.recipe.as_ref()) {
         (Some(d), _) => d.clone(),
@@ -102,7 +99,7 @@ pub fn lmc(
     };
     let train = limit(&splits.train, opts.bn_images);
     let test = limit(&splits.test, opts.test_images);
-    let mut net = make(&ca.meta.model)?;
+    let mut net = opts.device.network(&ca.meta.model, 0)?;
     let batch = opts.batch.max(1);
     let mut bn_pass = |n: &mut dyn Network| -> Result<()> {
         let idx: Vec<usize> = (0..train.len()).collect();

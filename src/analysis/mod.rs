@@ -2,6 +2,7 @@
 
 pub mod checkpoints;
 pub mod claims;
+pub mod lease;
 pub mod lmc;
 pub mod plot;
 pub mod report;

@@ -1,5 +1,7 @@
 //! Sweeps: methods × sparsities × seeds from one TOML file, run through the trainer, resumable, summarised as a
-//! results table (CSV and JSON), plots and a Markdown report.
+//! results table (CSV and JSON), plots and a Markdown report. A sweep can be split over processes sharing its
+//! output folder: [`Shard`] assigns each process its points, and a [`lease`](super::lease) per point keeps any
+//! two processes from training the same point at once.
 //!
 //! ```toml
 //! out = "runs/repro"            # output directory (relative to the sweep file's directory unless absolute)
@@ -17,12 +19,14 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use super::lease::{self, Acquired};
 use crate::error::{Error, Result};
 pub use crate::fsio::write_atomic;
-use crate::train::{read_metrics, EpochMetrics, Recipe, RunOptions, RunSummary};
+use crate::train::{read_metrics, EpochMetrics, Recipe, RunSummary};
 
 /// The base recipe: a path to a recipe file or an inline table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
@@ -287,31 +291,107 @@ pub fn set_dotted(
 
 const RESULT: &str = "result.json";
 
-/// Runs (or resumes, or skips when already finished) one point and returns its rows (one, or one per requested
-/// sparsity for `levels` entries). A finished point is one whose directory holds `result.json`; an interrupted
-/// one (a per-epoch checkpoint, no result) is resumed.
+/// Trains a point: `train(recipe, dir)` runs `recipe` in `dir` to the end, resuming the run an interrupted point
+/// left there (a per-epoch checkpoint, no result), e.g. with [`crate::train::Run::start_or_resume`].
+pub type TrainPoint<'a> = dyn Fn(&Recipe, &Path) -> Result<RunSummary> + 'a;
+
+/// Which of a sweep's points one process trains: shard `index` of `count` (1-based) takes the points whose
+/// position in [`SweepSpec::points`] is `index - 1` modulo `count`, so that `count` processes with the indices
+/// 1..=`count` split the sweep evenly and together cover it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl Shard {
+    /// The whole sweep.
+    pub const ALL: Shard = Shard { index: 1, count: 1 };
+
+    /// Whether the point at `position` is this shard's.
+    pub fn owns(&self, position: usize) -> bool {
+        position % self.count == self.index - 1
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+
+    /// `K/N` with 1 ≤ K ≤ N, e.g. `3/8` (Slurm: `$SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT` with `--array=1-N`).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let bad = || format!("shard '{s}' is not K/N with 1 <= K <= N (e.g. 2/8)");
+        let (k, n) = s.split_once('/').ok_or_else(bad)?;
+        let (index, count) = (
+            k.trim().parse::<usize>().map_err(|_| bad())?,
+            n.trim().parse::<usize>().map_err(|_| bad())?,
+        );
+        if index == 0 || index > count {
+            return Err(bad());
+        }
+        Ok(Shard { index, count })
+    }
+}
+
+/// How a process takes part in a sweep.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Participation {
+    pub shard: Shard,
+    /// A point's lease not renewed for this long is taken to belong to a dead process.
+    pub lease_timeout: Duration,
+}
+
+impl Default for Participation {
+    fn default() -> Self {
+        Participation {
+            shard: Shard::ALL,
+            lease_timeout: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What became of one point.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PointOutcome {
+    /// Finished (now or earlier); its rows.
+    Done(Vec<ResultRow>),
+    /// Another process holds the point's lease.
+    Busy { holder: String },
+}
+
+/// The finished point's rows, from `result.json` in its directory; `None` when the point has not finished.
+pub fn finished_rows(point: &Point) -> Result<Option<Vec<ResultRow>>> {
+    let result = point.dir.join(RESULT);
+    match std::fs::read_to_string(&result) {
+        Ok(text) => serde_json::from_str(&text)
+            .map(Some)
+            .map_err(|e| Error::format(&result, e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(&result, e)),
+    }
+}
+
+/// Runs (or resumes, or skips when already finished) one point under its lease and returns its rows (one, or one
+/// per requested sparsity for `levels` entries). A finished point is one whose directory holds `result.json`;
+/// a point whose lease another live process holds is left to it.
 pub fn run_point(
     point: &Point,
     requested: &[f64],
-    opts: &RunOptions,
-    train: &dyn Fn(&Recipe, &Path, &RunOptions) -> Result<RunSummary>,
-) -> Result<Vec<ResultRow>> {
-    let result = point.dir.join(RESULT);
-    if result.is_file() {
-        let text = std::fs::read_to_string(&result).map_err(|e| Error::io(&result, e))?;
-        return serde_json::from_str(&text).map_err(|e| Error::format(&result, e.to_string()));
+    train: &TrainPoint,
+    lease_timeout: Duration,
+) -> Result<PointOutcome> {
+    if let Some(rows) = finished_rows(point)? {
+        return Ok(PointOutcome::Done(rows));
     }
-    std::fs::create_dir_all(&point.dir).map_err(|e| Error::io(&point.dir, e))?;
-    let resume = point.dir.join("checkpoint.json").is_file();
+    let _lease = match lease::acquire(&point.dir, lease_timeout)? {
+        Acquired::Held(lease) => lease,
+        Acquired::Busy { holder } => return Ok(PointOutcome::Busy { holder }),
+    };
+    if let Some(rows) = finished_rows(point)? {
+        return Ok(PointOutcome::Done(rows));
+    }
+    let result = point.dir.join(RESULT);
     let t0 = std::time::Instant::now();
-    let summary = train(
-        &point.recipe,
-        &point.dir,
-        &RunOptions {
-            resume,
-            ..opts.clone()
-        },
-    )?;
+    let summary = train(&point.recipe, &point.dir)?;
     if !summary.completed {
         return Err(Error::Invalid(format!(
             "run in {} stopped before completing",
@@ -346,7 +426,7 @@ pub fn run_point(
     };
     let json = serde_json::to_vec_pretty(&rows).map_err(|e| Error::Invalid(e.to_string()))?;
     write_atomic(&result, &json)?;
-    Ok(rows)
+    Ok(PointOutcome::Done(rows))
 }
 
 /// The test accuracy at the best-validation epoch among `epochs` (the last test accuracy without validation).
@@ -517,23 +597,64 @@ pub fn to_csv(rows: &[ResultRow]) -> String {
     s
 }
 
+/// What one process's pass over a sweep found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SweepOutcome {
+    /// Rows of every finished point of this process's shard, in point order.
+    pub rows: Vec<ResultRow>,
+    /// Points of the shard left to other processes that held their leases.
+    pub busy: usize,
+}
+
 /// Trains every point of `spec` (skipping finished ones, resuming interrupted ones) with `train`, reporting
-/// progress through `log`, then writes the outputs (see [`super::report::write_outputs`]). Returns the rows.
+/// progress through `log`, then writes the outputs (see [`super::report::write_outputs`]) from every finished
+/// point. Returns the rows.
 pub fn run_sweep(
     spec: &SweepSpec,
     root: &Path,
     report: Option<&Path>,
-    opts: &RunOptions,
-    train: &dyn Fn(&Recipe, &Path, &RunOptions) -> Result<RunSummary>,
+    train: &TrainPoint,
     log: &mut dyn FnMut(&str),
     command: &str,
 ) -> Result<Vec<ResultRow>> {
+    let outcome = train_shard(spec, root, Participation::default(), train, log)?;
+    if outcome.busy > 0 {
+        log(&format!(
+            "{} points are being trained by other processes; the outputs cover the finished ones \
+             (re-run, or collect the results later)",
+            outcome.busy
+        ));
+        return Ok(collect(spec, root, report, command)?.0);
+    }
+    super::report::write_outputs(spec, &root.join(&spec.out), &outcome.rows, report, command)?;
+    Ok(outcome.rows)
+}
+
+/// Trains the points of `how.shard` that are neither finished nor leased by another live process. Writes no
+/// outputs: several shards run at once, and [`collect`] assembles them.
+pub fn train_shard(
+    spec: &SweepSpec,
+    root: &Path,
+    how: Participation,
+    train: &TrainPoint,
+    log: &mut dyn FnMut(&str),
+) -> Result<SweepOutcome> {
     let points = spec.points(root)?;
-    let mut rows = Vec::with_capacity(points.len());
-    for (i, p) in points.iter().enumerate() {
+    let mine: Vec<(usize, &Point)> = points
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| how.shard.owns(*i))
+        .collect();
+    let mut outcome = SweepOutcome {
+        rows: Vec::new(),
+        busy: 0,
+    };
+    for (k, (i, p)) in mine.iter().enumerate() {
         let done = p.dir.join(RESULT).is_file();
         log(&format!(
-            "[{}/{}] {} sparsity {} seed {}{}",
+            "[{}/{}] point {} of {}: {} sparsity {} seed {}{}",
+            k + 1,
+            mine.len(),
             i + 1,
             points.len(),
             p.entry.name,
@@ -546,22 +667,48 @@ pub fn run_sweep(
             .sparsities
             .clone()
             .unwrap_or_else(|| spec.sparsities.clone());
-        let got = run_point(p, &requested, opts, train)?;
-        if !done {
-            for row in &got {
-                log(&format!(
-                    "    sparsity {:.4}: test acc {:.2}%  epochs {}  {:.0}s",
-                    row.actual_sparsity,
-                    100.0 * row.test_acc,
-                    row.epochs,
-                    row.seconds
-                ));
+        match run_point(p, &requested, train, how.lease_timeout)? {
+            PointOutcome::Done(got) => {
+                if !done {
+                    for row in &got {
+                        log(&format!(
+                            "    sparsity {:.4}: test acc {:.2}%  epochs {}  {:.0}s",
+                            row.actual_sparsity,
+                            100.0 * row.test_acc,
+                            row.epochs,
+                            row.seconds
+                        ));
+                    }
+                }
+                outcome.rows.extend(got);
+            }
+            PointOutcome::Busy { holder } => {
+                log(&format!("    being trained by {holder}; left to it"));
+                outcome.busy += 1;
             }
         }
-        rows.extend(got);
+    }
+    Ok(outcome)
+}
+
+/// Writes the outputs from whatever points have finished, training nothing. Returns their rows and the points
+/// that have not finished.
+pub fn collect(
+    spec: &SweepSpec,
+    root: &Path,
+    report: Option<&Path>,
+    command: &str,
+) -> Result<(Vec<ResultRow>, Vec<Point>)> {
+    let mut rows = Vec::new();
+    let mut missing = Vec::new();
+    for p in spec.points(root)? {
+        match finished_rows(&p)? {
+            Some(r) => rows.extend(r),
+            None => missing.push(p),
+        }
     }
     super::report::write_outputs(spec, &root.join(&spec.out), &rows, report, command)?;
-    Ok(rows)
+    Ok((rows, missing))
 }
 
 #[cfg(test)]

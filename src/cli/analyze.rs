@@ -6,8 +6,7 @@ use crate::analysis::checkpoints::{self, LmcOptions};
 use crate::analysis::lmc::default_alphas;
 use crate::analysis::table::render;
 use crate::data::DataSource;
-use crate::engine::cpu::CpuNetwork;
-use crate::engine::Network;
+use crate::engine::Device;
 
 /// Arguments of `sculpt analyze`.
 #[derive(Debug, Clone, clap::Args)]
@@ -42,6 +41,9 @@ pub enum AnalyzeCommand {
         cifar10: Option<PathBuf>,
         #[arg(long, default_value_t = 500)]
         batch: usize,
+        /// Device to evaluate on: cpu, tch-cpu, cuda, cuda:N.
+        #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+        device: Device,
     },
     /// Sign flips per layer between two checkpoints.
     Signs { a: PathBuf, b: PathBuf },
@@ -60,6 +62,7 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
             idx,
             cifar10,
             batch,
+            device,
         } => {
             let data = match (idx, cifar10) {
                 (Some(_), Some(_)) => anyhow::bail!("give at most one of --idx and --cifar10"),
@@ -73,10 +76,9 @@ pub fn run(args: &AnalyzeArgs) -> anyhow::Result<()> {
                 test_images: *test_images,
                 batch: *batch,
                 alphas: default_alphas(),
+                device: *device,
             };
-            let r = checkpoints::lmc(a, b, &opts, &|spec| {
-                Ok(Box::new(CpuNetwork::new(spec, 0)?) as Box<dyn Network>)
-            })?;
+            let r = checkpoints::lmc(a, b, &opts)?;
             if args.json {
                 println!("{}", serde_json::to_string_pretty(&r)?);
             } else {

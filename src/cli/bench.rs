@@ -1,5 +1,5 @@
-//! `sculpt bench train|forward|infer`: throughput of the CPU engine (train step, eval forward) and of the
-//! compiled artefacts (runtime vs tract) on random inputs.
+//! `sculpt bench train|forward|infer`: throughput of an engine on its device (train step, eval forward) and of
+//! the compiled artefacts (runtime vs tract) on random inputs.
 
 use clap::{Args, ValueEnum};
 
@@ -7,6 +7,7 @@ use crate::compile::bench::{
     bench_graph, random_images, synthetic_graph, InferBench, InferBenchOptions,
 };
 use crate::engine::bench::{bench_infer, bench_train, BenchReport};
+use crate::engine::Device;
 use crate::nn::ModelSpec;
 
 /// What to measure.
@@ -33,6 +34,10 @@ pub struct BenchArgs {
     /// Batch size (train and forward).
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
+    /// Sparsity of every convolution and linear layer but the first and the last (train): measures the dense
+    /// step, then the masked one, and prints both and their ratio.
+    #[arg(long, default_value_t = 0.0)]
+    pub sparsity: f64,
     /// Sparsities of the prunable weights (infer).
     #[arg(long, value_delimiter = ',', default_value = "0,0.9,0.95,0.98")]
     pub sparsities: Vec<f64>,
@@ -45,6 +50,9 @@ pub struct BenchArgs {
     /// Seconds of measurement (infer: per runner, for latency and again for throughput).
     #[arg(long, default_value_t = 5.0)]
     pub seconds: f64,
+    /// Device of train and forward: cpu, tch-cpu, cuda, cuda:N.
+    #[arg(long, value_name = "DEVICE", default_value = "cpu")]
+    pub device: Device,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -86,27 +94,66 @@ pub fn run(args: &BenchArgs) -> anyhow::Result<()> {
     };
     let spec = ModelSpec::from_name(&args.model, input, args.classes)?;
     let report: BenchReport = match args.kind {
-        BenchKind::Train => bench_train(&spec, args.batch, args.seconds),
-        BenchKind::Forward => bench_infer(&spec, args.batch, args.seconds),
-        BenchKind::Infer => return infer(args, &spec),
+        BenchKind::Train if args.sparsity > 0.0 => return train_masked(args, &spec),
+        BenchKind::Train => bench_train(&spec, args.batch, 0.0, args.seconds, args.device)?,
+        BenchKind::Forward => bench_infer(&spec, args.batch, args.seconds, args.device)?,
+        BenchKind::Infer => {
+            anyhow::ensure!(
+                args.device == Device::Cpu,
+                "bench infer runs the compiled artefacts on the CPU; --device applies to train and forward"
+            );
+            return infer(args, &spec);
+        }
     };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
+        println!("{}", describe(&report));
+    }
+    Ok(())
+}
+
+fn describe(r: &BenchReport) -> String {
+    format!(
+        "{} {} batch {} on {} threads ({} engine, {}, {} kernels, sparsity {}, {} sparse layers): {:.1} images/s, \
+         {:.2} ms/batch (fastest {:.2}, slowest {:.2} over {} reps), {:.2} useful GFLOP/s",
+        r.model,
+        r.mode,
+        r.batch,
+        r.threads,
+        r.engine,
+        r.device,
+        r.kernel_path,
+        r.sparsity,
+        r.sparse_layers,
+        r.images_per_s,
+        r.ms_per_batch,
+        r.spread_ms[0],
+        r.spread_ms[1],
+        r.reps,
+        r.gflops
+    )
+}
+
+/// `sculpt bench train --sparsity S`: the dense step, then the masked one, one after the other.
+fn train_masked(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.sparsity < 1.0,
+        "--sparsity must be in [0, 1), got {}",
+        args.sparsity
+    );
+    let dense = bench_train(spec, args.batch, 0.0, args.seconds, args.device)?;
+    let masked = bench_train(spec, args.batch, args.sparsity, args.seconds, args.device)?;
+    let speedup = dense.ms_per_batch / masked.ms_per_batch;
+    if args.json {
+        let v = serde_json::json!({ "dense": dense, "masked": masked, "speedup": speedup });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        println!("dense:  {}", describe(&dense));
+        println!("masked: {}", describe(&masked));
         println!(
-            "{} {} batch {} on {} threads ({} engine): {:.1} images/s, {:.2} ms/batch (fastest {:.2}, slowest {:.2} \
-             over {} reps), {:.2} GFLOP/s",
-            report.model,
-            report.mode,
-            report.batch,
-            report.threads,
-            report.engine,
-            report.images_per_s,
-            report.ms_per_batch,
-            report.spread_ms[0],
-            report.spread_ms[1],
-            report.reps,
-            report.gflops
+            "masked step at sparsity {}: {speedup:.2}x the dense step",
+            args.sparsity
         );
     }
     Ok(())

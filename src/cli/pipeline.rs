@@ -8,7 +8,8 @@ use anyhow::{bail, Context};
 
 use crate::compile::pipeline::{compile, CompileOptions};
 use crate::data;
-use crate::train::{self, Recipe, RunOptions};
+use crate::engine::Device;
+use crate::train::{Recipe, Run};
 use crate::verify::{verify, VerifyOptions};
 
 /// The built-in recipe of the main job.
@@ -32,6 +33,9 @@ pub struct PipelineArgs {
     /// Fail when ONNX Runtime or the C compiler is missing, instead of skipping those formats.
     #[arg(long)]
     pub require_all: bool,
+    /// Device to train on: cpu, tch-cpu, cuda, cuda:N (default: the recipe's train.device).
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<Device>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -46,11 +50,10 @@ pub fn run(args: &PipelineArgs) -> anyhow::Result<()> {
     let run_dir = args.out.join("run");
     let art_dir = args.out.join("artefacts");
     eprintln!("[1/3] training into {}", run_dir.display());
-    let opts = RunOptions {
-        quiet: args.quiet,
-        ..RunOptions::default()
-    };
-    let summary = train::run(&recipe, &run_dir, &opts).context("training failed")?;
+    let device = args.device.unwrap_or(recipe.train.device);
+    let summary = Run::start(&recipe, device, &run_dir)
+        .and_then(|r| r.quiet(args.quiet).run_to_end())
+        .context("training failed")?;
     let trained_acc = summary
         .final_test_acc
         .context("the training run did not complete")?;

@@ -1,11 +1,14 @@
-//! `sculpt sweep FILE`: methods × sparsities × seeds from one TOML file (schema in `analysis::sweep`).
+//! `sculpt sweep FILE`: methods × sparsities × seeds from one TOML file (schema in `analysis::sweep`), in one
+//! process or split over many (`--shard K/N`, then `--collect`).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use anyhow::Context;
 
-use crate::analysis::sweep::{run_sweep, SweepSpec};
-use crate::train::RunOptions;
+use crate::analysis::sweep::{collect, run_sweep, train_shard, Participation, Shard, SweepSpec};
+use crate::engine::Device;
+use crate::train::Run;
 
 /// Arguments of `sculpt sweep`.
 #[derive(Debug, Clone, clap::Args)]
@@ -21,6 +24,23 @@ pub struct SweepArgs {
     /// Hide the per-run progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// Device to train every point on: cpu, tch-cpu, cuda, cuda:N (default: each recipe's train.device).
+    /// Interrupted points resume on it whichever device they started on.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<Device>,
+    /// Train only shard K of N (1 <= K <= N) of the points, e.g. one task of a Slurm job array
+    /// (`--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT`). Writes no tables or report: run `--collect`
+    /// when the shards are done.
+    #[arg(long, value_name = "K/N", conflicts_with_all = ["collect", "dry_run"])]
+    pub shard: Option<Shard>,
+    /// Train nothing: write the tables, plots and `--report` from the points that have finished, and list the
+    /// ones that have not.
+    #[arg(long, conflicts_with = "dry_run")]
+    pub collect: bool,
+    /// Seconds after which a point's lease that its holder stopped renewing (a killed process, a lost node) is
+    /// taken over by another process.
+    #[arg(long, value_name = "SECONDS", default_value_t = 600)]
+    pub lease_timeout: u64,
 }
 
 /// Runs the sweep; finished points are skipped and interrupted ones resumed, so re-running continues it.
@@ -38,10 +58,60 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let opts = RunOptions {
-        quiet: args.quiet,
-        ..RunOptions::default()
+    if args.collect {
+        let report = args.report.as_deref();
+        let (rows, missing) = collect(
+            &spec,
+            &root,
+            report,
+            &format!("sculpt sweep {} --collect", args.file.display()),
+        )
+        .with_context(|| format!("sweep {}", args.file.display()))?;
+        for p in &missing {
+            println!(
+                "not finished: {}  sparsity {}  seed {}",
+                p.entry.name, p.sparsity, p.seed
+            );
+        }
+        println!(
+            "{} rows from {} finished points, {} not finished; results in {}",
+            rows.len(),
+            spec.points(&root)?.len() - missing.len(),
+            missing.len(),
+            root.join(&spec.out).display()
+        );
+        return Ok(());
+    }
+    let train = |recipe: &crate::train::Recipe, dir: &std::path::Path| {
+        let device = args.device.unwrap_or(recipe.train.device);
+        Run::start_or_resume(recipe, device, dir)?
+            .quiet(args.quiet)
+            .run_to_end()
     };
+    if let Some(shard) = args.shard {
+        let how = Participation {
+            shard,
+            lease_timeout: Duration::from_secs(args.lease_timeout),
+        };
+        let outcome = train_shard(&spec, &root, how, &train, &mut |m| eprintln!("{m}"))
+            .with_context(|| {
+                format!(
+                    "sweep {} shard {}/{}",
+                    args.file.display(),
+                    shard.index,
+                    shard.count
+                )
+            })?;
+        println!(
+            "shard {}/{}: {} rows; {} points left to other processes; assemble with `sculpt sweep {} --collect`",
+            shard.index,
+            shard.count,
+            outcome.rows.len(),
+            outcome.busy,
+            args.file.display()
+        );
+        return Ok(());
+    }
     let command = format!(
         "sculpt sweep {}{}",
         args.file.display(),
@@ -53,8 +123,7 @@ pub fn run(args: &SweepArgs) -> anyhow::Result<()> {
         &spec,
         &root,
         args.report.as_deref(),
-        &opts,
-        &|r, d, o| crate::train::run(r, d, o),
+        &train,
         &mut |m| eprintln!("{m}"),
         &command,
     )

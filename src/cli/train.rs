@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use crate::train::{self, Override, Recipe, RunOptions};
+use crate::engine::Device;
+use crate::train::{self, Override, Recipe, Run};
 
 /// Arguments of `sculpt train`. Every flag overrides the corresponding recipe field; `--set` reaches any other.
 #[derive(Debug, Clone, Args)]
@@ -79,6 +80,11 @@ pub struct TrainArgs {
     /// after the other flags.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     pub set: Vec<String>,
+
+    /// Device to train on: cpu, tch-cpu, cuda, cuda:N (default: the recipe's train.device; with --resume, the
+    /// device the run was trained on). Checkpoints are the same on every device.
+    #[arg(long, value_name = "DEVICE")]
+    pub device: Option<Device>,
 
     /// Print the resolved recipe as TOML and exit without training.
     #[arg(long)]
@@ -189,29 +195,34 @@ impl TrainArgs {
 
 /// Runs `sculpt train`.
 pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
-    let opts = RunOptions {
-        quiet: args.quiet,
-        ..RunOptions::default()
-    };
     let (summary, out) = if let Some(dir) = &args.resume {
         anyhow::ensure!(
             !args.has_recipe_flags()?,
             "--resume continues with the recipe stored in the checkpoint; recipe flags cannot be combined with it"
         );
+        let stored = train::resume_recipe(dir)
+            .with_context(|| format!("cannot resume the run in {}", dir.display()))?;
         if args.print_recipe {
-            println!("{}", train::resume_recipe(dir)?.to_toml()?.trim_end());
+            println!("{}", stored.to_toml()?.trim_end());
             return Ok(());
         }
-        let s = train::resume(dir, &opts)
+        let device = args.device.unwrap_or(stored.train.device);
+        let s = Run::resume(dir, device)
+            .and_then(|r| r.quiet(args.quiet).run_to_end())
             .with_context(|| format!("cannot resume the run in {}", dir.display()))?;
         (s, dir.clone())
     } else {
-        let recipe = Recipe::load(args.recipe.as_deref(), &args.overrides()?)?;
+        let mut recipe = Recipe::load(args.recipe.as_deref(), &args.overrides()?)?;
+        if let Some(d) = args.device {
+            recipe.train.device = d;
+        }
         if args.print_recipe {
             println!("{}", recipe.to_toml()?.trim_end());
             return Ok(());
         }
-        let s = train::run(&recipe, &args.out, &opts)?;
+        let s = Run::start(&recipe, recipe.train.device, &args.out)?
+            .quiet(args.quiet)
+            .run_to_end()?;
         (s, args.out.clone())
     };
     if args.json {
@@ -219,9 +230,10 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
     } else if summary.completed {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
         println!(
-            "trained {} epochs ({} steps): test accuracy {}, best validation {}, density {:.4}",
+            "trained {} epochs ({} steps, {:.1} s per epoch): test accuracy {}, best validation {}, density {:.4}",
             summary.total_epochs,
             summary.total_steps,
+            summary.mean_epoch_seconds,
             pct(summary.final_test_acc),
             pct(summary.best_val_acc),
             summary.density

@@ -1,4 +1,4 @@
-//! Throughput measurements of the CPU engine, comparable with `shared/bench/torch_reference.py`: random inputs
+//! Throughput measurements of an engine on its device, comparable with `shared/bench/torch_reference.py`: random inputs
 //! from a fixed seed, a warm-up, then the median over several repetitions.
 
 use std::time::Instant;
@@ -9,10 +9,15 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::StandardNormal;
 use serde::Serialize;
 
+use rand::seq::index::sample;
+
 use crate::engine::cpu::CpuNetwork;
-use crate::engine::Network;
-use crate::nn::ModelSpec;
+use crate::engine::{Device, GradientMode, Network};
+use crate::error::Result;
+use crate::nn::loss::cross_entropy;
+use crate::nn::{ModelSpec, Op};
 use crate::optim::SgdConfig;
+use crate::sparsity::Mask;
 
 /// Repetitions whose median is reported.
 const REPS: usize = 5;
@@ -21,15 +26,24 @@ const REPS: usize = 5;
 #[derive(Debug, Clone, Serialize)]
 pub struct BenchReport {
     pub engine: String,
+    /// The device, as `--device` names it.
+    pub device: String,
     /// `train` (forward, cross-entropy, backward, SGD step) or `infer` (eval-mode forward).
     pub mode: String,
     pub model: String,
     pub batch: usize,
     pub threads: usize,
+    /// Sparsity of the masked layers (every convolution and linear layer but the first and the last); 0 = dense.
+    pub sparsity: f64,
+    /// Kernel path of sculpt's CPU engine (`libtorch` for the libtorch engine).
+    pub kernel_path: String,
+    /// Layers that ran on sculpt's sparse kernels.
+    pub sparse_layers: usize,
     /// Median time of one batch.
     pub ms_per_batch: f64,
     pub images_per_s: f64,
-    /// Useful FLOP/s: `3 · 2 · MACs · batch` per train step, `2 · MACs · batch` per inference.
+    /// Useful FLOP/s: `3 · 2 · MACs · batch` per train step, `2 · MACs · batch` per inference, with the MACs
+    /// of kept weights only ([`useful_macs`]).
     pub gflops: f64,
     /// Fastest and slowest repetition, ms per batch.
     pub spread_ms: [f64; 2],
@@ -71,8 +85,40 @@ fn time_reps(seconds: f64, mut step: impl FnMut()) -> Vec<f64> {
         .collect()
 }
 
+/// The network under measurement and what the report says about it.
+struct Subject {
+    net: Box<dyn Network>,
+    device: Device,
+    sparsity: f64,
+    kernel_path: String,
+    sparse_layers: usize,
+}
+
+/// The network of `spec` on `device`, seed 0, masked at `sparsity` by [`mask_uniform`].
+fn subject(spec: &ModelSpec, device: Device, sparsity: f64) -> Result<Subject> {
+    let (net, kernel_path, sparse_layers): (Box<dyn Network>, String, usize) =
+        if device == Device::Cpu {
+            let mut net = CpuNetwork::new(spec, 0)?;
+            mask_uniform(&mut net, sparsity)?;
+            let path = net.kernel_path().name().to_string();
+            let sparse = net.graph_network().sparse_layers().len();
+            (Box::new(net), path, sparse)
+        } else {
+            let mut net = device.network(spec, 0)?;
+            mask_uniform(net.as_mut(), sparsity)?;
+            (net, device.engine().to_string(), 0)
+        };
+    Ok(Subject {
+        net,
+        device,
+        sparsity,
+        kernel_path,
+        sparse_layers,
+    })
+}
+
 fn report(
-    spec: &ModelSpec,
+    s: &Subject,
     mode: &str,
     batch: usize,
     flop_per_batch: f64,
@@ -82,11 +128,15 @@ fn report(
     sorted.sort_by(f64::total_cmp);
     let med = sorted[sorted.len() / 2];
     BenchReport {
-        engine: "sculpt-cpu".into(),
+        engine: s.device.engine().into(),
+        device: s.device.to_string(),
         mode: mode.into(),
-        model: spec.name(),
+        model: s.net.spec().name(),
         batch,
         threads: rayon::current_num_threads(),
+        sparsity: s.sparsity,
+        kernel_path: s.kernel_path.clone(),
+        sparse_layers: s.sparse_layers,
         ms_per_batch: med * 1e3,
         images_per_s: batch as f64 / med,
         gflops: flop_per_batch / med / 1e9,
@@ -95,14 +145,83 @@ fn report(
     }
 }
 
-fn macs(spec: &ModelSpec) -> f64 {
-    spec.graph().map(|g| g.forward_macs() as f64).unwrap_or(0.0)
+/// Multiply-adds of one sample's forward pass through the kept weights: every convolution and linear layer's
+/// dense MACs scaled by the density of its weight's mask.
+pub fn useful_macs(net: &dyn Network) -> f64 {
+    let Ok(graph) = net.spec().graph() else {
+        return 0.0;
+    };
+    graph
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let dense = match &n.op {
+                Op::Conv2d {
+                    in_channels,
+                    kernel,
+                    ..
+                } => {
+                    (graph.shapes[i].iter().product::<usize>() * in_channels * kernel * kernel)
+                        as f64
+                }
+                Op::Linear {
+                    in_features,
+                    out_features,
+                    ..
+                } => (in_features * out_features) as f64,
+                _ => return 0.0,
+            };
+            match net.mask(&format!("{}.weight", n.name)) {
+                Some(m) => dense * m.nnz() as f64 / m.len().max(1) as f64,
+                None => dense,
+            }
+        })
+        .sum()
+}
+
+/// Masks every convolution and linear weight but the first and the last at `sparsity`, uniformly at random (a
+/// fixed seed), as `shared/bench/torch_reference.py` does. Does nothing at sparsity 0.
+pub fn mask_uniform(net: &mut dyn Network, sparsity: f64) -> crate::error::Result<()> {
+    if sparsity <= 0.0 {
+        return Ok(());
+    }
+    let prunable: Vec<_> = net
+        .tensors()
+        .iter()
+        .filter(|t| t.is_prunable())
+        .cloned()
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for t in prunable
+        .iter()
+        .skip(1)
+        .take(prunable.len().saturating_sub(2))
+    {
+        let n: usize = t.shape.iter().product();
+        let kept = ((1.0 - sparsity) * n as f64).round() as usize;
+        let mut keep = vec![false; n];
+        for i in sample(&mut rng, n, kept.min(n)) {
+            keep[i] = true;
+        }
+        net.set_mask(&t.path, Some(&Mask::from_keep(&t.shape, &keep)))?;
+    }
+    Ok(())
 }
 
 /// Train-step throughput (forward, cross-entropy, backward, SGD with momentum 0.9, lr 0.01, no weight decay)
-/// on random data, in the current rayon pool. Panics if `spec` is invalid or `batch` is zero.
-pub fn bench_train(spec: &ModelSpec, batch: usize, seconds: f64) -> BenchReport {
-    let mut net = CpuNetwork::new(spec, 0).expect("valid model spec");
+/// on random data, on `device` (the CPU engines in the current rayon pool), with the layers masked at `sparsity`
+/// by [`mask_uniform`] and gradients at kept positions only. Each step ends with [`Device::synchronize`], so
+/// queued GPU work is inside the measurement. Panics if `batch` is zero.
+pub fn bench_train(
+    spec: &ModelSpec,
+    batch: usize,
+    sparsity: f64,
+    seconds: f64,
+    device: Device,
+) -> Result<BenchReport> {
+    let mut s = subject(spec, device, sparsity)?;
+    s.net.set_gradient_mode(GradientMode::Kept);
     let (x, y) = random_batch(spec, batch);
     let cfg = SgdConfig {
         momentum: 0.9,
@@ -110,36 +229,38 @@ pub fn bench_train(spec: &ModelSpec, batch: usize, seconds: f64) -> BenchReport 
         weight_decay: 0.0,
         decay_bn_and_bias: true,
     };
+    let objective = |logits: ndarray::ArrayView2<f32>| cross_entropy(logits, &y, 0.0);
+    s.net.forward_backward(x.view(), true, &objective)?;
+    let net = &mut s.net;
     let times = time_reps(seconds, || {
-        net.train_batch(x.view(), &y, 0.0)
-            .expect("bench batch matches the model");
+        net.forward_backward(x.view(), true, &objective)
+            .expect("the bench batch was accepted before");
         net.sgd_step(&cfg, 0.01);
+        device.synchronize();
     });
-    report(
-        spec,
-        "train",
-        batch,
-        6.0 * macs(spec) * batch as f64,
-        &times,
-    )
+    let flops = 6.0 * useful_macs(s.net.as_ref()) * batch as f64;
+    Ok(report(&s, "train", batch, flops, &times))
 }
 
-/// Eval-mode inference throughput on random data, in the current rayon pool. Panics if `spec` is invalid or
-/// `batch` is zero.
-pub fn bench_infer(spec: &ModelSpec, batch: usize, seconds: f64) -> BenchReport {
-    let mut net = CpuNetwork::new(spec, 0).expect("valid model spec");
+/// Eval-mode inference throughput on random data, on `device` (the CPU engines in the current rayon pool).
+/// Panics if `batch` is zero.
+pub fn bench_infer(
+    spec: &ModelSpec,
+    batch: usize,
+    seconds: f64,
+    device: Device,
+) -> Result<BenchReport> {
+    let mut s = subject(spec, device, 0.0)?;
     let (x, _) = random_batch(spec, batch);
+    s.net.predict(x.view())?;
+    let net = &mut s.net;
     let times = time_reps(seconds, || {
         net.predict(x.view())
-            .expect("bench batch matches the model");
+            .expect("the bench batch was accepted before");
+        device.synchronize();
     });
-    report(
-        spec,
-        "infer",
-        batch,
-        2.0 * macs(spec) * batch as f64,
-        &times,
-    )
+    let flops = 2.0 * useful_macs(s.net.as_ref()) * batch as f64;
+    Ok(report(&s, "infer", batch, flops, &times))
 }
 
 #[cfg(test)]
@@ -149,12 +270,71 @@ mod tests {
     #[test]
     fn reports_are_consistent() {
         let spec = ModelSpec::from_name("mlp", [1, 28, 28], 10).unwrap();
-        let r = bench_train(&spec, 8, 0.05);
+        let r = bench_train(&spec, 8, 0.0, 0.05, Device::Cpu).unwrap();
+        assert_eq!(
+            (r.engine.as_str(), r.device.as_str()),
+            ("sculpt-cpu", "cpu")
+        );
         assert!(r.images_per_s > 0.0 && r.gflops > 0.0);
         assert!((r.images_per_s * r.ms_per_batch / 1e3 - 8.0).abs() < 1e-6);
         assert!(r.spread_ms[0] <= r.ms_per_batch && r.ms_per_batch <= r.spread_ms[1]);
-        let r = bench_infer(&spec, 4, 0.05);
+        let r = bench_infer(&spec, 4, 0.05, Device::Cpu).unwrap();
         assert_eq!(r.mode, "infer");
         assert!(r.images_per_s > 0.0);
+    }
+
+    #[test]
+    fn uniform_masks_skip_the_first_and_last_layer() {
+        let spec = ModelSpec::from_name("lenet5", [1, 28, 28], 10).unwrap();
+        let mut net = CpuNetwork::new(&spec, 0).unwrap();
+        let dense = useful_macs(&net);
+        assert_eq!(dense, spec.graph().unwrap().forward_macs() as f64);
+        mask_uniform(&mut net, 0.9).unwrap();
+        let prunable: Vec<_> = net
+            .tensors()
+            .iter()
+            .filter(|t| t.is_prunable())
+            .cloned()
+            .collect();
+        let mut masked_macs = 0.0;
+        let graph = spec.graph().unwrap();
+        for (i, t) in prunable.iter().enumerate() {
+            let m = net.mask(&t.path);
+            if i == 0 || i + 1 == prunable.len() {
+                assert!(m.is_none(), "{} stays dense", t.path);
+                continue;
+            }
+            let m = m.unwrap();
+            assert_eq!(
+                m.nnz(),
+                (0.1 * m.len() as f64).round() as usize,
+                "{}",
+                t.path
+            );
+            let node = graph
+                .nodes
+                .iter()
+                .position(|n| format!("{}.weight", n.name) == t.path)
+                .unwrap();
+            let one = spec_macs_of(&graph, node);
+            masked_macs += one * (1.0 - m.nnz() as f64 / m.len() as f64);
+        }
+        let want = dense - masked_macs;
+        assert!(
+            (useful_macs(&net) - want).abs() < 1e-6 * dense,
+            "{} vs {want}",
+            useful_macs(&net)
+        );
+        let r = bench_train(&spec, 4, 0.9, 0.05, Device::Cpu).unwrap();
+        assert_eq!(r.sparsity, 0.9);
+        assert!(r.gflops > 0.0);
+    }
+
+    fn spec_macs_of(graph: &crate::nn::Graph, node: usize) -> f64 {
+        let sub = crate::nn::Graph {
+            nodes: vec![graph.nodes[node].clone()],
+            shapes: vec![graph.shapes[node].clone()],
+        };
+        sub.forward_macs() as f64
     }
 }

@@ -2,6 +2,10 @@
 
 pub mod bench;
 pub mod cpu;
+pub mod device;
+pub mod tch;
+
+pub use device::{Device, TchDevice};
 
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayView4, ArrayViewD};
 
@@ -20,6 +24,18 @@ pub struct StepStats {
     pub count: usize,
 }
 
+/// Which weight gradients a backward pass computes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum GradientMode {
+    /// The gradient at every position, masked ones included (RigL growth, SNIP, GraSP, SynFlow).
+    #[default]
+    Dense,
+    /// The gradient at the kept positions only; at masked positions `grad` is unspecified (the CPU engine's
+    /// sparse kernels never compute it and report zero there). Every other use of the gradient (the SGD step,
+    /// criteria on kept weights) is unaffected.
+    Kept,
+}
+
 /// An objective on the logits: returns the scalar value and its gradient with respect to the logits.
 pub type Objective<'a> = dyn Fn(ArrayView2<f32>) -> (f64, Array2<f32>) + 'a;
 
@@ -28,8 +44,11 @@ pub type Objective<'a> = dyn Fn(ArrayView2<f32>) -> (f64, Array2<f32>) + 'a;
 /// Contracts every implementation keeps:
 /// - tensors are named by [`TensorInfo::path`] and keep the shapes of the spec's graph;
 /// - a masked weight is exactly zero after `set_mask`, `write` and every `sgd_step`;
-/// - after a backward pass, `grad` returns the gradient with respect to the *effective* weight (`w ⊙ m`), dense,
-///   so it is defined at masked positions too (RigL growth, SNIP and the DST criteria need it);
+/// - after a backward pass, `grad` returns the gradient with respect to the *effective* weight (`w ⊙ m`); in
+///   [`GradientMode::Dense`] (the default) it is dense, defined at masked positions too (RigL growth, SNIP and
+///   the PaI scores need it); in [`GradientMode::Kept`] only its kept positions are defined, which lets an
+///   engine skip the masked weights. Callers that read gradients at masked positions set `Dense` first;
+///   the trainer asks each method per step ([`crate::method::Method::gradient_mode`]);
 /// - the same weights, inputs and thread count give bit-identical results.
 pub trait Network: Send {
     fn spec(&self) -> &ModelSpec;
@@ -82,4 +101,8 @@ pub trait Network: Send {
 
     /// Sets the BN running-statistics momentum (PyTorch semantics, default 0.1; `None` = cumulative average).
     fn set_bn_momentum(&mut self, momentum: Option<f32>);
+
+    /// Which gradients the following backward passes compute (default [`GradientMode::Dense`]). An engine that
+    /// always computes dense gradients keeps this default implementation, which satisfies both modes.
+    fn set_gradient_mode(&mut self, _mode: GradientMode) {}
 }

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::common::{check_target, from_state, layers, phase, to_state};
 use super::{Method, MethodCtx, Phase};
-use crate::engine::Network;
+use crate::engine::{GradientMode, Network};
 use crate::error::{Error, Result};
 use crate::sparsity::criteria::{cosine_prune_fraction, Criterion, OptOrder};
 use crate::sparsity::maskset::{read_grads, read_weights};
@@ -198,6 +198,15 @@ impl Dst {
 }
 
 impl Method for Dst {
+    /// Dense gradients on the steps whose connectivity update grows by gradient (RigL), kept ones otherwise.
+    fn gradient_mode(&self, step: usize) -> GradientMode {
+        if self.cfg.growth == Growth::Gradient && (step + 1) % self.cfg.update_period == 0 {
+            GradientMode::Dense
+        } else {
+            GradientMode::Kept
+        }
+    }
+
     fn next_phase(&mut self, net: &mut dyn Network, ctx: &mut MethodCtx) -> Result<Option<Phase>> {
         if self.st.started {
             return Ok(None);

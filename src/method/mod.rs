@@ -18,7 +18,7 @@ use ndarray::{Array4, ArrayD};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::engine::Network;
+use crate::engine::{GradientMode, Network};
 use crate::error::Result;
 use crate::optim::Schedule;
 
@@ -54,6 +54,12 @@ pub struct MethodCtx<'a> {
 pub trait Method: Send {
     /// Changes masks or weights as the procedure requires and returns the next phase, or `None` when done.
     fn next_phase(&mut self, net: &mut dyn Network, ctx: &mut MethodCtx) -> Result<Option<Phase>>;
+
+    /// The gradients the backward pass of phase step `step` must compute: [`GradientMode::Kept`] unless the
+    /// method reads gradients at masked positions in that step's `after_backward` or `after_step`.
+    fn gradient_mode(&self, _step: usize) -> GradientMode {
+        GradientMode::Kept
+    }
 
     fn after_backward(
         &mut self,

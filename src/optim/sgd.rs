@@ -52,9 +52,11 @@ pub fn sgd_update(
             d
         };
         weight[i] -= lr * step;
-        if let Some(m) = mask {
-            weight[i] *= m[i];
-            momentum_buf[i] *= m[i];
+        if mask.is_some_and(|m| m[i] == 0.0) {
+            weight[i] = 0.0;
+            if let Some(b) = momentum_buf.get_mut(i) {
+                *b = 0.0;
+            }
         }
     }
 }

@@ -6,7 +6,7 @@ use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
 use super::maskset::{read_grads, read_weights, Layer};
-use crate::engine::Network;
+use crate::engine::{GradientMode, Network};
 use crate::error::Result;
 use crate::nn::loss::cross_entropy;
 
@@ -52,6 +52,7 @@ pub fn snip(
     label_smoothing: f32,
 ) -> Result<Vec<Vec<f32>>> {
     let saved = snapshot(net)?;
+    net.set_gradient_mode(GradientMode::Dense);
     let objective = |z: ArrayView2<f32>| cross_entropy(z, labels, label_smoothing);
     net.forward_backward(images.view(), true, &objective)?;
     let grads = read_grads(net, layers)?;
@@ -73,6 +74,7 @@ pub fn sum_objective(z: ArrayView2<f32>) -> (f64, Array2<f32>) {
 /// model's shape, R = Σ logits; score |∂R/∂θ ⊙ θ| under the masks currently set. All tensors are restored.
 pub fn synflow(net: &mut dyn Network, layers: &[Layer]) -> Result<Vec<Vec<f32>>> {
     let saved = snapshot(net)?;
+    net.set_gradient_mode(GradientMode::Dense);
     for (p, v) in &saved {
         net.write(p, v.mapv(f32::abs).view())?;
     }
@@ -112,6 +114,7 @@ pub fn grasp(
     temperature: f32,
 ) -> Result<Vec<Vec<f32>>> {
     let saved = snapshot(net)?;
+    net.set_gradient_mode(GradientMode::Dense);
     let objective = |z: ArrayView2<f32>| tempered_cross_entropy(z, labels, temperature);
     let theta = read_weights(net, layers)?;
     net.forward_backward(images.view(), true, &objective)?;

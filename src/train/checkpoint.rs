@@ -1,6 +1,7 @@
 //! Checkpoints as specified in `formats/checkpoint.md`: a safetensors file with every tensor (weights, BN
-//! statistics, momentum buffers, mask CSR arrays, the method's tensors) and a JSON file with the metadata, both
-//! written atomically, the JSON last.
+//! statistics, momentum buffers, mask CSR arrays, the method's tensors) that also carries the metadata and a
+//! digest over both, so that one atomic rename replaces a checkpoint whole; then a JSON copy of the metadata for
+//! readers that want it without the tensors.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,9 @@ pub const VERSION: u32 = 1;
 const MOMENTUM_PREFIX: &str = "optim.momentum.";
 const MASK_PREFIX: &str = "mask.";
 const METHOD_PREFIX: &str = "method.";
+/// Key of the safetensors header's `__metadata__` entry holding the digest over the metadata and every tensor
+/// (64 hex digits), a newline, and the metadata JSON. One entry, so that the header's bytes are deterministic.
+const EMBEDDED: &str = "sculpt.checkpoint";
 
 /// The state of a random stream: seed, stream and word position of a ChaCha8 generator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +104,61 @@ pub struct TrainState {
     /// The last evaluation's accuracies (validation, test).
     pub last_val_acc: Option<f64>,
     pub last_test_acc: Option<f64>,
+}
+
+impl TrainState {
+    /// Checks that the counters agree with each other and with the phase: a checkpoint that passes resumes
+    /// the schedule it was written in. Returns what is wrong, in words.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.steps_per_epoch == 0 {
+            return Err("steps_per_epoch is 0".into());
+        }
+        if Some(self.global_step) != self.global_epoch.checked_mul(self.steps_per_epoch) {
+            return Err(format!(
+                "global_step {} is not global_epoch {} times steps_per_epoch {}",
+                self.global_step, self.global_epoch, self.steps_per_epoch
+            ));
+        }
+        if self.epoch_in_phase > self.global_epoch || self.phase_index > self.global_epoch {
+            return Err(format!(
+                "epoch_in_phase {} or phase_index {} exceeds global_epoch {}",
+                self.epoch_in_phase, self.phase_index, self.global_epoch
+            ));
+        }
+        match &self.phase {
+            None if self.epoch_in_phase != 0 || self.phase_index != 0 || self.global_epoch != 0 => {
+                return Err("no current phase after training has started".into());
+            }
+            Some(p) if p.epochs == 0 || self.epoch_in_phase > p.epochs => {
+                return Err(format!(
+                    "epoch_in_phase {} is outside phase '{}' of {} epochs",
+                    self.epoch_in_phase, p.label, p.epochs
+                ));
+            }
+            Some(p) => p
+                .schedule
+                .validate()
+                .map_err(|m| format!("phase '{}': {m}", p.label))?,
+            None => {}
+        }
+        if let Some((acc, epoch)) = self.best_val {
+            if !(0.0..=1.0).contains(&acc) || epoch > self.global_epoch {
+                return Err(format!(
+                    "best_val [{acc}, {epoch}] is not an accuracy reached by epoch {}",
+                    self.global_epoch
+                ));
+            }
+        }
+        for (name, acc) in [
+            ("last_val_acc", self.last_val_acc),
+            ("last_test_acc", self.last_test_acc),
+        ] {
+            if acc.is_some_and(|a| !(0.0..=1.0).contains(&a)) {
+                return Err(format!("{name} {acc:?} is not an accuracy in [0, 1]"));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The JSON half of a checkpoint.
@@ -176,24 +235,26 @@ impl Checkpoint {
         })
     }
 
-    /// Writes `NAME.safetensors` then `NAME.json`, each atomically. Returns the safetensors path.
+    /// Writes `NAME.safetensors` (tensors, metadata and digest: the checkpoint), then `NAME.json` (a copy of the
+    /// metadata), each atomically. A kill at any instant leaves either the previous or the new safetensors
+    /// file whole, and that file alone is enough to resume. Returns the safetensors path.
     pub fn save(&self, path: &Path) -> Result<PathBuf> {
         let (st_path, json_path) = checkpoint_paths(path);
-        let bytes = self.tensor_bytes(&st_path)?;
-        write_atomic(&st_path, &bytes)?;
-        let meta = CheckpointMeta {
-            tensors_sha256: Some(sha256_hex(&bytes)),
+        let embedded = CheckpointMeta {
+            tensors_sha256: None,
             ..self.meta.clone()
         };
-        let json = serde_json::to_vec_pretty(&meta).map_err(|e| Error::Checkpoint {
-            path: json_path.clone(),
+        let meta_json = serde_json::to_string(&embedded).map_err(|e| Error::Checkpoint {
+            path: st_path.clone(),
             msg: format!("cannot serialise metadata: {e}"),
         })?;
-        write_atomic(&json_path, &json)?;
+        let bytes = self.tensor_bytes(&st_path, meta_json)?;
+        write_atomic(&st_path, &bytes)?;
+        write_atomic(&json_path, &metadata_copy(&embedded, &bytes, &json_path)?)?;
         Ok(st_path)
     }
 
-    fn tensor_bytes(&self, path: &Path) -> Result<Vec<u8>> {
+    fn tensor_bytes(&self, path: &Path, meta_json: String) -> Result<Vec<u8>> {
         let mut f32s: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         let mut push_f32 = |name: String, a: &ArrayD<f32>| {
             let bytes: Vec<u8> = a.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -258,7 +319,17 @@ impl Checkpoint {
                 });
             }
         }
-        safetensors::serialize(views, &None).map_err(|e| Error::Checkpoint {
+        let digest = state_digest(
+            &meta_json,
+            views
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())),
+        );
+        let header = std::collections::HashMap::from([(
+            EMBEDDED.to_string(),
+            format!("{digest}\n{meta_json}"),
+        )]);
+        safetensors::serialize(views, &Some(header)).map_err(|e| Error::Checkpoint {
             path: path.to_path_buf(),
             msg: format!("cannot serialise tensors: {e:?}"),
         })
@@ -314,31 +385,25 @@ impl Checkpoint {
 /// naming the file.
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let (st_path, json_path) = checkpoint_paths(path);
-    let json = std::fs::read(&json_path).map_err(|e| Error::io(&json_path, e))?;
-    let meta: CheckpointMeta = serde_json::from_slice(&json).map_err(|e| Error::Checkpoint {
-        path: json_path.clone(),
-        msg: format!("malformed metadata: {e}"),
-    })?;
+    let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
+    let meta = match embedded_meta(&st_path, &bytes)? {
+        Some(meta) => meta,
+        None => json_meta(&json_path, &st_path, &bytes)?,
+    };
     if meta.format != FORMAT || meta.version != VERSION {
         return Err(Error::Checkpoint {
-            path: json_path,
+            path: st_path,
             msg: format!(
                 "expected format '{FORMAT}' version {VERSION}, found '{}' version {}",
                 meta.format, meta.version
             ),
         });
     }
-    let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
-    if let Some(expected) = &meta.tensors_sha256 {
-        if &sha256_hex(&bytes) != expected {
-            return Err(Error::Checkpoint {
-                path: st_path,
-                msg: format!(
-                    "does not match its metadata {} (SHA-256 differs): the pair is torn or the file was changed",
-                    json_path.display()
-                ),
-            });
-        }
+    if let Some(state) = &meta.training {
+        state.check().map_err(|msg| Error::Checkpoint {
+            path: st_path.clone(),
+            msg: format!("training state: {msg}"),
+        })?;
     }
     let bad = |msg: String| Error::Checkpoint {
         path: st_path.clone(),
@@ -394,7 +459,14 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         tensors.push((t.path.clone(), read_f32(&t.path, &t.shape)?));
         let mname = format!("{MOMENTUM_PREFIX}{}", t.path);
         if st.tensor(&mname).is_ok() {
-            momentum.push((t.path.clone(), read_f32(&mname, &t.shape)?));
+            let buf = read_f32(&mname, &t.shape)?;
+            if let Some(i) = buf.iter().position(|v| !v.is_finite()) {
+                return Err(bad(format!(
+                    "momentum buffer {mname} holds the non-finite value {} at flat index {i}",
+                    buf.iter().nth(i).copied().unwrap_or(f32::NAN)
+                )));
+            }
+            momentum.push((t.path.clone(), buf));
         }
         let ip = format!("{MASK_PREFIX}{}.indptr", t.path);
         if st.tensor(&ip).is_ok() {
@@ -425,6 +497,123 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         masks,
         method_tensors,
     })
+}
+
+/// The metadata stored inside the safetensors header, its digest checked; `None` for a checkpoint written before
+/// the metadata was embedded (its JSON file then holds the metadata).
+fn embedded_meta(st_path: &Path, bytes: &[u8]) -> Result<Option<CheckpointMeta>> {
+    let bad = |msg: String| Error::Checkpoint {
+        path: st_path.to_path_buf(),
+        msg,
+    };
+    let st = SafeTensors::deserialize(bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e:?}")))?;
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| bad(format!("not a valid safetensors file: {e:?}")))?;
+    let Some(entries) = header.metadata() else {
+        return Ok(None);
+    };
+    let Some(entry) = entries.get(EMBEDDED) else {
+        return Ok(None);
+    };
+    let Some((stored_digest, meta_json)) = entry.split_once('\n') else {
+        return Err(bad(format!("the header entry {EMBEDDED} lacks its digest")));
+    };
+    let mut tensors = st.tensors();
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    let digest = state_digest(
+        meta_json,
+        tensors
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.dtype(), v.shape(), v.data())),
+    );
+    if stored_digest != digest {
+        return Err(bad(
+            "the metadata or the tensors were changed after the checkpoint was written (the SHA-256 digest \
+             in the header does not match)"
+                .into(),
+        ));
+    }
+    serde_json::from_str(meta_json)
+        .map(Some)
+        .map_err(|e| bad(format!("malformed embedded metadata: {e}")))
+}
+
+/// The metadata of a checkpoint whose safetensors file carries none: read from the JSON file and matched to
+/// the tensors by its `tensors_sha256`.
+fn json_meta(json_path: &Path, st_path: &Path, bytes: &[u8]) -> Result<CheckpointMeta> {
+    let json = std::fs::read(json_path).map_err(|e| Error::io(json_path, e))?;
+    let meta: CheckpointMeta = serde_json::from_slice(&json).map_err(|e| Error::Checkpoint {
+        path: json_path.to_path_buf(),
+        msg: format!("malformed metadata: {e}"),
+    })?;
+    if let Some(expected) = &meta.tensors_sha256 {
+        if &sha256_hex(bytes) != expected {
+            return Err(Error::Checkpoint {
+                path: st_path.to_path_buf(),
+                msg: format!(
+                    "does not match its metadata {} (SHA-256 differs): the pair is torn or the file was changed",
+                    json_path.display()
+                ),
+            });
+        }
+    }
+    Ok(meta)
+}
+
+/// The JSON copy of `meta` written beside the safetensors file `st_bytes`.
+fn metadata_copy(meta: &CheckpointMeta, st_bytes: &[u8], json_path: &Path) -> Result<Vec<u8>> {
+    let copy = CheckpointMeta {
+        tensors_sha256: Some(sha256_hex(st_bytes)),
+        ..meta.clone()
+    };
+    serde_json::to_vec_pretty(&copy).map_err(|e| Error::Checkpoint {
+        path: json_path.to_path_buf(),
+        msg: format!("cannot serialise metadata: {e}"),
+    })
+}
+
+/// Rewrites `NAME.json` from the metadata inside `NAME.safetensors` when it is missing or stale (a kill between
+/// the two writes of [`Checkpoint::save`]); returns whether it was rewritten. Checkpoints without embedded
+/// metadata are left alone.
+pub fn repair_metadata_copy(path: &Path) -> Result<bool> {
+    let (st_path, json_path) = checkpoint_paths(path);
+    let bytes = std::fs::read(&st_path).map_err(|e| Error::io(&st_path, e))?;
+    let Some(meta) = embedded_meta(&st_path, &bytes)? else {
+        return Ok(false);
+    };
+    let want = metadata_copy(&meta, &bytes, &json_path)?;
+    if std::fs::read(&json_path).is_ok_and(|have| have == want) {
+        return Ok(false);
+    }
+    write_atomic(&json_path, &want)?;
+    Ok(true)
+}
+
+/// SHA-256 (hex) over the metadata JSON and then, in the given (sorted) order, each tensor's name, dtype, shape
+/// and little-endian data, each field length-prefixed.
+fn state_digest<'a>(
+    meta_json: &str,
+    tensors: impl Iterator<Item = (&'a str, Dtype, &'a [usize], &'a [u8])>,
+) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let mut field = |bytes: &[u8]| {
+        h.update((bytes.len() as u64).to_le_bytes());
+        h.update(bytes);
+    };
+    field(meta_json.as_bytes());
+    for (name, dtype, shape, data) in tensors {
+        field(name.as_bytes());
+        field(format!("{dtype:?}").as_bytes());
+        let dims: Vec<u8> = shape
+            .iter()
+            .flat_map(|&d| (d as u64).to_le_bytes())
+            .collect();
+        field(&dims);
+        field(data);
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {

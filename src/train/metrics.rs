@@ -1,7 +1,6 @@
 //! Per-epoch metrics, one JSON object per line in `OUT/metrics.jsonl`.
 
 use std::fs::{File, OpenOptions};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -30,6 +29,10 @@ pub struct EpochMetrics {
     pub density: f64,
     /// Training throughput of the epoch (evaluation excluded).
     pub images_per_s: f64,
+    /// Useful training GFLOP/s of the epoch: `6 · MACs of the kept weights` per image (masks at the epoch's
+    /// end, see [`crate::engine::bench::useful_macs`]) at `images_per_s`.
+    #[serde(default)]
+    pub gflops: f64,
     /// Wall time of the epoch including evaluation.
     pub seconds: f64,
 }
@@ -39,7 +42,7 @@ impl EpochMetrics {
     pub fn summary_line(&self) -> String {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
         format!(
-            "{} epoch {} (global {}): loss {:.4} train {:.2}% val {} test {} density {:.4} lr {:.5} {:.0} img/s {:.1}s",
+            "{} epoch {} (global {}): loss {:.4} train {:.2}% val {} test {} density {:.4} lr {:.5} {:.0} img/s {:.2} GFLOP/s {:.1}s",
             self.phase,
             self.epoch,
             self.global_epoch,
@@ -50,6 +53,7 @@ impl EpochMetrics {
             self.density,
             self.lr,
             self.images_per_s,
+            self.gflops,
             self.seconds
         )
     }
@@ -83,7 +87,9 @@ impl MetricsLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
             Err(e) => return Err(Error::io(path, e)),
         };
-        write_atomic(path, kept.as_bytes())?;
+        if std::fs::read(path).ok().as_deref() != Some(kept.as_bytes()) {
+            write_atomic(path, kept.as_bytes())?;
+        }
         Self::open(path)
     }
 
@@ -103,10 +109,7 @@ impl MetricsLog {
         let mut line =
             serde_json::to_string(m).map_err(|e| Error::Invalid(format!("metrics: {e}")))?;
         line.push('\n');
-        self.file
-            .write_all(line.as_bytes())
-            .and_then(|_| self.file.flush())
-            .map_err(|e| Error::io(&self.path, e))
+        crate::fsio::append(&mut self.file, &self.path, line.as_bytes())
     }
 }
 

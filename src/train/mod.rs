@@ -1,14 +1,17 @@
-//! Training: recipes, the loop that drives a method over a network, metrics, checkpoints and resume.
+//! Training: recipes, the [`Run`] that drives a method over a network on a device, metrics, checkpoints and
+//! resume.
 
 pub mod checkpoint;
+pub mod evaluate;
 pub mod metrics;
+mod progress;
 pub mod recipe;
+pub mod run_data;
 pub mod serde_repr;
 pub mod trainer;
 
 pub use checkpoint::{load_checkpoint, Checkpoint, CheckpointMeta, TrainState};
+pub use evaluate::{density, evaluate};
 pub use metrics::{read_metrics, EpochMetrics};
 pub use recipe::{Override, Recipe};
-pub use trainer::{
-    evaluate, resume, resume_recipe, run, run_custom, run_with, RunOptions, RunSummary,
-};
+pub use trainer::{checkpoint_weights, resume_recipe, Run, RunSummary};

@@ -6,6 +6,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{Augment, DataSource};
+use crate::engine::Device;
 use crate::error::{clip_lines, quote, Error, Result};
 use crate::method::MethodConfig;
 use crate::nn::ModelSpec;
@@ -80,6 +81,13 @@ pub struct TrainSection {
     /// Batch size for evaluation passes.
     #[serde(default = "default_eval_batch_size")]
     pub eval_batch_size: usize,
+    /// Where the run trains unless the command line names another device: `cpu`, `tch-cpu`, `cuda`, `cuda:N`.
+    #[serde(default, skip_serializing_if = "is_default_device")]
+    pub device: Device,
+}
+
+fn is_default_device(d: &Device) -> bool {
+    *d == Device::default()
 }
 
 fn default_source() -> DataSource {
@@ -137,6 +145,7 @@ impl Default for TrainSection {
             label_smoothing: 0.0,
             eval_every: default_eval_every(),
             eval_batch_size: default_eval_batch_size(),
+            device: Device::default(),
         }
     }
 }
@@ -458,6 +467,12 @@ mod tests {
         assert_eq!(r.model.name, "resnet20");
         assert_eq!(r.data.augment.crop_padding, 4);
         assert!(r.data.augment.hflip);
+        let r = Recipe::load(None, &[Override::parse("train.device=cuda:1").unwrap()]).unwrap();
+        assert_eq!(r.train.device.to_string(), "cuda:1");
+        assert!(r.to_toml().unwrap().contains("device = \"cuda:1\""));
+        let err = Recipe::load(None, &[Override::parse("train.device=tpu").unwrap()]).unwrap_err();
+        assert!(err.to_string().contains("unknown device 'tpu'"), "{err}");
+        assert!(!Recipe::default().to_toml().unwrap().contains("device"));
         assert!(Override::parse("novalue").is_err());
         let err = Recipe::load(None, &[Override::parse("train.epoch=3").unwrap()]).unwrap_err();
         assert!(err.to_string().contains("epoch"), "{err}");

@@ -1,30 +1,33 @@
-//! The training loop: drives a [`Method`] over a [`Network`], phase by phase and epoch by epoch, evaluates,
-//! logs metrics as JSON lines and writes a checkpoint at the end of every epoch, from which a run resumes
-//! bit-identically.
+//! A training run: [`Run`] drives a [`Method`] over a [`Network`] on a [`Device`], phase by phase and epoch by
+//! epoch, evaluates, logs metrics as JSON lines and writes a checkpoint at the end of every epoch, from which a
+//! run resumes bit-identically on the same device and thread count (and to rounding on another engine).
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use ndarray::{Array4, ArrayD};
+use ndarray::ArrayD;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::data::{self, Dataset, Normalization};
-use crate::engine::cpu::CpuNetwork;
-use crate::engine::Network;
+use crate::data::{self, Normalization};
+use crate::engine::bench::useful_macs;
+use crate::engine::{Device, GradientMode, Network};
 use crate::error::{Error, Result};
+use crate::fsio;
 use crate::method::{Method, MethodCtx, Phase};
 use crate::nn::loss::{count_correct, cross_entropy};
 use crate::nn::ModelSpec;
 use crate::train::checkpoint::{
-    checkpoint_paths, load_checkpoint, write_atomic, Checkpoint, CheckpointMeta, RngState,
-    TrainState, FORMAT, VERSION,
+    checkpoint_paths, load_checkpoint, repair_metadata_copy, write_atomic, Checkpoint,
+    CheckpointMeta, RngState, TrainState, FORMAT, VERSION,
 };
+use crate::train::evaluate::{density, evaluate};
 use crate::train::metrics::{EpochMetrics, MetricsLog};
+use crate::train::progress::epoch_bar;
 use crate::train::recipe::Recipe;
+use crate::train::run_data::{score_sampler, RunData};
 
 /// File stem of the checkpoint rewritten after every epoch.
 pub const CHECKPOINT: &str = "checkpoint";
@@ -33,19 +36,8 @@ pub const FINAL: &str = "final";
 /// The metrics log.
 pub const METRICS: &str = "metrics.jsonl";
 
-/// How to run (not what to train: that is the recipe).
-#[derive(Debug, Clone, Default)]
-pub struct RunOptions {
-    /// No progress bar and no per-epoch lines on stderr.
-    pub quiet: bool,
-    /// Continue from `OUT/checkpoint.*` instead of starting afresh.
-    pub resume: bool,
-    /// Stop (as if killed) after this many epochs of this invocation, leaving the per-epoch checkpoint; for tests.
-    pub stop_after_epochs: Option<usize>,
-}
-
 /// What a run achieved.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
     /// Test accuracy and loss of the final weights (`None` when the run stopped before completing).
     pub final_test_acc: Option<f64>,
@@ -68,143 +60,520 @@ pub struct RunSummary {
     pub completed: bool,
     /// Fraction of prunable weights that are kept.
     pub density: f64,
+    /// Mean training time of one epoch of this invocation (evaluation excluded), seconds.
+    #[serde(default)]
+    pub mean_epoch_seconds: f64,
     pub metrics: PathBuf,
 }
 
-/// Builds the network a run trains: the model and the seed of its initialisation.
-pub type NetFactory<'a> = dyn Fn(&ModelSpec, u64) -> Result<Box<dyn Network>> + 'a;
-
-/// Trains `recipe` with the CPU engine, writing metrics and checkpoints into `out_dir`.
-pub fn run(recipe: &Recipe, out_dir: &Path, opts: &RunOptions) -> Result<RunSummary> {
-    run_with(recipe, out_dir, opts, &|spec, seed| {
-        Ok(Box::new(CpuNetwork::new(spec, seed)?) as Box<dyn Network>)
-    })
-}
-
-/// Continues the run in `out_dir` with the recipe stored in its checkpoint.
-pub fn resume(out_dir: &Path, opts: &RunOptions) -> Result<RunSummary> {
-    let recipe = resume_recipe(out_dir)?;
-    run(
-        &recipe,
-        out_dir,
-        &RunOptions {
-            resume: true,
-            ..opts.clone()
-        },
-    )
-}
-
-/// The recipe stored in the per-epoch checkpoint of `out_dir`.
-pub fn resume_recipe(out_dir: &Path) -> Result<Recipe> {
-    let ckpt = resume_checkpoint(out_dir)?;
-    let (_, json) = checkpoint_paths(&out_dir.join(CHECKPOINT));
-    ckpt.meta.recipe.ok_or_else(|| Error::Checkpoint {
-        path: json,
-        msg: "holds no recipe, so it cannot be resumed".into(),
-    })
-}
-
-fn resume_checkpoint(out_dir: &Path) -> Result<Checkpoint> {
-    let (st, json) = checkpoint_paths(&out_dir.join(CHECKPOINT));
-    if !out_dir.is_dir() {
-        return Err(Error::Checkpoint {
-            path: out_dir.to_path_buf(),
-            msg: "cannot resume: no such directory".into(),
-        });
-    }
-    if !st.is_file() || !json.is_file() {
-        return Err(Error::Checkpoint {
-            path: out_dir.to_path_buf(),
-            msg: format!(
-                "cannot resume: the directory holds no checkpoint ({} and {})",
-                st.display(),
-                json.display()
-            ),
-        });
-    }
-    load_checkpoint(&st)
-}
-
-/// The datasets and preprocessing of a run, derived from the recipe alone.
-struct RunData {
-    train: Dataset,
-    val: Option<Dataset>,
-    test: Dataset,
+/// One training run in its output directory. It owns the data, the network on its device, the method, the
+/// method's random stream, the metrics log and the checkpoints; [`Run::run_epoch`] is the loop body and
+/// [`Run::finish`] writes the final checkpoint and summary.
+///
+/// Stopping a run is dropping it: the per-epoch checkpoint of the last completed epoch stays, and
+/// [`Run::resume`] continues from it.
+pub struct Run {
+    /// The recipe as stored in checkpoints (`train.device` is the device in use).
+    recipe: Recipe,
+    out: PathBuf,
+    data: RunData,
     norm: Normalization,
+    spec: ModelSpec,
+    net: Box<dyn Network>,
+    method: Box<dyn Method>,
+    rng: ChaCha8Rng,
+    state: TrainState,
+    log: MetricsLog,
+    quiet: bool,
+    epochs_run: usize,
+    /// Training time of this invocation's epochs (evaluation excluded), seconds.
+    train_seconds_run: f64,
+    /// Resumed from a checkpoint of a complete run: [`Run::finish`] rewrites nothing that is already there.
+    resumed_complete: bool,
 }
 
-fn prepare_data(recipe: &Recipe) -> Result<RunData> {
-    let splits = data::load(&recipe.data.source)?;
-    let seed = recipe.train.seed;
-    let (mut train, val) = if recipe.data.validation > 0.0 {
-        let (t, v) = splits
-            .train
-            .split_validation(recipe.data.validation, seed)?;
-        (t, Some(v))
-    } else {
-        (splits.train, None)
-    };
-    if let Some(n) = recipe.data.train_limit {
-        if n < train.len() {
-            train = train.subset(&(0..n).collect::<Vec<_>>());
+impl Run {
+    /// A fresh run of `recipe` on `device` in `out` (created if needed; the files of an earlier run there are
+    /// replaced), with the recipe's method.
+    pub fn start(recipe: &Recipe, device: Device, out: &Path) -> Result<Self> {
+        Self::start_with(recipe, device, out, recipe.method.build())
+    }
+
+    /// Like [`Run::start`], driving `method` instead of the recipe's (procedures outside the recipe schema).
+    pub fn start_with(
+        recipe: &Recipe,
+        device: Device,
+        out: &Path,
+        method: Box<dyn Method>,
+    ) -> Result<Self> {
+        recipe.validate()?;
+        let mut recipe = recipe.clone();
+        recipe.train.device = device;
+        let data = RunData::load(&recipe)?;
+        let spec = recipe.model_spec(data.train.shape, data.train.classes)?;
+        let net = device.network(&spec, recipe.train.seed)?;
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+        fsio::remove_stale_temps(out)?;
+        for stale in [
+            "checkpoint.json",
+            "checkpoint.safetensors",
+            "final.safetensors",
+            "final.json",
+            "summary.json",
+        ] {
+            let p = out.join(stale);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+            }
         }
+        write_atomic(&out.join("recipe.toml"), recipe.to_toml()?.as_bytes())?;
+        let rng = method_rng(recipe.train.seed);
+        let state = TrainState {
+            phase_index: 0,
+            phase: None,
+            epoch_in_phase: 0,
+            global_epoch: 0,
+            global_step: 0,
+            steps_per_epoch: data.train.len() / recipe.train.batch_size,
+            finished: false,
+            method_state: serde_json::Value::Null,
+            rng: RngState::capture(&rng),
+            best_val: None,
+            last_val_acc: None,
+            last_test_acc: None,
+        };
+        Ok(Run {
+            log: MetricsLog::create(&out.join(METRICS))?,
+            norm: data.norm.clone(),
+            recipe,
+            out: out.to_path_buf(),
+            data,
+            spec,
+            net,
+            method,
+            rng,
+            state,
+            quiet: false,
+            epochs_run: 0,
+            train_seconds_run: 0.0,
+            resumed_complete: false,
+        })
     }
-    let mut test = splits.test;
-    if let Some(n) = recipe.data.test_limit {
-        if n < test.len() {
-            test = test.subset(&(0..n).collect::<Vec<_>>());
+
+    /// Continues the run stopped in `out` on `device` (which may differ from the one it was trained on), with
+    /// the recipe stored in its checkpoint.
+    pub fn resume(out: &Path, device: Device) -> Result<Self> {
+        let ckpt = resume_checkpoint(out)?;
+        let recipe = stored_recipe(&ckpt, out)?;
+        let method = recipe.method.build();
+        Self::resume_from(ckpt, recipe, device, out, method)
+    }
+
+    /// Like [`Run::resume`], driving `method` (which restores its state from the checkpoint).
+    pub fn resume_with(out: &Path, device: Device, method: Box<dyn Method>) -> Result<Self> {
+        let ckpt = resume_checkpoint(out)?;
+        let recipe = stored_recipe(&ckpt, out)?;
+        Self::resume_from(ckpt, recipe, device, out, method)
+    }
+
+    /// Resumes the run in `out` when it holds a per-epoch checkpoint, which must have been written by `recipe`
+    /// (on any device), and starts afresh otherwise.
+    pub fn start_or_resume(recipe: &Recipe, device: Device, out: &Path) -> Result<Self> {
+        let (st, json) = checkpoint_paths(&out.join(CHECKPOINT));
+        if !st.is_file() {
+            return Self::start(recipe, device, out);
         }
+        let ckpt = resume_checkpoint(out)?;
+        let stored = stored_recipe(&ckpt, out)?;
+        let mut given = recipe.clone();
+        given.train.device = stored.train.device;
+        if given != stored {
+            return Err(Error::Checkpoint {
+                path: json,
+                msg: "was written by a different recipe; resume with the recipe stored in the checkpoint"
+                    .into(),
+            });
+        }
+        Self::resume_from(ckpt, stored, device, out, recipe.method.build())
     }
-    if train.len() < recipe.train.batch_size {
-        return Err(Error::Recipe(format!(
-            "train.batch_size {} exceeds the {} training images",
-            recipe.train.batch_size,
-            train.len()
-        )));
+
+    fn resume_from(
+        ckpt: Checkpoint,
+        mut recipe: Recipe,
+        device: Device,
+        out: &Path,
+        mut method: Box<dyn Method>,
+    ) -> Result<Self> {
+        let (_, json) = checkpoint_paths(&out.join(CHECKPOINT));
+        recipe.validate().map_err(|e| Error::Checkpoint {
+            path: json.clone(),
+            msg: format!("holds an invalid recipe: {e}"),
+        })?;
+        recipe.train.device = device;
+        let data = RunData::load(&recipe)?;
+        let spec = recipe.model_spec(data.train.shape, data.train.classes)?;
+        let mut net = device.network(&spec, recipe.train.seed)?;
+        ckpt.apply_to(net.as_mut(), &json)?;
+        let state = ckpt
+            .meta
+            .training
+            .clone()
+            .ok_or_else(|| Error::Checkpoint {
+                path: json.clone(),
+                msg: "holds no training state".into(),
+            })?;
+        fsio::remove_stale_temps(out)?;
+        repair_metadata_copy(&out.join(CHECKPOINT))?;
+        let spe = data.train.len() / recipe.train.batch_size;
+        if state.steps_per_epoch != spe {
+            return Err(Error::Checkpoint {
+                path: json,
+                msg: format!(
+                    "was written with {} steps per epoch but the data now gives {spe}; the dataset changed",
+                    state.steps_per_epoch
+                ),
+            });
+        }
+        method.restore(&state.method_state, ckpt.method_tensors.clone())?;
+        let rng = state.rng.restore(&json)?;
+        Ok(Run {
+            log: MetricsLog::resume(&out.join(METRICS), state.global_epoch)?,
+            norm: ckpt.meta.normalization.clone(),
+            recipe,
+            out: out.to_path_buf(),
+            data,
+            spec,
+            net,
+            method,
+            rng,
+            resumed_complete: state.finished,
+            state,
+            quiet: false,
+            epochs_run: 0,
+            train_seconds_run: 0.0,
+        })
     }
-    let norm = Normalization::from_dataset(&train);
-    Ok(RunData {
-        train,
-        val,
-        test,
-        norm,
-    })
+
+    /// No progress bar and no per-epoch lines on stderr.
+    pub fn quiet(mut self, quiet: bool) -> Self {
+        self.quiet = quiet;
+        self
+    }
+
+    /// The recipe as the run stores it (its `train.device` is the device in use).
+    pub fn recipe(&self) -> &Recipe {
+        &self.recipe
+    }
+
+    /// The device the run trains on.
+    pub fn device(&self) -> Device {
+        self.recipe.train.device
+    }
+
+    /// The network being trained.
+    pub fn network(&self) -> &dyn Network {
+        self.net.as_ref()
+    }
+
+    /// Where training stands.
+    pub fn state(&self) -> &TrainState {
+        &self.state
+    }
+
+    /// The method handed out no further phase.
+    pub fn is_complete(&self) -> bool {
+        self.state.finished
+    }
+
+    /// Trains one epoch (asking the method for the next phase when the current one is over), evaluates when
+    /// due, logs the epoch and rewrites the per-epoch checkpoint. Returns the epoch's metrics, or `None` when
+    /// the method has no further phase: the run is complete and [`Run::finish`] writes its results.
+    pub fn run_epoch(&mut self) -> Result<Option<EpochMetrics>> {
+        if self.state.finished {
+            return Ok(None);
+        }
+        let Some(phase) = self.current_phase()? else {
+            self.state.finished = true;
+            return Ok(None);
+        };
+        let t0 = Instant::now();
+        let (train_loss, train_acc, lr) = self.train_epoch(&phase)?;
+        let train_seconds = t0.elapsed().as_secs_f64();
+        self.train_seconds_run += train_seconds;
+        self.state.epoch_in_phase += 1;
+        self.state.global_epoch += 1;
+        self.epochs_run += 1;
+        {
+            let seed = self.recipe.train.seed;
+            let mut sampler = score_sampler(&self.data.train, &self.norm, seed);
+            let mut ctx = method_ctx(
+                &self.recipe,
+                self.state.steps_per_epoch,
+                &mut sampler,
+                &mut self.rng,
+            );
+            self.method
+                .after_epoch(self.net.as_mut(), self.state.epoch_in_phase - 1, &mut ctx)?;
+        }
+        let (val, test) = if self.state.epoch_in_phase % self.recipe.train.eval_every == 0
+            || self.state.epoch_in_phase == phase.epochs
+        {
+            self.evaluate_now()?
+        } else {
+            (None, None)
+        };
+        let images = self.state.steps_per_epoch * self.recipe.train.batch_size;
+        let m = EpochMetrics {
+            phase: phase.label.clone(),
+            phase_index: self.state.phase_index,
+            epoch: self.state.epoch_in_phase,
+            global_epoch: self.state.global_epoch,
+            step: self.state.global_step,
+            lr,
+            train_loss,
+            train_acc,
+            val_loss: val.map(|v| v.0),
+            val_acc: val.map(|v| v.1),
+            test_loss: test.map(|v| v.0),
+            test_acc: test.map(|v| v.1),
+            density: density(self.net.as_ref()),
+            images_per_s: images as f64 / train_seconds.max(1e-9),
+            gflops: 6.0 * useful_macs(self.net.as_ref()) * images as f64
+                / train_seconds.max(1e-9)
+                / 1e9,
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        self.log.append(&m)?;
+        if !self.quiet {
+            eprintln!("{}", m.summary_line());
+        }
+        self.save(&self.out.join(CHECKPOINT))?;
+        Ok(Some(m))
+    }
+
+    /// Trains to the end ([`Run::run_epoch`] until the method is done), then [`Run::finish`].
+    pub fn run_to_end(mut self) -> Result<RunSummary> {
+        while self.run_epoch()?.is_some() {}
+        self.finish()
+    }
+
+    /// The summary of the run so far. When the run is complete, also evaluates the final weights, writes
+    /// `OUT/final.{safetensors,json}` and `OUT/summary.json`, and rewrites the per-epoch checkpoint.
+    pub fn finish(mut self) -> Result<RunSummary> {
+        let ckpt = self.out.join(CHECKPOINT);
+        let mut summary = RunSummary {
+            final_test_acc: None,
+            final_test_loss: None,
+            final_val_acc: None,
+            best_val_acc: self.state.best_val.map(|b| b.0),
+            best_val_epoch: self.state.best_val.map(|b| b.1),
+            last_test_acc: self.state.last_test_acc,
+            final_checkpoint: checkpoint_paths(&ckpt).0,
+            epochs_run: self.epochs_run,
+            total_epochs: self.state.global_epoch,
+            total_steps: self.state.global_step,
+            completed: self.state.finished,
+            density: density(self.net.as_ref()),
+            mean_epoch_seconds: self.train_seconds_run / self.epochs_run.max(1) as f64,
+            metrics: self.out.join(METRICS),
+        };
+        if !self.state.finished {
+            return Ok(summary);
+        }
+        if self.resumed_complete {
+            if let Some(stored) = self.stored_summary() {
+                return Ok(RunSummary {
+                    epochs_run: 0,
+                    ..stored
+                });
+            }
+        }
+        let eb = self.recipe.train.eval_batch_size;
+        let (loss, acc) = evaluate(self.net.as_mut(), &self.data.test, &self.norm, eb)?;
+        summary.final_test_acc = Some(acc);
+        summary.final_test_loss = Some(loss);
+        if let Some(v) = &self.data.val {
+            summary.final_val_acc = Some(evaluate(self.net.as_mut(), v, &self.norm, eb)?.1);
+        }
+        self.save(&ckpt)?;
+        summary.final_checkpoint = self.save(&self.out.join(FINAL))?;
+        let json = serde_json::to_vec_pretty(&summary)
+            .map_err(|e| Error::Invalid(format!("summary: {e}")))?;
+        write_atomic(&self.out.join("summary.json"), &json)?;
+        Ok(summary)
+    }
+
+    /// The summary a complete run left in `OUT/summary.json`, when it and the final checkpoint are intact.
+    fn stored_summary(&self) -> Option<RunSummary> {
+        let text = std::fs::read(self.out.join("summary.json")).ok()?;
+        let stored: RunSummary = serde_json::from_slice(&text).ok()?;
+        load_checkpoint(&self.out.join(FINAL)).ok()?;
+        Some(stored)
+    }
+
+    /// The phase to train next: the current one, or the method's next when it is over (`None` when done).
+    fn current_phase(&mut self) -> Result<Option<Phase>> {
+        let over = self
+            .state
+            .phase
+            .as_ref()
+            .is_none_or(|p| self.state.epoch_in_phase >= p.epochs);
+        if !over {
+            return Ok(self.state.phase.clone());
+        }
+        let seed = self.recipe.train.seed;
+        let mut sampler = score_sampler(&self.data.train, &self.norm, seed);
+        let mut ctx = method_ctx(
+            &self.recipe,
+            self.state.steps_per_epoch,
+            &mut sampler,
+            &mut self.rng,
+        );
+        let Some(p) = self.method.next_phase(self.net.as_mut(), &mut ctx)? else {
+            return Ok(None);
+        };
+        if p.epochs == 0 {
+            return Err(Error::Invalid(format!(
+                "method asked for phase '{}' of zero epochs",
+                p.label
+            )));
+        }
+        if let Err(m) = p.schedule.validate() {
+            return Err(Error::Invalid(format!("phase '{}': {m}", p.label)));
+        }
+        if self.state.phase.is_some() {
+            self.state.phase_index += 1;
+        }
+        if p.reset_optimizer {
+            self.net.reset_optimizer();
+        }
+        self.state.epoch_in_phase = 0;
+        self.state.phase = Some(p.clone());
+        Ok(Some(p))
+    }
+
+    /// One epoch of `phase`; returns the mean train loss, the train accuracy and the last learning rate.
+    fn train_epoch(&mut self, phase: &Phase) -> Result<(f64, f64, f64)> {
+        let seed = self.recipe.train.seed;
+        let bs = self.recipe.train.batch_size;
+        let spe = self.state.steps_per_epoch;
+        let epoch = self.state.global_epoch as u64;
+        let order = data::epoch_order(self.data.train.len(), seed, epoch);
+        let augment = &self.recipe.data.augment;
+        let augment = (augment.crop_padding > 0 || augment.hflip).then_some(augment);
+        let total_steps = phase.epochs * spe;
+        let ls = self.recipe.train.label_smoothing;
+        let show = !self.quiet && std::io::stderr().is_terminal();
+        let bar = epoch_bar(show, spe, phase, self.state.epoch_in_phase);
+
+        let mut sampler = score_sampler(&self.data.train, &self.norm, seed);
+        let mut ctx = method_ctx(&self.recipe, spe, &mut sampler, &mut self.rng);
+        let t0 = Instant::now();
+        let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0f64, 0usize, 0usize, 0.0f64);
+        for b in 0..spe {
+            let idx = &order[b * bs..(b + 1) * bs];
+            let (x, y) = data::make_batch(
+                &self.data.train,
+                idx,
+                &self.norm,
+                augment,
+                data::batch_seed(seed, epoch, b as u64),
+            );
+            let objective = |logits: ndarray::ArrayView2<f32>| cross_entropy(logits, &y, ls);
+            let step = self.state.epoch_in_phase * spe + b;
+            self.net.set_gradient_mode(self.method.gradient_mode(step));
+            let (loss, logits) = self.net.forward_backward(x.view(), true, &objective)?;
+            if !loss.is_finite() {
+                self.net.set_gradient_mode(GradientMode::Dense);
+                return Err(Error::Invalid(format!(
+                    "training diverged: loss is {loss} at epoch {} step {b} of phase '{}' (lower schedule.lr?)",
+                    self.state.epoch_in_phase + 1,
+                    phase.label
+                )));
+            }
+            self.method
+                .after_backward(self.net.as_mut(), step, &mut ctx)?;
+            lr = phase.schedule.lr(step, total_steps);
+            self.net.sgd_step(&self.recipe.optimizer, lr as f32);
+            self.method.after_step(self.net.as_mut(), step, &mut ctx)?;
+            self.state.global_step += 1;
+
+            loss_sum += loss * y.len() as f64;
+            correct += count_correct(logits.view(), &y);
+            seen += y.len();
+            if let Some(bar) = &bar {
+                let ips = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!(
+                    "loss {:.4} acc {:.2}% {:.0} img/s",
+                    loss_sum / seen as f64,
+                    100.0 * correct as f64 / seen as f64,
+                    ips
+                ));
+                bar.inc(1);
+            }
+        }
+        self.net.set_gradient_mode(GradientMode::Dense);
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        Ok((
+            loss_sum / seen.max(1) as f64,
+            correct as f64 / seen.max(1) as f64,
+            lr,
+        ))
+    }
+
+    /// Validation and test loss and accuracy of the current weights; updates the best and last accuracies.
+    #[allow(clippy::type_complexity)]
+    fn evaluate_now(&mut self) -> Result<(Option<(f64, f64)>, Option<(f64, f64)>)> {
+        let eb = self.recipe.train.eval_batch_size;
+        let mut val = None;
+        if let Some(v) = &self.data.val {
+            let r = evaluate(self.net.as_mut(), v, &self.norm, eb)?;
+            if self.state.best_val.is_none_or(|(b, _)| r.1 > b) {
+                self.state.best_val = Some((r.1, self.state.global_epoch));
+            }
+            self.state.last_val_acc = Some(r.1);
+            val = Some(r);
+        }
+        let r = evaluate(self.net.as_mut(), &self.data.test, &self.norm, eb)?;
+        self.state.last_test_acc = Some(r.1);
+        Ok((val, Some(r)))
+    }
+
+    /// Writes a checkpoint of everything (network, method, training state, RNG) under the stem `path`;
+    /// returns the safetensors path.
+    fn save(&mut self, path: &Path) -> Result<PathBuf> {
+        self.state.method_state = self.method.state();
+        self.state.rng = RngState::capture(&self.rng);
+        let meta = CheckpointMeta {
+            format: FORMAT.into(),
+            version: VERSION,
+            model: self.spec.clone(),
+            normalization: self.norm.clone(),
+            recipe: Some(self.recipe.clone()),
+            method: Some(self.recipe.method.kind().to_string()),
+            training: Some(self.state.clone()),
+            tensors_sha256: None,
+        };
+        Checkpoint::capture(self.net.as_ref(), meta, self.method.tensors())?.save(path)
+    }
 }
 
-/// Mean loss (no label smoothing) and accuracy of the network's eval-mode predictions on `ds`.
-pub fn evaluate(
-    net: &mut dyn Network,
-    ds: &Dataset,
-    norm: &Normalization,
-    batch: usize,
-) -> Result<(f64, f64)> {
-    if ds.is_empty() {
-        return Ok((0.0, 0.0));
-    }
-    let mut loss = 0.0;
-    let mut correct = 0usize;
-    let idx: Vec<usize> = (0..ds.len()).collect();
-    for chunk in idx.chunks(batch.max(1)) {
-        let (x, y) = data::make_batch(ds, chunk, norm, None, 0);
-        let logits = net.predict(x.view())?;
-        loss += cross_entropy(logits.view(), &y, 0.0).0 * chunk.len() as f64;
-        correct += count_correct(logits.view(), &y);
-    }
-    Ok((loss / ds.len() as f64, correct as f64 / ds.len() as f64))
-}
-
-/// Fraction of prunable weights kept by the masks (1 when there are none).
-pub fn density(net: &dyn Network) -> f64 {
-    let (mut kept, mut total) = (0usize, 0usize);
-    for t in net.tensors().iter().filter(|t| t.is_prunable()) {
-        let n: usize = t.shape.iter().product();
-        total += n;
-        kept += net.mask(&t.path).map_or(n, |m| m.nnz());
-    }
-    if total == 0 {
-        1.0
-    } else {
-        kept as f64 / total as f64
+/// What a method may use besides the network, for a run of `recipe` with `steps_per_epoch` steps per epoch.
+fn method_ctx<'a>(
+    recipe: &'a Recipe,
+    steps_per_epoch: usize,
+    sample_batch: &'a mut dyn FnMut(usize) -> (ndarray::Array4<f32>, Vec<u32>),
+    rng: &'a mut ChaCha8Rng,
+) -> MethodCtx<'a> {
+    MethodCtx {
+        steps_per_epoch,
+        schedule: &recipe.schedule,
+        epochs: recipe.train.epochs,
+        label_smoothing: recipe.train.label_smoothing,
+        sample_batch,
+        rng,
     }
 }
 
@@ -213,393 +582,37 @@ fn method_rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed ^ 0x6d65_7468_6f64_5f72)
 }
 
-/// A deterministic, unaugmented batch of `size` training images for methods' score computations: the first
-/// `size` images of a fixed seeded order (cycling when `size` exceeds the training set).
-fn sample_batch(
-    train: &Dataset,
-    norm: &Normalization,
-    seed: u64,
-    size: usize,
-) -> (Array4<f32>, Vec<u32>) {
-    let order = data::epoch_order(train.len(), seed ^ 0x5ca1_ab1e_0000_0000, u64::MAX >> 2);
-    let idx: Vec<usize> = (0..size).map(|i| order[i % order.len()]).collect();
-    data::make_batch(train, &idx, norm, None, 0)
+/// The recipe stored in the per-epoch checkpoint of `out_dir`.
+pub fn resume_recipe(out_dir: &Path) -> Result<Recipe> {
+    stored_recipe(&resume_checkpoint(out_dir)?, out_dir)
 }
 
-fn method_kind(recipe: &Recipe) -> Option<String> {
-    serde_json::to_value(&recipe.method)
-        .ok()
-        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_string))
-}
-
-/// Builds the method a run drives (normally [`crate::method::MethodConfig::build`] of the recipe's method).
-pub type MethodFactory<'a> = dyn Fn(&Recipe) -> Box<dyn Method> + 'a;
-
-/// Like [`run`], with the network built by `make_net` (another engine, or a test double).
-pub fn run_with(
-    recipe: &Recipe,
-    out_dir: &Path,
-    opts: &RunOptions,
-    make_net: &NetFactory,
-) -> Result<RunSummary> {
-    run_custom(recipe, out_dir, opts, make_net, &|r: &Recipe| {
-        r.method.build()
+fn stored_recipe(ckpt: &Checkpoint, out_dir: &Path) -> Result<Recipe> {
+    let (_, json) = checkpoint_paths(&out_dir.join(CHECKPOINT));
+    ckpt.meta.recipe.clone().ok_or_else(|| Error::Checkpoint {
+        path: json,
+        msg: "holds no recipe, so it cannot be resumed".into(),
     })
 }
 
-/// Like [`run_with`], with the method built by `make_method` (for procedures outside the recipe schema, and
-/// for tests of the loop itself).
-pub fn run_custom(
-    recipe: &Recipe,
-    out_dir: &Path,
-    opts: &RunOptions,
-    make_net: &NetFactory,
-    make_method: &MethodFactory,
-) -> Result<RunSummary> {
-    recipe.validate()?;
-    let resumed = if opts.resume {
-        Some(resume_checkpoint(out_dir)?)
-    } else {
-        None
-    };
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let ckpt_path = out_dir.join(CHECKPOINT);
-    let (_, ckpt_json) = checkpoint_paths(&ckpt_path);
-
-    let rd = prepare_data(recipe)?;
-    let seed = recipe.train.seed;
-    let spec = recipe.model_spec(rd.train.shape, rd.train.classes)?;
-    let mut net = make_net(&spec, seed)?;
-    let mut method: Box<dyn Method> = make_method(recipe);
-    let mut rng = method_rng(seed);
-    let bs = recipe.train.batch_size;
-    let spe = rd.train.len() / bs;
-    let mut norm = rd.norm.clone();
-
-    let mut state = TrainState {
-        phase_index: 0,
-        phase: None,
-        epoch_in_phase: 0,
-        global_epoch: 0,
-        global_step: 0,
-        steps_per_epoch: spe,
-        finished: false,
-        method_state: serde_json::Value::Null,
-        rng: RngState::capture(&rng),
-        best_val: None,
-        last_val_acc: None,
-        last_test_acc: None,
-    };
-
-    let metrics_path = out_dir.join(METRICS);
-    let mut log = match &resumed {
-        Some(ckpt) => {
-            ckpt.apply_to(net.as_mut(), &ckpt_json)?;
-            if ckpt.meta.recipe.as_ref() != Some(recipe) {
-                return Err(Error::Checkpoint {
-                    path: ckpt_json.clone(),
-                    msg: "was written by a different recipe; resume with the recipe stored in the checkpoint".into(),
-                });
-            }
-            let ts = ckpt
-                .meta
-                .training
-                .clone()
-                .ok_or_else(|| Error::Checkpoint {
-                    path: ckpt_json.clone(),
-                    msg: "holds no training state".into(),
-                })?;
-            if ts.steps_per_epoch != spe {
-                return Err(Error::Checkpoint {
-                    path: ckpt_json.clone(),
-                    msg: format!(
-                        "was written with {} steps per epoch but the data now gives {spe}; the dataset changed",
-                        ts.steps_per_epoch
-                    ),
-                });
-            }
-            method.restore(&ts.method_state, ckpt.method_tensors.clone())?;
-            rng = ts.rng.restore(&ckpt_json)?;
-            norm = ckpt.meta.normalization.clone();
-            state = ts;
-            MetricsLog::resume(&metrics_path, state.global_epoch)?
-        }
-        None => MetricsLog::create(&metrics_path)?,
-    };
-    if !opts.resume {
-        for stale in [
-            "checkpoint.json",
-            "checkpoint.safetensors",
-            "final.safetensors",
-            "final.json",
-            "summary.json",
-        ] {
-            let p = out_dir.join(stale);
-            if p.exists() {
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
-            }
-        }
-        let toml = recipe.to_toml()?;
-        write_atomic(&out_dir.join("recipe.toml"), toml.as_bytes())?;
+fn resume_checkpoint(out_dir: &Path) -> Result<Checkpoint> {
+    let (st, _) = checkpoint_paths(&out_dir.join(CHECKPOINT));
+    if !out_dir.is_dir() {
+        return Err(Error::Checkpoint {
+            path: out_dir.to_path_buf(),
+            msg: "cannot resume: no such directory".into(),
+        });
     }
-
-    let show = !opts.quiet && std::io::stderr().is_terminal();
-    let sampler_train = &rd.train;
-    let sampler_norm = norm.clone();
-    let mut sampler = move |n: usize| sample_batch(sampler_train, &sampler_norm, seed, n);
-    macro_rules! ctx {
-        () => {
-            &mut MethodCtx {
-                steps_per_epoch: spe,
-                schedule: &recipe.schedule,
-                epochs: recipe.train.epochs,
-                label_smoothing: recipe.train.label_smoothing,
-                sample_batch: &mut sampler,
-                rng: &mut rng,
-            }
-        };
+    if !st.is_file() {
+        return Err(Error::Checkpoint {
+            path: out_dir.to_path_buf(),
+            msg: format!(
+                "cannot resume: the directory holds no checkpoint ({})",
+                st.display()
+            ),
+        });
     }
-
-    let meta_for = |state: &TrainState| CheckpointMeta {
-        format: FORMAT.into(),
-        version: VERSION,
-        model: spec.clone(),
-        normalization: norm.clone(),
-        recipe: Some(recipe.clone()),
-        method: method_kind(recipe),
-        training: Some(state.clone()),
-        tensors_sha256: None,
-    };
-
-    let mut epochs_run = 0usize;
-    loop {
-        if state.finished {
-            break;
-        }
-        if opts.stop_after_epochs.is_some_and(|k| epochs_run >= k) {
-            break;
-        }
-        let need_phase = state
-            .phase
-            .as_ref()
-            .is_none_or(|p| state.epoch_in_phase >= p.epochs);
-        if need_phase {
-            match method.next_phase(net.as_mut(), ctx!())? {
-                None => {
-                    state.finished = true;
-                    continue;
-                }
-                Some(p) => {
-                    if p.epochs == 0 {
-                        return Err(Error::Invalid(format!(
-                            "method asked for phase '{}' of zero epochs",
-                            p.label
-                        )));
-                    }
-                    if let Err(m) = p.schedule.validate() {
-                        return Err(Error::Invalid(format!("phase '{}': {m}", p.label)));
-                    }
-                    if state.phase.is_some() {
-                        state.phase_index += 1;
-                    }
-                    if p.reset_optimizer {
-                        net.reset_optimizer();
-                    }
-                    state.epoch_in_phase = 0;
-                    state.phase = Some(p);
-                }
-            }
-        }
-        let phase = state.phase.clone().expect("a phase is active");
-        let t0 = Instant::now();
-        let (train_loss, train_acc, lr) = train_epoch(
-            net.as_mut(),
-            method.as_mut(),
-            &rd.train,
-            &norm,
-            recipe,
-            &phase,
-            &mut state,
-            spe,
-            show,
-            ctx!(),
-        )?;
-        let train_seconds = t0.elapsed().as_secs_f64();
-        state.epoch_in_phase += 1;
-        state.global_epoch += 1;
-        epochs_run += 1;
-        method.after_epoch(net.as_mut(), state.epoch_in_phase - 1, ctx!())?;
-
-        let eval_now = state.epoch_in_phase % recipe.train.eval_every == 0
-            || state.epoch_in_phase == phase.epochs;
-        let (mut val, mut test) = (None, None);
-        if eval_now {
-            let eb = recipe.train.eval_batch_size;
-            if let Some(v) = &rd.val {
-                let r = evaluate(net.as_mut(), v, &norm, eb)?;
-                if state.best_val.is_none_or(|(b, _)| r.1 > b) {
-                    state.best_val = Some((r.1, state.global_epoch));
-                }
-                state.last_val_acc = Some(r.1);
-                val = Some(r);
-            }
-            let r = evaluate(net.as_mut(), &rd.test, &norm, eb)?;
-            state.last_test_acc = Some(r.1);
-            test = Some(r);
-        }
-        let m = EpochMetrics {
-            phase: phase.label.clone(),
-            phase_index: state.phase_index,
-            epoch: state.epoch_in_phase,
-            global_epoch: state.global_epoch,
-            step: state.global_step,
-            lr,
-            train_loss,
-            train_acc,
-            val_loss: val.map(|v| v.0),
-            val_acc: val.map(|v| v.1),
-            test_loss: test.map(|v| v.0),
-            test_acc: test.map(|v| v.1),
-            density: density(net.as_ref()),
-            images_per_s: (spe * bs) as f64 / train_seconds.max(1e-9),
-            seconds: t0.elapsed().as_secs_f64(),
-        };
-        log.append(&m)?;
-        if !opts.quiet {
-            eprintln!("{}", m.summary_line());
-        }
-
-        state.method_state = method.state();
-        state.rng = RngState::capture(&rng);
-        Checkpoint::capture(net.as_ref(), meta_for(&state), method.tensors())?.save(&ckpt_path)?;
-    }
-
-    let mut summary = RunSummary {
-        final_test_acc: None,
-        final_test_loss: None,
-        final_val_acc: None,
-        best_val_acc: state.best_val.map(|b| b.0),
-        best_val_epoch: state.best_val.map(|b| b.1),
-        last_test_acc: state.last_test_acc,
-        final_checkpoint: checkpoint_paths(&ckpt_path).0,
-        epochs_run,
-        total_epochs: state.global_epoch,
-        total_steps: state.global_step,
-        completed: state.finished,
-        density: density(net.as_ref()),
-        metrics: metrics_path,
-    };
-    if state.finished {
-        let eb = recipe.train.eval_batch_size;
-        let (tl, ta) = evaluate(net.as_mut(), &rd.test, &norm, eb)?;
-        summary.final_test_acc = Some(ta);
-        summary.final_test_loss = Some(tl);
-        if let Some(v) = &rd.val {
-            summary.final_val_acc = Some(evaluate(net.as_mut(), v, &norm, eb)?.1);
-        }
-        state.method_state = method.state();
-        state.rng = RngState::capture(&rng);
-        let ckpt = Checkpoint::capture(net.as_ref(), meta_for(&state), method.tensors())?;
-        ckpt.save(&ckpt_path)?;
-        summary.final_checkpoint = ckpt.save(&out_dir.join(FINAL))?;
-        let json = serde_json::to_vec_pretty(&summary)
-            .map_err(|e| Error::Invalid(format!("summary: {e}")))?;
-        write_atomic(&out_dir.join("summary.json"), &json)?;
-    }
-    Ok(summary)
-}
-
-/// One epoch of phase `phase`; returns mean train loss, train accuracy and the last learning rate.
-#[allow(clippy::too_many_arguments)]
-fn train_epoch(
-    net: &mut dyn Network,
-    method: &mut dyn Method,
-    train: &Dataset,
-    norm: &Normalization,
-    recipe: &Recipe,
-    phase: &Phase,
-    state: &mut TrainState,
-    spe: usize,
-    show: bool,
-    ctx: &mut MethodCtx,
-) -> Result<(f64, f64, f64)> {
-    let seed = recipe.train.seed;
-    let bs = recipe.train.batch_size;
-    let epoch = state.global_epoch as u64;
-    let order = data::epoch_order(train.len(), seed, epoch);
-    let augment = &recipe.data.augment;
-    let augment = (augment.crop_padding > 0 || augment.hflip).then_some(augment);
-    let total_steps = phase.epochs * spe;
-    let ls = recipe.train.label_smoothing;
-
-    let bar = progress_bar(show, spe, phase, state.epoch_in_phase);
-    let t0 = Instant::now();
-    let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0f64, 0usize, 0usize, 0.0f64);
-    for b in 0..spe {
-        let idx = &order[b * bs..(b + 1) * bs];
-        let (x, y) = data::make_batch(
-            train,
-            idx,
-            norm,
-            augment,
-            data::batch_seed(seed, epoch, b as u64),
-        );
-        let objective = |logits: ndarray::ArrayView2<f32>| cross_entropy(logits, &y, ls);
-        let (loss, logits) = net.forward_backward(x.view(), true, &objective)?;
-        if !loss.is_finite() {
-            return Err(Error::Invalid(format!(
-                "training diverged: loss is {loss} at epoch {} step {b} of phase '{}' (lower schedule.lr?)",
-                state.epoch_in_phase + 1,
-                phase.label
-            )));
-        }
-        let step = state.epoch_in_phase * spe + b;
-        method.after_backward(net, step, ctx)?;
-        lr = phase.schedule.lr(step, total_steps);
-        net.sgd_step(&recipe.optimizer, lr as f32);
-        method.after_step(net, step, ctx)?;
-        state.global_step += 1;
-
-        loss_sum += loss * y.len() as f64;
-        correct += count_correct(logits.view(), &y);
-        seen += y.len();
-        if let Some(bar) = &bar {
-            let ips = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
-            bar.set_message(format!(
-                "loss {:.4} acc {:.2}% {:.0} img/s",
-                loss_sum / seen as f64,
-                100.0 * correct as f64 / seen as f64,
-                ips
-            ));
-            bar.inc(1);
-        }
-    }
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
-    Ok((
-        loss_sum / seen.max(1) as f64,
-        correct as f64 / seen.max(1) as f64,
-        lr,
-    ))
-}
-
-fn progress_bar(show: bool, steps: usize, phase: &Phase, epoch: usize) -> Option<ProgressBar> {
-    if !show {
-        return None;
-    }
-    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
-    let style = ProgressStyle::with_template("{prefix} [{wide_bar}] {pos}/{len} {msg}")
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
-    bar.set_style(style);
-    bar.set_prefix(format!(
-        "{} epoch {}/{}",
-        phase.label,
-        epoch + 1,
-        phase.epochs
-    ));
-    Some(bar)
+    load_checkpoint(&st)
 }
 
 /// Reads the weights of a checkpoint as `(path, tensor)` pairs; a convenience for analyses.

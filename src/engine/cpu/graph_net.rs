@@ -6,9 +6,12 @@ use ndarray::{Array2, ArrayD, ArrayView2, ArrayView4, ArrayViewD, IxDyn};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
+use super::cost::SparsePolicy;
 use super::kernels::{self, bn, conv, elementwise as ew, linear, pool, FlushDenormals};
 use super::plan::{Kernel, Plan};
-use crate::engine::Objective;
+use super::simd::KernelPath;
+use super::sparse_layer::{SparseLayer, SparseScratch};
+use crate::engine::{GradientMode, Objective};
 use crate::error::{Error, Result};
 use crate::nn::{init::kaiming_init, Graph, TensorInfo, TensorRole};
 use crate::optim::{sgd::sgd_update, SgdConfig};
@@ -43,6 +46,7 @@ struct Workspace {
     conv: Vec<conv::ConvScratch>,
     /// Transposed convolution weight, shared by the chunks of one layer.
     wt: Vec<f32>,
+    sparse: SparseScratch,
     /// Mode of the last forward pass.
     mode: Option<Mode>,
 }
@@ -63,11 +67,19 @@ pub struct GraphNetwork {
     bn_momentum: Option<f32>,
     bn_batches: u64,
     ws: Workspace,
+    path: KernelPath,
+    policy: SparsePolicy,
+    gradients: GradientMode,
+    /// Per tensor: the sparse kernels of a masked convolution or linear weight that runs sparse.
+    sparse: Vec<Option<SparseLayer>>,
 }
 
 impl GraphNetwork {
-    /// A network over `graph` with Kaiming-initialised weights drawn from a ChaCha8 generator seeded by `seed`.
+    /// A network over `graph` with Kaiming-initialised weights drawn from a ChaCha8 generator seeded by `seed`,
+    /// on the kernel path of [`KernelPath::from_env`], sparse kernels where the cost model predicts a gain, and
+    /// dense gradients.
     pub fn new(graph: Graph, seed: u64) -> Result<Self> {
+        let path = KernelPath::from_env()?;
         let plan = Plan::new(&graph)?;
         kernels::single_threaded_gemm();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -96,7 +108,73 @@ impl GraphNetwork {
             bn_momentum: Some(0.1),
             bn_batches: 0,
             ws: Workspace::default(),
+            path,
+            policy: SparsePolicy::Auto,
+            gradients: GradientMode::Dense,
+            sparse: (0..n).map(|_| None).collect(),
         })
+    }
+
+    /// The kernel path every kernel call runs on.
+    pub fn kernel_path(&self) -> KernelPath {
+        self.path
+    }
+
+    /// Runs every kernel on `path` from now on; an error when this CPU lacks it.
+    pub fn set_kernel_path(&mut self, path: KernelPath) -> Result<()> {
+        path.check()?;
+        self.path = path;
+        self.refresh_all_sparse();
+        Ok(())
+    }
+
+    /// Which masked layers run on the sparse kernels from now on.
+    pub fn set_sparse_policy(&mut self, policy: SparsePolicy) {
+        self.policy = policy;
+        self.refresh_all_sparse();
+    }
+
+    /// Paths of the weights that currently run on the sparse kernels, in graph order.
+    pub fn sparse_layers(&self) -> Vec<&str> {
+        (0..self.infos.len())
+            .filter(|&t| self.sparse[t].is_some())
+            .map(|t| self.infos[t].path.as_str())
+            .collect()
+    }
+
+    /// Which gradients the following backward passes compute (see [`GradientMode`]).
+    pub fn set_gradient_mode(&mut self, mode: GradientMode) {
+        self.gradients = mode;
+    }
+
+    fn refresh_all_sparse(&mut self) {
+        for t in 0..self.infos.len() {
+            self.refresh_sparse(t);
+        }
+    }
+
+    /// Rebuilds the sparse layout of weight `t` from its mask, or drops it when the layer is unmasked or the
+    /// policy keeps it dense.
+    fn refresh_sparse(&mut self, t: usize) {
+        self.sparse[t] = None;
+        let Some(mask) = &self.masks[t] else {
+            return;
+        };
+        let Some(node) = self.plan.nodes.iter().find(|n| {
+            n.first_tensor == Some(t)
+                && matches!(n.kernel, Kernel::Conv { .. } | Kernel::Linear { .. })
+        }) else {
+            return;
+        };
+        let keep: Vec<bool> = mask.iter().map(|&v| v != 0.0).collect();
+        if let Some(layer) = SparseLayer::new(&node.kernel, &keep, self.path) {
+            if self
+                .policy
+                .runs_sparse(&node.kernel, &layer.work(), self.path)
+            {
+                self.sparse[t] = Some(layer);
+            }
+        }
     }
 
     pub fn graph(&self) -> &Graph {
@@ -178,6 +256,7 @@ impl GraphNetwork {
                 self.apply_mask(t);
             }
         }
+        self.refresh_sparse(t);
         Ok(())
     }
 
@@ -316,6 +395,7 @@ impl GraphNetwork {
         if ws.conv.len() < chunks {
             ws.conv.resize_with(chunks, Default::default);
         }
+        ws.sparse.reserve(chunks);
     }
 
     /// Runs the forward pass over a batch; activations stay in the workspace.
@@ -366,7 +446,13 @@ impl GraphNetwork {
             Kernel::Conv { geom, bias } => {
                 let t = node.first_tensor.expect("conv has a weight");
                 let b = bias.then(|| self.values[t + 1].as_slice());
+                if let Some(layer) = self.sparse[t].as_mut() {
+                    layer.forward(&self.values[t], b, relu, x, &mut out, &mut ws.sparse);
+                    ws.acts[node.act] = out;
+                    return;
+                }
                 conv::forward(
+                    self.path,
                     geom,
                     x,
                     &self.values[t],
@@ -380,7 +466,12 @@ impl GraphNetwork {
             &Kernel::Linear { nin, nout, bias } => {
                 let t = node.first_tensor.expect("linear has a weight");
                 let b = bias.then(|| self.values[t + 1].as_slice());
-                linear::forward(nin, nout, x, &self.values[t], b, relu, &mut out);
+                if let Some(layer) = self.sparse[t].as_mut() {
+                    layer.forward(&self.values[t], b, relu, x, &mut out, &mut ws.sparse);
+                    ws.acts[node.act] = out;
+                    return;
+                }
+                linear::forward(self.path, nin, nout, x, &self.values[t], b, relu, &mut out);
             }
             &Kernel::BatchNorm { c, hw } => {
                 let t = node.first_tensor.expect("batch norm has parameters");
@@ -519,17 +610,29 @@ impl GraphNetwork {
                 let dx = dxbuf
                     .as_mut()
                     .map(|v| (v.as_mut_slice(), tgt.expect("target").1));
-                conv::backward(
-                    geom,
-                    x,
-                    &self.values[t],
-                    &dy,
-                    dx,
-                    &mut gw[0],
-                    dbias,
-                    &mut ws.conv,
-                    &mut ws.wt,
-                );
+                if let Some(layer) = self.sparse[t].as_mut() {
+                    let w = &self.values[t];
+                    layer.backward(w, x, &dy, dx, &mut gw[0], dbias, &mut ws.sparse);
+                    if self.gradients == GradientMode::Dense {
+                        let mut full = vec![0.0; gw[0].len()];
+                        let (path, conv_s, wt) = (self.path, &mut ws.conv, &mut ws.wt);
+                        conv::backward(path, geom, x, w, &dy, None, &mut full, None, conv_s, wt);
+                        fill_masked(&mut gw[0], &full, self.masks[t].as_deref());
+                    }
+                } else {
+                    conv::backward(
+                        self.path,
+                        geom,
+                        x,
+                        &self.values[t],
+                        &dy,
+                        dx,
+                        &mut gw[0],
+                        dbias,
+                        &mut ws.conv,
+                        &mut ws.wt,
+                    );
+                }
                 if let (Some((b, _)), Some(v)) = (tgt, dxbuf) {
                     ws.grads[b] = v;
                 }
@@ -543,7 +646,17 @@ impl GraphNetwork {
                 let dx = dxbuf
                     .as_mut()
                     .map(|v| (v.as_mut_slice(), tgt.expect("target").1));
-                linear::backward(nin, nout, x, &self.values[t], &dy, dx, &mut gw[0], dbias);
+                if let Some(layer) = self.sparse[t].as_mut() {
+                    let w = &self.values[t];
+                    layer.backward(w, x, &dy, dx, &mut gw[0], dbias, &mut ws.sparse);
+                    if self.gradients == GradientMode::Dense {
+                        let mut full = vec![0.0; gw[0].len()];
+                        linear::backward(nin, nout, x, w, &dy, None, &mut full, None);
+                        fill_masked(&mut gw[0], &full, self.masks[t].as_deref());
+                    }
+                } else {
+                    linear::backward(nin, nout, x, &self.values[t], &dy, dx, &mut gw[0], dbias);
+                }
                 if let (Some((b, _)), Some(v)) = (tgt, dxbuf) {
                     ws.grads[b] = v;
                 }
@@ -666,5 +779,18 @@ fn trainable_tensors(k: &Kernel) -> usize {
         Kernel::Conv { bias, .. } | Kernel::Linear { bias, .. } => 1 + bias as usize,
         Kernel::BatchNorm { .. } => 2,
         _ => 0,
+    }
+}
+
+/// Copies `full` into `grad` at the masked positions of `mask`, leaving the kept positions (computed by the
+/// sparse kernels) as they are.
+fn fill_masked(grad: &mut [f32], full: &[f32], mask: Option<&[f32]>) {
+    let Some(mask) = mask else {
+        return;
+    };
+    for ((g, &f), &k) in grad.iter_mut().zip(full).zip(mask) {
+        if k == 0.0 {
+            *g = f;
+        }
     }
 }

@@ -6,15 +6,18 @@
 //! im2col + single-threaded GEMM per sample, and every reduction over the batch is summed in chunk order, so
 //! the same seed, inputs and thread count give bit-identical results.
 
+pub mod cost;
 pub mod graph_net;
 pub mod kernels;
 pub mod plan;
+pub mod simd;
+pub mod sparse_layer;
 
 use ndarray::{Array2, ArrayD, ArrayView4, ArrayViewD};
 
 pub use graph_net::{GraphNetwork, Mode, BN_EPS, PREDICT_CHUNK};
 
-use crate::engine::{Network, Objective, StepStats};
+use crate::engine::{GradientMode, Network, Objective, StepStats};
 use crate::error::{Error, Result};
 use crate::nn::{loss, ModelSpec, TensorInfo};
 use crate::optim::SgdConfig;
@@ -55,6 +58,16 @@ impl CpuNetwork {
             return Err(Error::Invalid(format!("tensor {} missing", missing.path)));
         }
         Ok(net)
+    }
+
+    /// The kernel path every kernel call runs on.
+    pub fn kernel_path(&self) -> simd::KernelPath {
+        self.net.kernel_path()
+    }
+
+    /// Runs every kernel on `path` from now on; an error when this CPU lacks it.
+    pub fn set_kernel_path(&mut self, path: simd::KernelPath) -> Result<()> {
+        self.net.set_kernel_path(path)
     }
 
     /// The engine underneath.
@@ -145,5 +158,8 @@ impl Network for CpuNetwork {
     }
     fn set_bn_momentum(&mut self, momentum: Option<f32>) {
         self.net.set_bn_momentum(momentum)
+    }
+    fn set_gradient_mode(&mut self, mode: GradientMode) {
+        self.net.set_gradient_mode(mode)
     }
 }

@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use super::direct;
 use super::nt::{gemm_nt, Rows};
 use super::{chunk_size, reduce_in_order, sgemm, FlushDenormals};
+use crate::engine::cpu::simd::KernelPath;
 
 /// Geometry of one convolution (square kernel, equal stride and padding on both axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -177,10 +178,11 @@ pub fn col2im_add(g: &ConvGeom, col: &[f32], dx: &mut [f32]) {
 }
 
 /// Forward over a batch: `y[N, Cout, OH, OW]` from `x[N, Cin, H, W]`, weight `[Cout, Cin, k, k]`, optional
-/// bias, optionally followed by ReLU. `scratch` needs one entry per chunk (see [`super::chunk_count`]);
-/// `wt` holds the transposed weight (so that the GEMM packs it with unit stride).
+/// bias, optionally followed by ReLU, with the kernels of `path`. `scratch` needs one entry per chunk (see
+/// [`super::chunk_count`]); `wt` holds the transposed weight (so that the GEMM packs it with unit stride).
 #[allow(clippy::too_many_arguments)]
 pub fn forward(
+    path: KernelPath,
     g: &ConvGeom,
     x: &[f32],
     weight: &[f32],
@@ -193,7 +195,7 @@ pub fn forward(
     let batch = x.len() / g.in_len();
     let cs = chunk_size(batch);
     let (kdim, ohw) = (g.kdim(), g.out_hw());
-    if direct::forward_supported(g) {
+    if direct::forward_supported(path, g) {
         direct::pack_weight(g, weight, wt);
         let packed = &*wt;
         y.par_chunks_mut(cs * g.out_len())
@@ -204,8 +206,8 @@ pub fn forward(
                 direct::tap_offsets(g, &mut s.starts);
                 let xp = grow(&mut s.xp, direct::padded_len(g));
                 for (yn, xn) in yc.chunks_mut(g.out_len()).zip(xc.chunks(g.in_len())) {
-                    direct::pad_sample(g, xn, xp);
-                    direct::forward_sample(g, xp, packed, &s.starts, yn, false);
+                    direct::pad_sample(path, g, xn, xp);
+                    direct::forward_sample(path, g, xp, packed, &s.starts, yn, false);
                     bias_relu(g, bias, relu, yn);
                 }
             });
@@ -270,6 +272,7 @@ fn bias_relu(g: &ConvGeom, bias: Option<&[f32]>, relu: bool, y: &mut [f32]) {
 /// `wt` holds the repacked weight of the input-gradient pass, shared by the chunks.
 #[allow(clippy::too_many_arguments)]
 pub fn backward(
+    path: KernelPath,
     g: &ConvGeom,
     x: &[f32],
     weight: &[f32],
@@ -283,7 +286,7 @@ pub fn backward(
     let batch = x.len() / g.in_len();
     let cs = chunk_size(batch);
     let with_bias = dbias.is_some();
-    let tg = direct::input_grad_geom(g).filter(direct::forward_supported);
+    let tg = direct::input_grad_geom(g).filter(|t| direct::forward_supported(path, t));
     if tg.is_some() && dx.is_some() {
         direct::pack_flipped(g, weight, wt);
     }
@@ -296,12 +299,22 @@ pub fn backward(
             .zip(dx.par_chunks_mut(cs * g.in_len()))
             .zip(scratch.par_iter_mut())
             .for_each(|(((xc, dyc), dxc), s)| {
-                backward_chunk(g, xc, weight, flipped, dyc, Some((dxc, acc)), with_bias, s)
+                backward_chunk(
+                    path,
+                    g,
+                    xc,
+                    weight,
+                    flipped,
+                    dyc,
+                    Some((dxc, acc)),
+                    with_bias,
+                    s,
+                )
             }),
         None => chunks
             .zip(scratch.par_iter_mut())
             .for_each(|((xc, dyc), s)| {
-                backward_chunk(g, xc, weight, flipped, dyc, None, with_bias, s)
+                backward_chunk(path, g, xc, weight, flipped, dyc, None, with_bias, s)
             }),
     }
     let used = batch.div_ceil(cs);
@@ -316,6 +329,7 @@ pub fn backward(
 /// computes the input gradient.
 #[allow(clippy::too_many_arguments)]
 fn backward_chunk(
+    path: KernelPath,
     g: &ConvGeom,
     xc: &[f32],
     weight: &[f32],
@@ -340,7 +354,7 @@ fn backward_chunk(
         dyt,
         dstarts,
     } = s;
-    let direct_wgrad = direct::weight_grad_supported(g);
+    let direct_wgrad = direct::weight_grad_supported(path, g);
     if direct_wgrad {
         dw[..g.cout * kdim].fill(0.0);
         direct::tap_offsets(g, starts);
@@ -373,9 +387,9 @@ fn backward_chunk(
         .enumerate()
     {
         if direct_wgrad {
-            direct::pad_sample(g, xn, xp);
-            direct::transpose(g.cout, ohw, dyn_, dyt);
-            direct::weight_grad_sample(g, xp, dyt, starts, dw);
+            direct::pad_sample(path, g, xn, xp);
+            direct::transpose(path, g.cout, ohw, dyn_, dyt);
+            direct::weight_grad_sample(path, g, xp, dyt, starts, dw);
         } else if shifted {
             for c in 0..g.cin {
                 for y in 0..g.h {
@@ -392,7 +406,7 @@ fn backward_chunk(
             let kq = g.oh * wp;
             let a = Rows::strided(&dyp[..g.cout * kq], g.cout, kq);
             let b = Rows::at(&xp[..g.cin * plane + g.k], starts);
-            gemm_nt(kq, a, b, &mut dw[..], kdim, n > 0);
+            gemm_nt(path, kq, a, b, &mut dw[..], kdim, n > 0);
         } else {
             let colv: &[f32] = if g.pointwise() {
                 xn
@@ -403,7 +417,7 @@ fn backward_chunk(
             };
             let a = Rows::strided(dyn_, g.cout, ohw);
             let b = Rows::strided(colv, kdim, ohw);
-            gemm_nt(ohw, a, b, &mut dw[..], kdim, n > 0);
+            gemm_nt(path, ohw, a, b, &mut dw[..], kdim, n > 0);
         }
         if with_bias {
             for (o, row) in dyn_.chunks(ohw).enumerate() {
@@ -413,8 +427,8 @@ fn backward_chunk(
         if let Some((dx, acc)) = dxc.as_mut() {
             let dxn = &mut dx[n * g.in_len()..(n + 1) * g.in_len()];
             if let Some((t, packed)) = flipped {
-                direct::pad_sample(&t, dyn_, dyp);
-                direct::forward_sample(&t, dyp, packed, dstarts, dxn, *acc);
+                direct::pad_sample(path, &t, dyn_, dyp);
+                direct::forward_sample(path, &t, dyp, packed, dstarts, dxn, *acc);
             } else if g.pointwise() {
                 let beta = if *acc { 1.0 } else { 0.0 };
                 sgemm(
@@ -457,6 +471,8 @@ fn backward_chunk(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const P: KernelPath = KernelPath::Portable;
 
     fn direct(g: &ConvGeom, x: &[f32], w: &[f32]) -> Vec<f32> {
         let mut y = vec![0.0; g.out_len()];
@@ -505,6 +521,7 @@ mod tests {
             let mut y = vec![0.0; g.out_len()];
             let mut scratch: Vec<ConvScratch> = (0..4).map(|_| ConvScratch::default()).collect();
             forward(
+                P,
                 &g,
                 &x,
                 &wt,
@@ -551,6 +568,7 @@ mod tests {
             let mut dw = vec![0.0; wt.len()];
             let mut scratch: Vec<ConvScratch> = (0..4).map(|_| ConvScratch::default()).collect();
             backward(
+                P,
                 &g,
                 &x,
                 &wt,
@@ -600,10 +618,21 @@ mod tests {
             let mut scratch: Vec<ConvScratch> = (0..4).map(|_| ConvScratch::default()).collect();
             let mut y = vec![0.0; n * g.out_len()];
             let mut packed = Vec::new();
-            forward(&g, &x, &wt, None, false, &mut y, &mut scratch, &mut packed);
+            forward(
+                P,
+                &g,
+                &x,
+                &wt,
+                None,
+                false,
+                &mut y,
+                &mut scratch,
+                &mut packed,
+            );
             let mut dx = vec![1.0; x.len()];
             let mut dw = vec![0.0; wt.len()];
             backward(
+                P,
                 &g,
                 &x,
                 &wt,

@@ -12,6 +12,7 @@
 //! deterministic.
 
 use super::conv::ConvGeom;
+use crate::engine::cpu::simd::KernelPath;
 
 /// Most output channels per forward register tile.
 const MR: usize = 6;
@@ -20,30 +21,24 @@ const LANES: usize = 8;
 /// Taps per weight-gradient register tile.
 const KT: usize = 6;
 
-fn has_avx2_fma() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        false
-    }
+/// Whether `path` runs the AVX2/FMA kernels here (AVX-512 machines run them too).
+fn vector(path: KernelPath) -> bool {
+    cfg!(target_arch = "x86_64") && path >= KernelPath::Avx2 && path.supported()
 }
 
-/// Whether [`forward_sample`] handles `g` on this CPU: stride 1 or 2, an output width that is a multiple of
-/// 8, and windows that stay inside their padded (phase) row.
-pub fn forward_supported(g: &ConvGeom) -> bool {
+/// Whether [`forward_sample`] handles `g` on `path`: the AVX2 or AVX-512 path, stride 1 or 2, an output width
+/// that is a multiple of 8, and windows that stay inside their padded (phase) row.
+pub fn forward_supported(path: KernelPath, g: &ConvGeom) -> bool {
     (g.stride == 1 || g.stride == 2)
         && g.ow % LANES == 0
         && g.ow + (g.k - 1) / g.stride <= phase_w(g)
-        && has_avx2_fma()
+        && vector(path)
 }
 
-/// Whether [`weight_grad_sample`] handles `g` on this CPU: as [`forward_supported`], and a multiple of 8
+/// Whether [`weight_grad_sample`] handles `g` on `path`: as [`forward_supported`], and a multiple of 8
 /// output channels.
-pub fn weight_grad_supported(g: &ConvGeom) -> bool {
-    forward_supported(g) && g.cout % LANES == 0
+pub fn weight_grad_supported(path: KernelPath, g: &ConvGeom) -> bool {
+    forward_supported(path, g) && g.cout % LANES == 0
 }
 
 /// The geometry whose forward pass is the input gradient of stride-1 `g`: input `dy[Cout, OH, OW]`, output
@@ -78,13 +73,13 @@ pub fn padded_len(g: &ConvGeom) -> usize {
 }
 
 /// Writes sample `x[Cin, H, W]` into `xp[Cin, H + 2p, W + 2p]` with zero borders.
-pub fn pad_sample(g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
+pub fn pad_sample(path: KernelPath, g: &ConvGeom, x: &[f32], xp: &mut [f32]) {
     assert!(x.len() >= g.in_len() && xp.len() >= padded_len(g));
     if g.stride != 1 {
         return pad_phases(g, x, xp);
     }
     #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
+    if vector(path) {
         // SAFETY: AVX2 is present; both slices are long enough (asserted).
         unsafe { avx2::pad_sample(g, x, xp) };
         return;
@@ -204,6 +199,7 @@ pub fn pack_flipped(g: &ConvGeom, w: &[f32], out: &mut Vec<f32>) {
 /// `y[Cout, OH·OW] (+)= conv(xp)` for one padded sample `xp` (see [`pad_sample`]), weights packed by
 /// [`pack_weight`] and offsets from [`tap_offsets`]. Requires [`forward_supported`].
 pub fn forward_sample(
+    path: KernelPath,
     g: &ConvGeom,
     xp: &[f32],
     packed: &[f32],
@@ -211,7 +207,10 @@ pub fn forward_sample(
     y: &mut [f32],
     accumulate: bool,
 ) {
-    assert!(forward_supported(g), "direct forward: unsupported geometry");
+    assert!(
+        forward_supported(path, g),
+        "direct forward: unsupported geometry"
+    );
     assert!(xp.len() >= padded_len(g) && y.len() >= g.out_len());
     assert!(offs.len() == g.kdim() && windows_fit(g, offs, xp.len()));
     assert!(packed.len() >= g.cout * g.kdim());
@@ -226,9 +225,16 @@ pub fn forward_sample(
 
 /// `dw[Cout, Cin·k·k] += Σ_q dyt[q, o] · xp[c, q + off(t)]` for one sample: `dyt` is the output gradient
 /// transposed to `[OH·OW, Cout]` (see [`transpose`]). Requires [`weight_grad_supported`].
-pub fn weight_grad_sample(g: &ConvGeom, xp: &[f32], dyt: &[f32], offs: &[usize], dw: &mut [f32]) {
+pub fn weight_grad_sample(
+    path: KernelPath,
+    g: &ConvGeom,
+    xp: &[f32],
+    dyt: &[f32],
+    offs: &[usize],
+    dw: &mut [f32],
+) {
     assert!(
-        weight_grad_supported(g),
+        weight_grad_supported(path, g),
         "direct weight gradient: unsupported geometry"
     );
     assert!(xp.len() >= padded_len(g) && dyt.len() >= g.out_len());
@@ -242,10 +248,10 @@ pub fn weight_grad_sample(g: &ConvGeom, xp: &[f32], dyt: &[f32], offs: &[usize],
 }
 
 /// `t[j, i] = a[i, j]` for `a` of `rows × cols`.
-pub fn transpose(rows: usize, cols: usize, a: &[f32], t: &mut [f32]) {
+pub fn transpose(path: KernelPath, rows: usize, cols: usize, a: &[f32], t: &mut [f32]) {
     assert!(a.len() >= rows * cols && t.len() >= rows * cols);
     #[cfg(target_arch = "x86_64")]
-    if rows % LANES == 0 && cols % LANES == 0 && has_avx2_fma() {
+    if rows % LANES == 0 && cols % LANES == 0 && vector(path) {
         // SAFETY: AVX2 is present; both slices hold `rows · cols` values (asserted).
         unsafe { avx2::transpose(rows, cols, a, t) };
         return;
@@ -529,6 +535,9 @@ mod tests {
     use super::*;
     use crate::engine::cpu::kernels::conv::im2col;
 
+    /// The direct kernels' own path (they are AVX2 code, also run on the AVX-512 path).
+    const P: KernelPath = KernelPath::Avx2;
+
     fn vals(n: usize, a: usize, b: usize) -> Vec<f32> {
         (0..n)
             .map(|i| ((i * a % b) as f32 - (b / 2) as f32) / b as f32)
@@ -562,7 +571,7 @@ mod tests {
         ]
         .iter()
         .map(|&(c, o, h, w, k, s, p)| ConvGeom::new(c, o, h, w, k, s, p).unwrap())
-        .filter(forward_supported)
+        .filter(|g| forward_supported(P, g))
         .collect()
     }
 
@@ -572,11 +581,11 @@ mod tests {
             let x = vals(g.in_len(), 7, 11);
             let w = vals(g.cout * g.kdim(), 5, 13);
             let (mut xp, mut packed, mut offs) = (vec![0.0; padded_len(&g)], vec![], vec![]);
-            pad_sample(&g, &x, &mut xp);
+            pad_sample(P, &g, &x, &mut xp);
             pack_weight(&g, &w, &mut packed);
             tap_offsets(&g, &mut offs);
             let mut y = vec![1.0; g.out_len()];
-            forward_sample(&g, &xp, &packed, &offs, &mut y, true);
+            forward_sample(P, &g, &xp, &packed, &offs, &mut y, true);
             let want = reference_forward(&g, &x, &w);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - 1.0 - b).abs() < 1e-4, "{g:?}: {a} vs {b}");
@@ -585,16 +594,16 @@ mod tests {
             let Some(t) = input_grad_geom(&g) else {
                 continue;
             };
-            if !forward_supported(&t) {
+            if !forward_supported(P, &t) {
                 continue;
             }
             let dy = vals(g.out_len(), 3, 17);
             let (mut dyp, mut flipped) = (vec![0.0; padded_len(&t)], vec![]);
-            pad_sample(&t, &dy, &mut dyp);
+            pad_sample(P, &t, &dy, &mut dyp);
             pack_flipped(&g, &w, &mut flipped);
             tap_offsets(&t, &mut offs);
             let mut dx = vec![0.0; g.in_len()];
-            forward_sample(&t, &dyp, &flipped, &offs, &mut dx, false);
+            forward_sample(P, &t, &dyp, &flipped, &offs, &mut dx, false);
             let lhs: f64 = want.iter().zip(&dy).map(|(a, b)| (a * b) as f64).sum();
             let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| (a * b) as f64).sum();
             assert!((lhs - rhs).abs() < 1e-3, "{g:?}: {lhs} vs {rhs}");
@@ -603,18 +612,18 @@ mod tests {
 
     #[test]
     fn weight_gradient_matches_im2col() {
-        for g in geoms().into_iter().filter(weight_grad_supported) {
+        for g in geoms().into_iter().filter(|g| weight_grad_supported(P, g)) {
             let x = vals(g.in_len(), 7, 11);
             let dy = vals(g.out_len(), 3, 17);
             let mut col = vec![0.0; g.kdim() * g.out_hw()];
             im2col(&g, &x, &mut col);
             let (mut xp, mut offs) = (vec![0.0; padded_len(&g)], vec![]);
-            pad_sample(&g, &x, &mut xp);
+            pad_sample(P, &g, &x, &mut xp);
             tap_offsets(&g, &mut offs);
             let mut dyt = vec![0.0; g.out_len()];
-            transpose(g.cout, g.out_hw(), &dy, &mut dyt);
+            transpose(P, g.cout, g.out_hw(), &dy, &mut dyt);
             let mut dw = vec![0.5; g.cout * g.kdim()];
-            weight_grad_sample(&g, &xp, &dyt, &offs, &mut dw);
+            weight_grad_sample(P, &g, &xp, &dyt, &offs, &mut dw);
             for o in 0..g.cout {
                 for kk in 0..g.kdim() {
                     let want: f64 = (0..g.out_hw())
@@ -648,7 +657,7 @@ mod tests {
         for (r, c) in [(8, 16), (3, 5), (16, 24)] {
             let a = vals(r * c, 1, 1000);
             let mut t = vec![0.0; r * c];
-            transpose(r, c, &a, &mut t);
+            transpose(P, r, c, &a, &mut t);
             for i in 0..r {
                 for j in 0..c {
                     assert_eq!(t[j * r + i], a[i * c + j]);

@@ -5,9 +5,12 @@ use rayon::prelude::*;
 
 use super::nt::{gemm_nt, Rows};
 use super::{chunk_size, sgemm, FlushDenormals};
+use crate::engine::cpu::simd::KernelPath;
 
-/// Forward; `relu` applies ReLU to the output.
+/// Forward with the kernels of `path`; `relu` applies ReLU to the output.
+#[allow(clippy::too_many_arguments)]
 pub fn forward(
+    path: KernelPath,
     nin: usize,
     nout: usize,
     x: &[f32],
@@ -25,7 +28,7 @@ pub fn forward(
             let rows = xc.len() / nin;
             let a = Rows::strided(xc, rows, nin);
             let b = Rows::strided(weight, nout, nin);
-            gemm_nt(nin, a, b, yc, nout, false);
+            gemm_nt(path, nin, a, b, yc, nout, false);
             if bias.is_some() || relu {
                 for row in yc.chunks_mut(nout) {
                     for (j, v) in row.iter_mut().enumerate() {

@@ -8,6 +8,7 @@ pub mod elementwise;
 pub mod linear;
 pub mod nt;
 pub mod pool;
+pub mod sparse;
 
 /// How many contiguous sample chunks each rayon thread gets on average (more chunks balance load on a noisy
 /// machine; the chunking depends only on the batch size and the thread count, so results stay deterministic).

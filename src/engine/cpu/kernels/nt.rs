@@ -1,8 +1,10 @@
 //! `C (+)= A · Bᵀ` for row-major `A` (`m × k`) and `B` (`n × k`): every output is a dot product of two
 //! contiguous rows. This is the shape of convolution and linear weight gradients (the contraction runs over the
 //! pixels, contiguous in both operands), where a packing GEMM would have to transpose both operands first.
-//! Register-blocked 2 × 4 with AVX2/FMA when the CPU has it, a portable loop otherwise. The summation order
-//! depends only on `k`, so results are deterministic.
+//! Register-blocked 2 × 4 with AVX2/FMA on the AVX2 and AVX-512 kernel paths, a portable loop (no FMA)
+//! otherwise. The summation order depends only on `k` and the path, so results are deterministic.
+
+use crate::engine::cpu::simd::KernelPath;
 
 /// Matrix view: `rows` rows of `k` values each, row `i` starting at `i · ld`, or at `starts[i]` when given
 /// (rows may then overlap, e.g. shifted windows of one padded image).
@@ -50,7 +52,15 @@ impl<'a> Rows<'a> {
 }
 
 /// `c[i·ldc + j] (+)= Σ_p a[i, p] · b[j, p]` for `i < a.rows`, `j < b.rows`, `p < k`.
-pub fn gemm_nt(k: usize, a: Rows, b: Rows, c: &mut [f32], ldc: usize, accumulate: bool) {
+pub fn gemm_nt(
+    path: KernelPath,
+    k: usize,
+    a: Rows,
+    b: Rows,
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
     assert!(a.fits(k), "gemm_nt: A too short");
     assert!(b.fits(k), "gemm_nt: B too short");
     assert!(
@@ -59,9 +69,8 @@ pub fn gemm_nt(k: usize, a: Rows, b: Rows, c: &mut [f32], ldc: usize, accumulate
     );
     #[cfg(target_arch = "x86_64")]
     {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU supports AVX2 and FMA (checked above); every row lies inside its slice
+        if path >= KernelPath::Avx2 && path.supported() {
+            // SAFETY: the CPU supports AVX2 and FMA (every path from AVX2 up has them, checked above); every row lies inside its slice
             // (asserted above), and `c` holds every output index.
             unsafe { avx2::gemm_nt(k, a, b, c, ldc, accumulate) };
             return;
@@ -79,7 +88,7 @@ fn portable(k: usize, a: Rows, b: Rows, c: &mut [f32], ldc: usize, accumulate: b
             let mut p = 0;
             while p + 8 <= k {
                 for l in 0..8 {
-                    lanes[l] = ar[p + l].mul_add(br[p + l], lanes[l]);
+                    lanes[l] += ar[p + l] * br[p + l];
                 }
                 p += 8;
             }
@@ -202,6 +211,7 @@ mod tests {
                 .collect();
             let mut c = vec![1.0f32; m * n];
             gemm_nt(
+                KernelPath::best(),
                 k,
                 Rows::strided(&a, m, k),
                 Rows::strided(&b, n, k),

@@ -1,0 +1,114 @@
+//! Which kernels a masked layer runs: a per-layer cost model of the dense and the sparse kernels, derived from
+//! the layer's shape and its mask (never one density threshold for all layers), and the policy that applies
+//! it.
+//!
+//! The dense cost is the layer's multiply-adds (forward, weight gradient, input gradient) at the throughput of
+//! the dense kernel that runs that shape; the sparse cost is the lane multiply-adds the sparse kernels actually
+//! execute for the mask (whole vectors over the output rows, see [`Work`]) plus the values their packing
+//! steps move. The throughputs are per kernel path, measured on ResNet-20 and LeNet shapes on an Intel Xeon
+//! with AVX-512 (`benches/conv.rs`, `sculpt bench train --sparsity`); only their ratios matter. The choice is a
+//! pure function of shape, mask and path, so it never depends on timing and keeps runs deterministic.
+
+use serde::{Deserialize, Serialize};
+
+use super::kernels::conv::ConvGeom;
+use super::kernels::direct;
+use super::kernels::sparse::Work;
+use super::plan::Kernel;
+use super::simd::KernelPath;
+
+/// When the engine runs a masked layer on the sparse kernels.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SparsePolicy {
+    /// Where the cost model predicts a gain.
+    #[default]
+    Auto,
+    /// Every masked convolution and linear layer (for tests of the sparse kernels).
+    Always,
+    /// Never: dense kernels on masked weights.
+    Never,
+}
+
+/// Relative throughputs of one kernel path, in multiply-adds per unit time.
+#[derive(Debug, Clone, Copy)]
+struct Rates {
+    /// Dense convolution on the shifted-window kernels.
+    conv_direct: f64,
+    /// Dense convolution as im2col + GEMM.
+    conv_gemm: f64,
+    /// Dense linear layer (GEMM).
+    linear: f64,
+    /// Lane multiply-adds of the sparse gathers and sampled products.
+    sparse_lane: f64,
+    /// Values moved by the sparse kernels' packing.
+    moved: f64,
+}
+
+fn rates(path: KernelPath) -> Rates {
+    match path {
+        KernelPath::Avx512 => Rates {
+            conv_direct: 1.0,
+            conv_gemm: 0.55,
+            linear: 0.6,
+            sparse_lane: 0.75,
+            moved: 0.12,
+        },
+        KernelPath::Avx2 => Rates {
+            conv_direct: 1.0,
+            conv_gemm: 0.55,
+            linear: 0.6,
+            sparse_lane: 0.4,
+            moved: 0.1,
+        },
+        KernelPath::Portable => Rates {
+            conv_direct: 1.0,
+            conv_gemm: 0.5,
+            linear: 0.5,
+            sparse_lane: 0.06,
+            moved: 0.05,
+        },
+    }
+}
+
+/// The sparse kernels must be predicted at least this much faster than the dense ones.
+const MARGIN: f64 = 0.85;
+
+/// Predicted per-sample time of the dense kernels on `kernel` (forward and backward), in the model's units.
+pub fn dense_cost(kernel: &Kernel, path: KernelPath) -> f64 {
+    let r = rates(path);
+    match kernel {
+        Kernel::Conv { geom, .. } => {
+            let macs = (geom.cout * geom.kdim() * geom.out_hw()) as f64;
+            3.0 * macs / conv_rate(geom, path, &r)
+        }
+        &Kernel::Linear { nin, nout, .. } => 3.0 * (nin * nout) as f64 / r.linear,
+        _ => 0.0,
+    }
+}
+
+fn conv_rate(g: &ConvGeom, path: KernelPath, r: &Rates) -> f64 {
+    if direct::forward_supported(path, g) {
+        r.conv_direct
+    } else {
+        r.conv_gemm
+    }
+}
+
+/// Predicted per-sample time of the sparse kernels doing `work`, in the model's units.
+pub fn sparse_cost(work: &Work, path: KernelPath) -> f64 {
+    let r = rates(path);
+    let lanes = (work.forward + work.weight_grad + work.input_grad) as f64;
+    lanes / r.sparse_lane + work.moved as f64 / r.moved
+}
+
+impl SparsePolicy {
+    /// Whether a masked layer whose sparse kernels do `work` runs sparse under this policy.
+    pub fn runs_sparse(self, kernel: &Kernel, work: &Work, path: KernelPath) -> bool {
+        match self {
+            SparsePolicy::Always => true,
+            SparsePolicy::Never => false,
+            SparsePolicy::Auto => sparse_cost(work, path) < MARGIN * dense_cost(kernel, path),
+        }
+    }
+}
