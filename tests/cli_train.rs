@@ -369,3 +369,48 @@ fn libtorch_devices_without_the_feature_say_how_to_build_it() {
         &["unknown device", "tch-cpu"],
     );
 }
+
+#[test]
+fn checkpoints_record_the_kernel_path_and_a_resume_on_another_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
+        .env("SCULPT_KERNEL_PATH", "portable")
+        .args(["--threads", "1", "train", "--epochs", "1", "--quiet"])
+        .args([
+            "--set",
+            "data.train_limit=256",
+            "--set",
+            "data.test_limit=100",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(meta["kernel_path"], "portable");
+
+    let resume = |path: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
+            .env("SCULPT_KERNEL_PATH", path)
+            .args(["--threads", "1", "train", "--quiet", "--resume"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+        text(&o).1
+    };
+    assert!(!resume("portable").contains("warning"));
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+        let err = resume("avx2");
+        assert!(
+            err.contains("warning")
+                && err.contains("portable kernel path")
+                && err.contains("SCULPT_KERNEL_PATH=portable"),
+            "{err}"
+        );
+    }
+}

@@ -75,6 +75,7 @@ fn sample() -> Checkpoint {
             recipe: Some(Recipe::default()),
             method: Some("dense".into()),
             training: Some(training),
+            kernel_path: Some("avx2".into()),
             tensors_sha256: None,
         },
         tensors,

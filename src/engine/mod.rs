@@ -105,4 +105,11 @@ pub trait Network: Send {
     /// Which gradients the following backward passes compute (default [`GradientMode::Dense`]). An engine that
     /// always computes dense gradients keeps this default implementation, which satisfies both modes.
     fn set_gradient_mode(&mut self, _mode: GradientMode) {}
+
+    /// The name of the kernel path the engine's own kernels run on, for engines that choose one at run time
+    /// (`None` otherwise). Results are bit-identical for the same seed, thread count and kernel path only, so
+    /// checkpoints record it and a resume on another path is warned about.
+    fn kernel_path_name(&self) -> Option<&'static str> {
+        None
+    }
 }

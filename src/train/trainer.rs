@@ -234,6 +234,10 @@ impl Run {
                 ),
             });
         }
+        if let Some(warning) = path_change(ckpt.meta.kernel_path.as_deref(), net.kernel_path_name())
+        {
+            eprintln!("warning: {}: {warning}", json.display());
+        }
         method.restore(&state.method_state, ckpt.method_tensors.clone())?;
         let rng = state.rng.restore(&json)?;
         Ok(Run {
@@ -554,6 +558,7 @@ impl Run {
             recipe: Some(self.recipe.clone()),
             method: Some(self.recipe.method.kind().to_string()),
             training: Some(self.state.clone()),
+            kernel_path: self.net.kernel_path_name().map(str::to_string),
             tensors_sha256: None,
         };
         Checkpoint::capture(self.net.as_ref(), meta, self.method.tensors())?.save(path)
@@ -574,6 +579,18 @@ fn method_ctx<'a>(
         label_smoothing: recipe.train.label_smoothing,
         sample_batch,
         rng,
+    }
+}
+
+/// What a resume on kernel path `now` of a checkpoint written on path `then` changes, when they differ.
+fn path_change(then: Option<&str>, now: Option<&str>) -> Option<String> {
+    match (then, now) {
+        (Some(then), Some(now)) if then != now => Some(format!(
+            "was written on the {then} kernel path and this run uses {now}: it continues with results that \
+             differ from an uninterrupted run in rounding (run with {}={then} to continue bit-identically)",
+            crate::engine::cpu::simd::PATH_ENV
+        )),
+        _ => None,
     }
 }
 

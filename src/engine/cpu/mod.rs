@@ -162,4 +162,7 @@ impl Network for CpuNetwork {
     fn set_gradient_mode(&mut self, mode: GradientMode) {
         self.net.set_gradient_mode(mode)
     }
+    fn kernel_path_name(&self) -> Option<&'static str> {
+        Some(self.kernel_path().name())
+    }
 }
