@@ -146,6 +146,17 @@ impl TensorInfo {
     pub fn is_prunable(&self) -> bool {
         self.role == TensorRole::Weight
     }
+    /// An [`Error::Shape`] naming this tensor unless `got` is its shape.
+    pub fn check_shape(&self, got: &[usize]) -> Result<()> {
+        if got != self.shape.as_slice() {
+            return Err(Error::Shape {
+                name: self.path.clone(),
+                expected: self.shape.clone(),
+                got: got.to_vec(),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl ModelSpec {

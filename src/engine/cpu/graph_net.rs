@@ -202,20 +202,9 @@ impl GraphNetwork {
         Ok(self.to_array(t, &self.values[t]))
     }
 
-    fn check_shape(&self, t: usize, got: &[usize]) -> Result<()> {
-        if got != self.infos[t].shape.as_slice() {
-            return Err(Error::Shape {
-                name: self.infos[t].path.clone(),
-                expected: self.infos[t].shape.clone(),
-                got: got.to_vec(),
-            });
-        }
-        Ok(())
-    }
-
     pub fn write(&mut self, path: &str, value: ArrayViewD<f32>) -> Result<()> {
         let t = self.lookup(path)?;
-        self.check_shape(t, value.shape())?;
+        self.infos[t].check_shape(value.shape())?;
         if let Some(bad) = value.iter().find(|v| !v.is_finite()) {
             return Err(Error::Invalid(format!("{path}: non-finite value {bad}")));
         }
@@ -251,7 +240,7 @@ impl GraphNetwork {
         match mask {
             None => self.masks[t] = None,
             Some(m) => {
-                self.check_shape(t, m.shape())?;
+                self.infos[t].check_shape(m.shape())?;
                 self.masks[t] = Some(m.multiplier());
                 self.apply_mask(t);
             }
@@ -335,7 +324,7 @@ impl GraphNetwork {
                     "{path} is a buffer and has no optimiser state"
                 )));
             }
-            self.check_shape(t, buf.shape())?;
+            self.infos[t].check_shape(buf.shape())?;
             fresh[t] = Some(buf.iter().copied().collect());
         }
         self.momentum = fresh;

@@ -107,17 +107,6 @@ impl TchNetwork {
             .ok_or_else(|| Error::UnknownTensor(path.to_string()))
     }
 
-    fn check_shape(&self, t: usize, got: &[usize]) -> Result<()> {
-        if got != self.infos[t].shape.as_slice() {
-            return Err(Error::Shape {
-                name: self.infos[t].path.clone(),
-                expected: self.infos[t].shape.clone(),
-                got: got.to_vec(),
-            });
-        }
-        Ok(())
-    }
-
     fn check_images(&self, images: &ArrayView4<f32>) -> Result<()> {
         let want = &self.graph.shapes[0];
         let got = images.shape();
@@ -228,7 +217,7 @@ impl Network for TchNetwork {
 
     fn write(&mut self, path: &str, value: ArrayViewD<f32>) -> Result<()> {
         let t = self.lookup(path)?;
-        self.check_shape(t, value.shape())?;
+        self.infos[t].check_shape(value.shape())?;
         if let Some(bad) = value.iter().find(|v| !v.is_finite()) {
             return Err(Error::Invalid(format!("{path}: non-finite value {bad}")));
         }
@@ -248,7 +237,7 @@ impl Network for TchNetwork {
         match mask {
             None => self.masks[t] = None,
             Some(m) => {
-                self.check_shape(t, m.shape())?;
+                self.infos[t].check_shape(m.shape())?;
                 let keep = to_tensor(
                     ArrayViewD::from_shape(m.shape(), &m.multiplier())
                         .map_err(|e| Error::Invalid(format!("mask of {path}: {e}")))?,
@@ -346,7 +335,7 @@ impl Network for TchNetwork {
                     "{path} is a buffer and has no optimiser state"
                 )));
             }
-            self.check_shape(t, buf.shape())?;
+            self.infos[t].check_shape(buf.shape())?;
             fresh[t] = Some(to_tensor(buf.view(), self.device).map_err(self.fail(path))?);
         }
         self.momentum = fresh;
