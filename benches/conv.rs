@@ -1,4 +1,5 @@
-//! Convolution kernels on ResNet-20 shapes (batch 128): forward and backward GFLOP/s.
+//! Convolution kernels on ResNet-20 shapes (batch 128): forward and backward GFLOP/s on every kernel path
+//! this CPU runs, side by side.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use sculpt::engine::cpu::kernels::chunk_count;
@@ -28,10 +29,13 @@ fn fill(len: usize, seed: u32) -> Vec<f32> {
 }
 
 fn bench(c: &mut Criterion) {
-    let path = KernelPath::best();
     let mut group = c.benchmark_group("conv");
     group.sample_size(10);
-    for (name, g) in shapes() {
+    for ((name, g), path) in shapes().into_iter().flat_map(|s| {
+        KernelPath::available()
+            .into_iter()
+            .map(move |p| (s.clone(), p))
+    }) {
         let x = fill(BATCH * g.in_len(), 1);
         let w = fill(g.cout * g.kdim(), 2);
         let dy = fill(BATCH * g.out_len(), 3);
@@ -44,11 +48,11 @@ fn bench(c: &mut Criterion) {
         let mut wt = Vec::new();
         let flops = 2 * BATCH as u64 * (g.out_len() * g.kdim()) as u64;
         group.throughput(Throughput::Elements(flops));
-        group.bench_function(format!("forward/{name}"), |b| {
+        group.bench_function(format!("forward/{name}/{path}"), |b| {
             b.iter(|| forward(path, &g, &x, &w, None, false, &mut y, &mut scratch, &mut wt))
         });
         group.throughput(Throughput::Elements(2 * flops));
-        group.bench_function(format!("backward/{name}"), |b| {
+        group.bench_function(format!("backward/{name}/{path}"), |b| {
             b.iter(|| {
                 backward(
                     path,

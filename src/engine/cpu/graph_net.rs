@@ -81,7 +81,6 @@ impl GraphNetwork {
     pub fn new(graph: Graph, seed: u64) -> Result<Self> {
         let path = KernelPath::from_env()?;
         let plan = Plan::new(&graph)?;
-        kernels::single_threaded_gemm();
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let init = kaiming_init(&graph, &mut rng);
         let infos: Vec<TensorInfo> = init.iter().map(|(t, _)| t.clone()).collect();

@@ -9,7 +9,8 @@
 //! taps with the whole pixel sum kept in registers. Both use AVX2/FMA and need stride 1 or 2 and an output
 //! width that is a multiple of 8 ([`forward_supported`], [`weight_grad_supported`]); the input gradient this
 //! way needs stride 1 ([`input_grad_geom`]). The summation order depends only on the shapes, so results are
-//! deterministic.
+//! deterministic. The AVX-512 path runs wider register tiles ([`avx512`]) with the same per-output order, so
+//! it gives the same bits as the AVX2 kernels.
 
 use super::conv::ConvGeom;
 use crate::engine::cpu::simd::KernelPath;
@@ -215,11 +216,15 @@ pub fn forward_sample(
     assert!(offs.len() == g.kdim() && windows_fit(g, offs, xp.len()));
     assert!(packed.len() >= g.cout * g.kdim());
     #[cfg(target_arch = "x86_64")]
-    // SAFETY: AVX2 and FMA are present (`forward_supported`); the asserts above bound every read: a window
+    // SAFETY: the path's instructions are present (`forward_supported` checks it); the asserts above bound every read: a window
     // starts at `oy·wp + ox + off` with `ox + 8 ≤ OW` and `off` inside its channel plane, so it ends inside
     // the padded row; the packed weight holds every row block.
     unsafe {
-        avx2::forward(g, xp, packed, offs, y, accumulate)
+        if path == KernelPath::Avx512 {
+            avx512::forward(g, xp, packed, offs, y, accumulate)
+        } else {
+            avx2::forward(g, xp, packed, offs, y, accumulate)
+        }
     }
 }
 
@@ -243,7 +248,11 @@ pub fn weight_grad_sample(
     #[cfg(target_arch = "x86_64")]
     // SAFETY: as in `forward_sample`; `dyt` holds `OH·OW` rows of `Cout` values.
     unsafe {
-        avx2::weight_grad(g, xp, dyt, offs, dw)
+        if path == KernelPath::Avx512 && avx512::weight_grad_fits(g) {
+            avx512::weight_grad(g, xp, dyt, offs, dw)
+        } else {
+            avx2::weight_grad(g, xp, dyt, offs, dw)
+        }
     }
 }
 
@@ -262,6 +271,9 @@ pub fn transpose(path: KernelPath, rows: usize, cols: usize, a: &[f32], t: &mut 
         }
     }
 }
+
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -535,8 +547,13 @@ mod tests {
     use super::*;
     use crate::engine::cpu::kernels::conv::im2col;
 
-    /// The direct kernels' own path (they are AVX2 code, also run on the AVX-512 path).
-    const P: KernelPath = KernelPath::Avx2;
+    /// The direct kernels' own paths that this CPU runs.
+    fn paths() -> Vec<KernelPath> {
+        [KernelPath::Avx2, KernelPath::Avx512]
+            .into_iter()
+            .filter(|p| p.supported())
+            .collect()
+    }
 
     fn vals(n: usize, a: usize, b: usize) -> Vec<f32> {
         (0..n)
@@ -558,7 +575,7 @@ mod tests {
         y
     }
 
-    fn geoms() -> Vec<ConvGeom> {
+    fn geoms(p: KernelPath) -> Vec<ConvGeom> {
         [
             (3, 16, 8, 16, 3, 1, 1),
             (5, 12, 6, 8, 3, 1, 1),
@@ -568,24 +585,34 @@ mod tests {
             (3, 16, 8, 16, 3, 2, 1),
             (4, 8, 7, 16, 3, 2, 1),
             (2, 8, 5, 17, 3, 2, 1),
+            (3, 64, 5, 32, 3, 1, 1),
+            (2, 48, 3, 16, 3, 1, 1),
+            (2, 80, 6, 16, 3, 2, 1),
+            (5, 32, 7, 8, 3, 1, 1),
         ]
         .iter()
-        .map(|&(c, o, h, w, k, s, p)| ConvGeom::new(c, o, h, w, k, s, p).unwrap())
-        .filter(|g| forward_supported(P, g))
+        .map(|&(c, o, h, w, k, s, pad)| ConvGeom::new(c, o, h, w, k, s, pad).unwrap())
+        .filter(|g| forward_supported(p, g))
         .collect()
     }
 
     #[test]
     fn forward_and_input_gradient_match_im2col() {
-        for g in geoms() {
+        for p in paths() {
+            forward_and_input_gradient_on(p);
+        }
+    }
+
+    fn forward_and_input_gradient_on(p: KernelPath) {
+        for g in geoms(p) {
             let x = vals(g.in_len(), 7, 11);
             let w = vals(g.cout * g.kdim(), 5, 13);
             let (mut xp, mut packed, mut offs) = (vec![0.0; padded_len(&g)], vec![], vec![]);
-            pad_sample(P, &g, &x, &mut xp);
+            pad_sample(p, &g, &x, &mut xp);
             pack_weight(&g, &w, &mut packed);
             tap_offsets(&g, &mut offs);
             let mut y = vec![1.0; g.out_len()];
-            forward_sample(P, &g, &xp, &packed, &offs, &mut y, true);
+            forward_sample(p, &g, &xp, &packed, &offs, &mut y, true);
             let want = reference_forward(&g, &x, &w);
             for (a, b) in y.iter().zip(&want) {
                 assert!((a - 1.0 - b).abs() < 1e-4, "{g:?}: {a} vs {b}");
@@ -594,36 +621,42 @@ mod tests {
             let Some(t) = input_grad_geom(&g) else {
                 continue;
             };
-            if !forward_supported(P, &t) {
+            if !forward_supported(p, &t) {
                 continue;
             }
             let dy = vals(g.out_len(), 3, 17);
             let (mut dyp, mut flipped) = (vec![0.0; padded_len(&t)], vec![]);
-            pad_sample(P, &t, &dy, &mut dyp);
+            pad_sample(p, &t, &dy, &mut dyp);
             pack_flipped(&g, &w, &mut flipped);
             tap_offsets(&t, &mut offs);
             let mut dx = vec![0.0; g.in_len()];
-            forward_sample(P, &t, &dyp, &flipped, &offs, &mut dx, false);
+            forward_sample(p, &t, &dyp, &flipped, &offs, &mut dx, false);
             let lhs: f64 = want.iter().zip(&dy).map(|(a, b)| (a * b) as f64).sum();
             let rhs: f64 = x.iter().zip(&dx).map(|(a, b)| (a * b) as f64).sum();
-            assert!((lhs - rhs).abs() < 1e-3, "{g:?}: {lhs} vs {rhs}");
+            assert!((lhs - rhs).abs() < 1e-3, "{p} {g:?}: {lhs} vs {rhs}");
         }
     }
 
     #[test]
     fn weight_gradient_matches_im2col() {
-        for g in geoms().into_iter().filter(|g| weight_grad_supported(P, g)) {
+        for p in paths() {
+            weight_gradient_on(p);
+        }
+    }
+
+    fn weight_gradient_on(p: KernelPath) {
+        for g in geoms(p).into_iter().filter(|g| weight_grad_supported(p, g)) {
             let x = vals(g.in_len(), 7, 11);
             let dy = vals(g.out_len(), 3, 17);
             let mut col = vec![0.0; g.kdim() * g.out_hw()];
             im2col(&g, &x, &mut col);
             let (mut xp, mut offs) = (vec![0.0; padded_len(&g)], vec![]);
-            pad_sample(P, &g, &x, &mut xp);
+            pad_sample(p, &g, &x, &mut xp);
             tap_offsets(&g, &mut offs);
             let mut dyt = vec![0.0; g.out_len()];
-            transpose(P, g.cout, g.out_hw(), &dy, &mut dyt);
+            transpose(p, g.cout, g.out_hw(), &dy, &mut dyt);
             let mut dw = vec![0.5; g.cout * g.kdim()];
-            weight_grad_sample(P, &g, &xp, &dyt, &offs, &mut dw);
+            weight_grad_sample(p, &g, &xp, &dyt, &offs, &mut dw);
             for o in 0..g.cout {
                 for kk in 0..g.kdim() {
                     let want: f64 = (0..g.out_hw())
@@ -636,6 +669,46 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    #[test]
+    fn avx512_tiles_give_the_avx2_bits() {
+        if !KernelPath::Avx512.supported() {
+            return;
+        }
+        let run = |p: KernelPath, g: &ConvGeom| {
+            let x = vals(g.in_len(), 7, 11);
+            let w = vals(g.cout * g.kdim(), 5, 13);
+            let dy = vals(g.out_len(), 3, 17);
+            let (mut xp, mut packed, mut offs) = (vec![0.0; padded_len(g)], vec![], vec![]);
+            pad_sample(p, g, &x, &mut xp);
+            pack_weight(g, &w, &mut packed);
+            tap_offsets(g, &mut offs);
+            let mut y = vec![0.25; g.out_len()];
+            forward_sample(p, g, &xp, &packed, &offs, &mut y, true);
+            let mut dw = vec![0.5; g.cout * g.kdim()];
+            if weight_grad_supported(p, g) {
+                let mut dyt = vec![0.0; g.out_len()];
+                transpose(p, g.cout, g.out_hw(), &dy, &mut dyt);
+                weight_grad_sample(p, g, &xp, &dyt, &offs, &mut dw);
+            }
+            (y, dw)
+        };
+        for g in geoms(KernelPath::Avx512) {
+            let (a, b) = (run(KernelPath::Avx2, &g), run(KernelPath::Avx512, &g));
+            assert!(
+                a.0.iter()
+                    .zip(&b.0)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{g:?}"
+            );
+            assert!(
+                a.1.iter()
+                    .zip(&b.1)
+                    .all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{g:?}"
+            );
         }
     }
 
@@ -657,7 +730,7 @@ mod tests {
         for (r, c) in [(8, 16), (3, 5), (16, 24)] {
             let a = vals(r * c, 1, 1000);
             let mut t = vec![0.0; r * c];
-            transpose(P, r, c, &a, &mut t);
+            transpose(KernelPath::Avx2, r, c, &a, &mut t);
             for i in 0..r {
                 for j in 0..c {
                     assert_eq!(t[j * r + i], a[i * c + j]);

@@ -27,7 +27,8 @@ pub fn chunk_count(batch: usize) -> usize {
 }
 
 /// `C = alpha · A · B + beta · C` with explicit row and column strides (`A` is `m × k`, `B` is `k × n`, `C` is
-/// `m × n`), single-threaded per call. When `beta` is zero `C` is not read. Panics if a slice is too short
+/// `m × n`), single-threaded per call (sculpt builds matrixmultiply without its `threading` feature: the engine
+/// parallelises over the batch itself, so GEMM threads would only oversubscribe the cores). When `beta` is zero `C` is not read. Panics if a slice is too short
 /// for the strides given (a contract violation inside the engine).
 #[allow(clippy::too_many_arguments)]
 pub fn sgemm(
@@ -73,18 +74,6 @@ pub fn sgemm(
             csc as isize,
         );
     }
-}
-
-/// Makes matrixmultiply run single-threaded: the engine parallelises over the batch itself, and nested
-/// GEMM threads would oversubscribe the cores. Sets `MATMUL_NUM_THREADS=1` once, before the first GEMM, unless
-/// the user has set it.
-pub fn single_threaded_gemm() {
-    static ONCE: std::sync::Once = std::sync::Once::new();
-    ONCE.call_once(|| {
-        if std::env::var_os("MATMUL_NUM_THREADS").is_none() {
-            std::env::set_var("MATMUL_NUM_THREADS", "1");
-        }
-    });
 }
 
 /// While alive, flushes denormal results to zero and treats denormal inputs as zero on this thread (x86 MXCSR

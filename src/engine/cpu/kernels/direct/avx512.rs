@@ -1,0 +1,266 @@
+//! The direct convolution kernels on the AVX-512 path: the same products and summation order per output as
+//! the AVX2 kernels' contract states (taps in weight order, one fused multiply-add per tap), with wider
+//! register tiles that use the 32 vector registers. Forward: up to 6 output channels × 4 vectors of pixels,
+//! 16-pixel `zmm` segments when the output width is a multiple of 16 and 8-pixel `ymm` segments otherwise.
+//! Weight gradient: 16-channel `zmm` vectors, tiles of 64 channels × 6 taps, 32 × 12 or 16 × 12, chosen
+//! from the channel count.
+
+use super::{row_blocks, row_step, ConvGeom, KT, LANES};
+use std::arch::x86_64::*;
+
+/// Pixels per `zmm` vector.
+const ZLANES: usize = 16;
+/// Most pixel vectors per forward tile.
+const NV: usize = 4;
+
+/// One forward tile on `zmm` vectors: `R` output channels × `V` 16-pixel segments starting at padded offsets
+/// `base` and output offsets `outp`; `a` is the block's packed weight `[kdim][R]`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_z<const R: usize, const V: usize>(
+    xp: *const f32,
+    a: *const f32,
+    offs: &[usize],
+    base: &[usize; NV],
+    outp: &[usize; NV],
+    y: *mut f32,
+    ohw: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm512_setzero_ps(); V]; R];
+    let mut a = a;
+    for &off in offs {
+        let p = xp.add(off);
+        let b: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(p.add(base[v])));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let s = _mm512_set1_ps(*a.add(r));
+            for v in 0..V {
+                row[v] = _mm512_fmadd_ps(s, b[v], row[v]);
+            }
+        }
+        a = a.add(R);
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for v in 0..V {
+            let dst = y.add(r * ohw + outp[v]);
+            let val = if accumulate {
+                _mm512_add_ps(_mm512_loadu_ps(dst), row[v])
+            } else {
+                row[v]
+            };
+            _mm512_storeu_ps(dst, val);
+        }
+    }
+}
+
+/// [`tile_z`] on 8-pixel `ymm` segments (the upper 16 registers are reachable through AVX-512 VL).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn tile_y<const R: usize, const V: usize>(
+    xp: *const f32,
+    a: *const f32,
+    offs: &[usize],
+    base: &[usize; NV],
+    outp: &[usize; NV],
+    y: *mut f32,
+    ohw: usize,
+    accumulate: bool,
+) {
+    let mut acc = [[_mm256_setzero_ps(); V]; R];
+    let mut a = a;
+    for &off in offs {
+        let p = xp.add(off);
+        let b: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(p.add(base[v])));
+        for (r, row) in acc.iter_mut().enumerate() {
+            let s = _mm256_set1_ps(*a.add(r));
+            for v in 0..V {
+                row[v] = _mm256_fmadd_ps(s, b[v], row[v]);
+            }
+        }
+        a = a.add(R);
+    }
+    for (r, row) in acc.iter().enumerate() {
+        for v in 0..V {
+            let dst = y.add(r * ohw + outp[v]);
+            let val = if accumulate {
+                _mm256_add_ps(_mm256_loadu_ps(dst), row[v])
+            } else {
+                row[v]
+            };
+            _mm256_storeu_ps(dst, val);
+        }
+    }
+}
+
+/// A forward tile with its row and vector counts fixed.
+type TileFn =
+    unsafe fn(*const f32, *const f32, &[usize], &[usize; NV], &[usize; NV], *mut f32, usize, bool);
+
+/// Instantiates one tile function per `(R, V)` pair, `R` in 1..=6 and `V` in 1..=4, inside a
+/// `target_feature` function so the tile inlines into AVX-512 code.
+macro_rules! tile_table {
+    ($name:ident, $tile:ident) => {
+        #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn $name<const R: usize, const V: usize>(
+            xp: *const f32,
+            a: *const f32,
+            offs: &[usize],
+            base: &[usize; NV],
+            outp: &[usize; NV],
+            y: *mut f32,
+            ohw: usize,
+            accumulate: bool,
+        ) {
+            $tile::<R, V>(xp, a, offs, base, outp, y, ohw, accumulate)
+        }
+    };
+}
+tile_table!(run_z, tile_z);
+tile_table!(run_y, tile_y);
+
+macro_rules! pick {
+    ($f:ident, $r:expr, $v:expr) => {{
+        let table: [[TileFn; NV]; 6] = [
+            [$f::<1, 1>, $f::<1, 2>, $f::<1, 3>, $f::<1, 4>],
+            [$f::<2, 1>, $f::<2, 2>, $f::<2, 3>, $f::<2, 4>],
+            [$f::<3, 1>, $f::<3, 2>, $f::<3, 3>, $f::<3, 4>],
+            [$f::<4, 1>, $f::<4, 2>, $f::<4, 3>, $f::<4, 4>],
+            [$f::<5, 1>, $f::<5, 2>, $f::<5, 3>, $f::<5, 4>],
+            [$f::<6, 1>, $f::<6, 2>, $f::<6, 3>, $f::<6, 4>],
+        ];
+        table[$r - 1][$v - 1]
+    }};
+}
+
+/// `y[Cout, OH·OW] (+)= conv(xp)`; the contract of [`super::forward_sample`].
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+pub(super) unsafe fn forward(
+    g: &ConvGeom,
+    xp: &[f32],
+    packed: &[f32],
+    offs: &[usize],
+    y: &mut [f32],
+    accumulate: bool,
+) {
+    let wide = g.ow % ZLANES == 0;
+    let lanes = if wide { ZLANES } else { LANES };
+    let (step, ohw, kdim) = (row_step(g), g.out_hw(), g.kdim());
+    let nvec = ohw / lanes;
+    let segs_per_row = g.ow / lanes;
+    let seg_base = |v: usize| (v / segs_per_row) * step + (v % segs_per_row) * lanes;
+    let (xp, y) = (xp.as_ptr(), y.as_mut_ptr());
+    let mut v0 = 0;
+    while v0 < nvec {
+        let nv = (nvec - v0).min(NV);
+        let base: [usize; NV] = std::array::from_fn(|v| seg_base(v0 + v.min(nv - 1)));
+        let outp: [usize; NV] = std::array::from_fn(|v| (v0 + v.min(nv - 1)) * lanes);
+        for (first, r) in row_blocks(g.cout) {
+            let a = packed.as_ptr().add(first * kdim);
+            let yb = y.add(first * ohw);
+            let tile = if wide {
+                pick!(run_z, r, nv)
+            } else {
+                pick!(run_y, r, nv)
+            };
+            tile(xp, a, offs, &base, &outp, yb, ohw, accumulate);
+        }
+        v0 += nv;
+    }
+}
+
+/// One weight-gradient tile: `16·NO` output channels from `o0` × `T` taps `offs` (the last repeated past
+/// `taps`).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+unsafe fn grad_tile<const NO: usize, const T: usize>(
+    g: &ConvGeom,
+    xp: *const f32,
+    dyt: *const f32,
+    o0: usize,
+    offs: &[usize; T],
+    taps: usize,
+    dw: *mut f32,
+    kk0: usize,
+) {
+    let (step, cout, kdim) = (row_step(g), g.cout, g.kdim());
+    let mut acc = [[_mm512_setzero_ps(); NO]; T];
+    let ptr: [*const f32; T] = std::array::from_fn(|j| xp.add(offs[j]));
+    let mut d = dyt.add(o0);
+    for oy in 0..g.oh {
+        let row = oy * step;
+        for ox in 0..g.ow {
+            let q = row + ox;
+            let dv: [__m512; NO] = std::array::from_fn(|v| _mm512_loadu_ps(d.add(v * ZLANES)));
+            for j in 0..T {
+                let s = _mm512_set1_ps(*ptr[j].add(q));
+                for v in 0..NO {
+                    acc[j][v] = _mm512_fmadd_ps(dv[v], s, acc[j][v]);
+                }
+            }
+            d = d.add(cout);
+        }
+    }
+    let mut lanes = [0.0f32; ZLANES];
+    for (j, accj) in acc.iter().enumerate().take(taps) {
+        for (v, &a) in accj.iter().enumerate() {
+            _mm512_storeu_ps(lanes.as_mut_ptr(), a);
+            for (l, &s) in lanes.iter().enumerate() {
+                *dw.add((o0 + v * ZLANES + l) * kdim + kk0 + j) += s;
+            }
+        }
+    }
+}
+
+/// Runs [`grad_tile`] over every tap block of channels `o0..o0 + 16·NO`.
+#[inline(always)]
+unsafe fn grad_channels<const NO: usize, const T: usize>(
+    g: &ConvGeom,
+    xp: *const f32,
+    dyt: *const f32,
+    offs: &[usize],
+    o0: usize,
+    dw: *mut f32,
+) {
+    let kdim = g.kdim();
+    for kk0 in (0..kdim).step_by(T) {
+        let taps = (kdim - kk0).min(T);
+        let tile: [usize; T] = std::array::from_fn(|j| offs[kk0 + j.min(taps - 1)]);
+        grad_tile::<NO, T>(g, xp, dyt, o0, &tile, taps, dw, kk0);
+    }
+}
+
+/// `dw[Cout, Cin·k·k] += Σ_q dyt[q, o] · xp[c, q + off(t)]` for `Cout` a multiple of 16; the contract of
+/// [`super::weight_grad_sample`].
+#[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+pub(super) unsafe fn weight_grad(
+    g: &ConvGeom,
+    xp: &[f32],
+    dyt: &[f32],
+    offs: &[usize],
+    dw: &mut [f32],
+) {
+    let (xp, dyt, dw) = (xp.as_ptr(), dyt.as_ptr(), dw.as_mut_ptr());
+    let mut o0 = 0;
+    while o0 < g.cout {
+        match g.cout - o0 {
+            left if left >= 4 * ZLANES => {
+                grad_channels::<4, KT>(g, xp, dyt, offs, o0, dw);
+                o0 += 4 * ZLANES;
+            }
+            left if left >= 2 * ZLANES => {
+                grad_channels::<2, { 2 * KT }>(g, xp, dyt, offs, o0, dw);
+                o0 += 2 * ZLANES;
+            }
+            _ => {
+                grad_channels::<1, { 2 * KT }>(g, xp, dyt, offs, o0, dw);
+                o0 += ZLANES;
+            }
+        }
+    }
+}
+
+/// Whether [`weight_grad`] handles `g` (its channel vectors are 16 wide).
+pub(super) fn weight_grad_fits(g: &ConvGeom) -> bool {
+    g.cout % ZLANES == 0
+}
