@@ -2,7 +2,7 @@
 //! the AVX2 kernels' contract states (taps in weight order, one fused multiply-add per tap), with wider
 //! register tiles that use the 32 vector registers. Forward: up to 6 output channels × 4 vectors of pixels,
 //! 16-pixel `zmm` segments when the output width is a multiple of 16 and 8-pixel `ymm` segments otherwise.
-//! Weight gradient: 16-channel `zmm` vectors, tiles of 64 channels × 6 taps, 32 × 12 or 16 × 12, chosen
+//! Weight gradient: 16-channel `zmm` vectors, tiles of 64 channels × 6 taps, 32 × 9 or 16 × 9, chosen
 //! from the channel count.
 
 use super::{row_blocks, row_step, ConvGeom, KT, LANES};
@@ -12,6 +12,9 @@ use std::arch::x86_64::*;
 const ZLANES: usize = 16;
 /// Most pixel vectors per forward tile.
 const NV: usize = 4;
+/// Taps per weight-gradient tile of 16 or 32 channels: one 3 × 3 input channel, so `k·k·Cin` splits evenly,
+/// with few enough tap pointers to stay in general registers.
+const GRAD_TAPS: usize = 9;
 
 /// One forward tile on `zmm` vectors: `R` output channels × `V` 16-pixel segments starting at padded offsets
 /// `base` and output offsets `outp`; `a` is the block's packed weight `[kdim][R]`.
@@ -249,11 +252,11 @@ pub(super) unsafe fn weight_grad(
                 o0 += 4 * ZLANES;
             }
             left if left >= 2 * ZLANES => {
-                grad_channels::<2, { 2 * KT }>(g, xp, dyt, offs, o0, dw);
+                grad_channels::<2, GRAD_TAPS>(g, xp, dyt, offs, o0, dw);
                 o0 += 2 * ZLANES;
             }
             _ => {
-                grad_channels::<1, { 2 * KT }>(g, xp, dyt, offs, o0, dw);
+                grad_channels::<1, GRAD_TAPS>(g, xp, dyt, offs, o0, dw);
                 o0 += ZLANES;
             }
         }

@@ -53,6 +53,10 @@ pub struct SparseConv {
     dy_left: isize,
     dyq_h: usize,
     dyq_w: usize,
+    /// When `dyq` is `dy` with the same zero border on every side: the geometry whose
+    /// [`direct::pad_sample`] writes it, and the offset in each `dyq` plane where the virtual layout of `dy`
+    /// (rows `wq` apart, zero past each row) starts, so the weight gradient reads `dyq` in place.
+    dy_border: Option<(ConvGeom, usize)>,
 }
 
 /// Per-chunk scratch of the sparse convolutions, reused across layers and steps.
@@ -153,6 +157,16 @@ impl SparseConv {
                 row
             })
         }));
+        let (dy_top, dy_left) = (a as isize - ra as isize, a as isize - ja as isize);
+        let border = dy_top.max(0) as usize;
+        let dy_border = (dy_top == dy_left
+            && dyq_h == g.oh + 2 * border
+            && dyq_w == g.ow + 2 * border
+            && dyq_w == wq)
+            .then(|| ConvGeom::new(g.cout, g.cout, g.oh, g.ow, 2 * border + 1, 1, border))
+            .flatten()
+            .map(|pg| (pg, border * dyq_w + border))
+            .filter(|&(_, at)| at + out_vec * lanes <= plane);
         SparseConv {
             g: *g,
             path,
@@ -162,10 +176,11 @@ impl SparseConv {
             fwd,
             bwd,
             phases,
-            dy_top: a as isize - ra as isize,
-            dy_left: a as isize - ja as isize,
+            dy_top,
+            dy_left,
             dyq_h,
             dyq_w,
+            dy_border,
         }
     }
 
@@ -262,6 +277,10 @@ impl SparseConv {
 
     /// Writes one sample's `dy` into the zero-bordered `dyq`.
     fn pack_dy_padded(&self, dy: &[f32], dyq: &mut [f32]) {
+        if let Some((pg, _)) = &self.dy_border {
+            direct::pad_sample(self.path, pg, dy, dyq);
+            return;
+        }
         let g = &self.g;
         let (hh, ww) = (self.dyq_h, self.dyq_w);
         dyq[..g.cout * hh * ww].fill(0.0);
@@ -403,14 +422,18 @@ impl SparseConv {
             ..
         } = s;
         let xq = aligned(xq, self.xq_len());
-        let dyv = aligned(dyv, g.cout * lv);
+        let dyv = if self.dy_border.is_none() {
+            aligned(dyv, g.cout * lv)
+        } else {
+            &mut [][..]
+        };
         let acc = aligned(acc, self.nnz() * lanes);
         acc.fill(0.0);
         db.clear();
         db.resize(g.cout, 0.0);
         let max_vec = self.phases.iter().map(|f| f.nvec).max().unwrap_or(0);
         let need_dx = dxc.is_some();
-        let dyq = if need_dx {
+        let dyq = if need_dx || self.dy_border.is_some() {
             aligned(dyq, self.dyq_len())
         } else {
             &mut [][..]
@@ -420,13 +443,23 @@ impl SparseConv {
         } else {
             &mut [][..]
         };
+        let plane = self.dyq_h * self.dyq_w;
         for (n, (xn, dyn_)) in xc
             .chunks(g.in_len())
             .zip(dyc.chunks(g.out_len()))
             .enumerate()
         {
             self.pack_input(xn, xq);
-            self.pack_dy_virtual(dyn_, dyv);
+            let (d, stride, at) = match self.dy_border {
+                Some((_, at)) => {
+                    self.pack_dy_padded(dyn_, dyq);
+                    (&dyq[..], plane, at)
+                }
+                None => {
+                    self.pack_dy_virtual(dyn_, dyv);
+                    (&dyv[..], lv, 0)
+                }
+            };
             for o in 0..g.cout {
                 let r = self.fwd.range(o);
                 sampled_row(
@@ -434,7 +467,7 @@ impl SparseConv {
                     &self.fwd,
                     o,
                     xq,
-                    &dyv[o * lv..(o + 1) * lv],
+                    &d[o * stride + at..][..lv],
                     self.out_vec,
                     &mut acc[r.start * lanes..r.end * lanes],
                 );
@@ -446,7 +479,9 @@ impl SparseConv {
             }
             if let Some((dx, accumulate)) = dxc.as_mut() {
                 let dxn = &mut dx[n * g.in_len()..(n + 1) * g.in_len()];
-                self.pack_dy_padded(dyn_, dyq);
+                if self.dy_border.is_none() {
+                    self.pack_dy_padded(dyn_, dyq);
+                }
                 self.input_grad_sample(vals_t, dyq, dxv, dxn, *accumulate);
             }
         }
@@ -588,6 +623,9 @@ mod tests {
             );
             for path in KernelPath::available() {
                 let sc = SparseConv::new(&g, &kp, path);
+                if s == 1 && k == 2 * p + 1 && h >= 8 {
+                    assert!(sc.dy_border.is_some(), "{g:?}: dy read in place");
+                }
                 let (mut v, mut vt) = (Vec::new(), Vec::new());
                 sc.taps().gather_values(&wm, &mut v);
                 sc.transposed_values(&wm, &mut vt);
