@@ -387,7 +387,11 @@ fn quad_taps(taps: &mut [u32], g: &ConvGeom) {
 fn plane_taps(taps: &mut [u32], g: &ConvGeom) {
     fill_taps(taps, g, g.groups(), 1);
     let extra = (3 * g.s * g.s * g.phase_plane()) as u32;
-    for (grp, chunk) in taps.chunks_exact_mut(g.k * g.k).take(g.groups()).enumerate() {
+    for (grp, chunk) in taps
+        .chunks_exact_mut(g.k * g.k)
+        .take(g.groups())
+        .enumerate()
+    {
         for t in chunk {
             *t += extra * grp as u32;
         }
@@ -1027,7 +1031,8 @@ pub(crate) unsafe fn conv_i8<S: Lanes>(
         dense_rows_i8::<S>(staged, y, g, vals, cols, taps, bias, &rq, &ep);
         return true;
     }
-    if acc_plane.len() < vlen.div_ceil(S::L) * S::L || staged.len() < g.c * g.s * g.s * g.phase_plane() + STAGE_SLACK
+    if acc_plane.len() < vlen.div_ceil(S::L) * S::L
+        || staged.len() < g.c * g.s * g.s * g.phase_plane() + STAGE_SLACK
     {
         return false;
     }

@@ -256,8 +256,9 @@ impl Lanes for Portable {
     #[inline(always)]
     unsafe fn group_mac(acc: [Self::I; 4], p: [*const u8; 4], w: Self::W) -> [Self::I; 4] {
         // SAFETY: the caller guarantees 4·PL readable bytes at each p[j].
-        let x: [[i8; 4 * PL]; 4] =
-            core::array::from_fn(|j| unsafe { core::ptr::read_unaligned(p[j] as *const [i8; 4 * PL]) });
+        let x: [[i8; 4 * PL]; 4] = core::array::from_fn(|j| unsafe {
+            core::ptr::read_unaligned(p[j] as *const [i8; 4 * PL])
+        });
         let mut o = acc;
         for (n, v) in o.iter_mut().enumerate() {
             for (l, a) in v.iter_mut().enumerate() {

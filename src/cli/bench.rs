@@ -183,7 +183,11 @@ fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
             "vs tract",
             "(latency)",
             format!("b{} 1t img/s", crate::compile::bench::BATCH),
-            format!("b{} {}t img/s", crate::compile::bench::BATCH, options.threads),
+            format!(
+                "b{} {}t img/s",
+                crate::compile::bench::BATCH,
+                options.threads
+            ),
             "speedup"
         );
     }
