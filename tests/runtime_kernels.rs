@@ -6,6 +6,7 @@
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use sculpt::compile::batch::run_batch;
 use sculpt::compile::emit::binary::{
     BufferSpec, CsrBytes, IndexEncoding, OpSpec, ScbModel, TensorSpec,
 };
@@ -443,4 +444,56 @@ fn gap8_fillers_for_long_gaps() {
     let mut arena = vec![0u8; model.arena_size() + 3];
     model.run(&x, &mut arena, &mut y).unwrap();
     assert_eq!(y, [0.0 + 2.0 * 256.0 + 3.0 * 513.0, 4.0 * 699.0]);
+}
+
+#[test]
+fn batches_split_across_threads_give_the_per_sample_results() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let case = ConvCase {
+        c: 3,
+        h: 9,
+        w: 7,
+        co: 5,
+        k: 3,
+        s: 1,
+        p: 1,
+        density: 0.3,
+        relu: true,
+        residual: false,
+    };
+    let g = conv_graph(&case, &mut rng);
+    let calib: Vec<f32> = images(&g, 8, &mut rng).concat();
+    for typed in [g.clone(), quantize(&g, &calib).unwrap()] {
+        let typed = restore(typed, Store::Csr(IndexFormat::Gap8));
+        let bytes = lower::scb(&typed, [1; 32]).unwrap();
+        let model = Model::parse(&bytes).unwrap();
+        let xs: Vec<f32> = images(&typed, 7, &mut rng).concat();
+        let per_out = model.output_len();
+        let mut want = vec![0.0f32; 7 * per_out];
+        let mut arena = vec![0u8; model.arena_size() + 3];
+        for (x, y) in xs.chunks(model.input_len()).zip(want.chunks_mut(per_out)) {
+            model.run(x, &mut arena, y).unwrap();
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .unwrap();
+        for threads in [1, 2, 3, 8] {
+            let mut got = vec![f32::NAN; 7 * per_out];
+            pool.install(|| run_batch(&model, &xs, &mut got, threads))
+                .unwrap();
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "{threads} threads");
+        }
+        let mut short = vec![0.0f32; 6 * per_out];
+        assert!(matches!(
+            run_batch(&model, &xs, &mut short, 2),
+            Err(sculpt_runtime::RunError::OutputLength { .. })
+        ));
+        let mut out = vec![0.0f32; 7 * per_out];
+        assert!(matches!(
+            run_batch(&model, &xs[1..], &mut out, 2),
+            Err(sculpt_runtime::RunError::InputLength { .. })
+        ));
+    }
 }

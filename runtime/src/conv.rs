@@ -12,10 +12,17 @@
 //!   (gap bytes, u16 or u32 columns) and mapped to input offsets by a table built per run. Rice-coded and f16
 //!   weights are decoded row by row into a small buffer first.
 //! - Float, dense: four output channels at a time share each loaded input vector.
-//! - Int8: the staged input holds *channel quads* (4 channels per position, 4 bytes); int8 convolution
-//!   weights are stored in channel-quad column order (formats/scb.md §5), so consecutive stored entries of
-//!   one quad form one 4-byte weight word, and one 4-way dot product per lane (VNNI `vpdpbusd` on AVX-512)
-//!   adds 4 products. Accumulation is in i32; the output loop requantises, adds the residual and applies ReLU.
+//! - Int8, dense: the staged input holds *channel quads* (4 channels per position, 4 bytes); int8
+//!   convolution weights are stored in channel-quad column order (formats/scb.md §5), so 4 consecutive
+//!   columns form one 4-byte weight word, and one 4-way dot product per lane (VNNI `vpdpbusd` on AVX-512)
+//!   adds 4 products; four output channels share each loaded input vector.
+//! - Int8, sparse: the staged input holds one byte plane per channel and stride phase; the stored entries of
+//!   a row are taken four at a time, whatever their columns, into one weight word and four input offsets.
+//!   Per group of `4 · L` positions the four shifted input runs are interleaved byte-wise in registers and one
+//!   4-way dot product per lane adds all four entries ([`Lanes::group_mac`]), so every product computed is a
+//!   stored weight's.
+//! - Int8 accumulation is exact in i32 (wrapping), so any order gives the interpreter's sums; the output loop
+//!   requantises, adds the residual and applies ReLU.
 //!
 //! Every output starts from its bias and, for float layers, adds the entries in storage order, so every path
 //! computes the same sum per output, differing only in whether products are fused ([`crate::cpu`]).
@@ -297,6 +304,49 @@ fn stage_i8(x: &[i8], staged: &mut [u8], g: &ConvGeom, unsigned: bool) {
     }
 }
 
+/// Stages an int8 input as byte planes, one per channel and stride phase (the layout of [`stage_f32`]),
+/// each byte offset by 128 when `unsigned` (padding is the value 0); then [`STAGE_SLACK`] zero values.
+fn stage_i8_planes(x: &[i8], staged: &mut [u8], g: &ConvGeom, unsigned: bool) {
+    let (hs, ws, s, p) = (g.phase_h(), g.phase_w(), g.s, g.p);
+    let plane = hs * ws;
+    let flip = if unsigned { 0x80u8 } else { 0 };
+    let n = g.c * s * s * plane;
+    if staged.len() < n + STAGE_SLACK || x.len() < g.c * g.h * g.w {
+        return;
+    }
+    if s == 1 {
+        for (ci, xp) in x.chunks_exact(g.h * g.w).take(g.c).enumerate() {
+            let sp = &mut staged[ci * plane..(ci + 1) * plane];
+            sp[..p * ws].fill(flip);
+            for (iy, xr) in xp.chunks_exact(g.w).enumerate() {
+                let row = &mut sp[(iy + p) * ws..(iy + p + 1) * ws];
+                row[..p].fill(flip);
+                for (d, &v) in row[p..p + g.w].iter_mut().zip(xr) {
+                    *d = v as u8 ^ flip;
+                }
+                row[p + g.w..].fill(flip);
+            }
+            sp[(g.h + p) * ws..].fill(flip);
+        }
+    } else {
+        staged[..n].fill(flip);
+        for (ci, xp) in x.chunks_exact(g.h * g.w).take(g.c).enumerate() {
+            for (iy, xr) in xp.chunks_exact(g.w).enumerate() {
+                let py = iy + p;
+                for (b, j0, cols) in phase_columns(g) {
+                    let ph = (ci * s + py % s) * s + b;
+                    let dst = &mut staged[ph * plane + (py / s) * ws..][j0..j0 + cols];
+                    let first = j0 * s + b - p;
+                    for (d, &v) in dst.iter_mut().zip(xr[first..].iter().step_by(s)) {
+                        *d = v as u8 ^ flip;
+                    }
+                }
+            }
+        }
+    }
+    staged[n..n + STAGE_SLACK].fill(flip);
+}
+
 /// The offsets of taps `(u, ky, kx)` for `u` in `0..units`, in that (row-major) order, scaled by `unit`
 /// bytes or elements: the offsets of unit 0 plus `u` times the stride of one unit's planes.
 fn fill_taps(taps: &mut [u32], g: &ConvGeom, units: usize, unit: u32) {
@@ -330,6 +380,22 @@ fn float_taps(taps: &mut [u32], g: &ConvGeom) {
 /// Input byte offsets of the int8 channel-quad columns `group · K² + ky · K + kx` (4 bytes per position).
 fn quad_taps(taps: &mut [u32], g: &ConvGeom) {
     fill_taps(taps, g, g.groups(), 4);
+}
+
+/// Input byte offsets in the byte planes of [`stage_i8_planes`] of channel `4 · group` at each quad column
+/// `group · K² + ky · K + kx` (channel `4 · group + j` lies `j` channel strides further).
+fn plane_taps(taps: &mut [u32], g: &ConvGeom) {
+    fill_taps(taps, g, g.groups(), 1);
+    let extra = (3 * g.s * g.s * g.phase_plane()) as u32;
+    for (grp, chunk) in taps
+        .chunks_exact_mut(g.k * g.k)
+        .take(g.groups())
+        .enumerate()
+    {
+        for t in chunk {
+            *t += extra * grp as u32;
+        }
+    }
 }
 
 /// Stored entries of one row of a CSR tensor, read in place: `for_each(f)` calls `f(k, col)` in storage
@@ -903,29 +969,6 @@ unsafe fn store_i8<S: Lanes, const T: usize>(
     }
 }
 
-/// Accumulates weight quads (byte offset into the staged input, weight word) into an int8 tile.
-#[inline(always)]
-unsafe fn quad_tile<S: Lanes, const T: usize>(
-    mut acc: [S::I; T],
-    xs: &[u8],
-    tile: Tile,
-    offs: &[u32],
-    words: &[u32],
-) -> [S::I; T] {
-    let base = xs.as_ptr().wrapping_add(4 * tile.v0);
-    for (&o, &word) in offs.iter().zip(words) {
-        // SAFETY: offsets come from the quad tap table; see the module docs for the bound.
-        unsafe {
-            let w = S::weight_quad(word);
-            let p = base.add(o as usize);
-            for (t, v) in acc.iter_mut().enumerate() {
-                *v = S::quad_mac(*v, p.add(4 * t * S::L), w);
-            }
-        }
-    }
-    acc
-}
-
 /// Dense int8 rows `r0 .. r0 + B` (channel-quad order: row `r` is `cols / 4` little-endian words).
 #[inline(always)]
 unsafe fn dense_quad_tile<S: Lanes, const B: usize, const T: usize>(
@@ -974,8 +1017,6 @@ pub(crate) unsafe fn conv_i8<S: Lanes>(
         return false;
     };
     let acc_plane = as_i32s(acc_plane);
-    stage_i8(x, staged, g, S::UNSIGNED_QUADS);
-    quad_taps(taps, g);
     let plane = g.oh * g.ow;
     if y.len() < g.co * plane {
         return false;
@@ -985,14 +1026,19 @@ pub(crate) unsafe fn conv_i8<S: Lanes>(
     let vlen = g.virtual_len();
     let cols = t.cols();
     if t.encoding == crate::format::encoding::DENSE {
+        stage_i8(x, staged, g, S::UNSIGNED_QUADS);
+        quad_taps(taps, g);
         dense_rows_i8::<S>(staged, y, g, vals, cols, taps, bias, &rq, &ep);
         return true;
     }
-    let nv = vlen.div_ceil(S::L);
-    if acc_plane.len() < nv * S::L {
+    if acc_plane.len() < vlen.div_ceil(S::L) * S::L
+        || staged.len() < g.c * g.s * g.s * g.phase_plane() + STAGE_SLACK
+    {
         return false;
     }
-    crate::rows::with_rows!(data, t, |rows| quad_rows::<S>(
+    stage_i8_planes(x, staged, g, S::UNSIGNED_QUADS);
+    plane_taps(taps, g);
+    crate::rows::with_rows!(data, t, |rows| group_rows::<S>(
         rows, vals, staged, y, acc_plane, g, taps, bias, &rq, &ep
     ));
     true
@@ -1070,10 +1116,12 @@ fn dense_rows_i8<S: Lanes>(
     }
 }
 
-/// Sparse int8 rows: the stored entries of each row are merged into weight quads ([`CHUNK`] at a time), which
-/// run over every tile; a row with more quads keeps its partial sums in `acc_plane`.
+/// Sparse int8 rows: the stored entries of each row, in storage order, are taken four at a time (the last
+/// group padded with zero weights) into weight quads with the input offsets of their four entries ([`CHUNK`]
+/// groups at a time), which run over every tile of position groups; a row with more groups keeps its partial
+/// sums in `acc_plane`.
 #[inline(always)]
-fn quad_rows<S: Lanes>(
+fn group_rows<S: Lanes>(
     rows: &mut impl Rows,
     vals: &[u8],
     staged: &[u8],
@@ -1087,13 +1135,13 @@ fn quad_rows<S: Lanes>(
 ) {
     let plane = g.oh * g.ow;
     let vlen = g.virtual_len();
-    let mut offs = [0u32; CHUNK];
+    let channel = (g.s * g.s * g.phase_plane()) as u32;
+    let mut offs = [0u32; 4 * CHUNK];
     let mut words = [0u32; CHUNK];
     for r in 0..g.co {
         let mut n = 0usize;
         let mut chunks = 0usize;
         let mut sum_w = 0i32;
-        let mut cur = usize::MAX;
         let res = ep
             .residual
             .and_then(|res| res.get(r * plane..(r + 1) * plane));
@@ -1106,40 +1154,37 @@ fn quad_rows<S: Lanes>(
              corr: i32,
              y: &mut [i8],
              acc_plane: &mut [i32]| {
-                for tile in tiles(vlen, S::L, S::SPARSE_TILE) {
+                for tile in tiles(vlen, 4 * S::L, S::GROUP_TILE) {
                     macro_rules! run {
                         ($n:literal) => {{
-                            // SAFETY: see `conv_f32`; the partial-sum plane holds nv·L ints.
+                            // SAFETY: see `conv_f32`; a group reads 4·L bytes from each offset, within the
+                            // staged planes and their slack; the partial-sum plane holds nv·L ints.
                             unsafe {
-                                let ap = acc_plane.as_mut_ptr().add(tile.v0);
-                                let mut acc = [S::splat_i(bias(r)); $n];
-                                if !first {
-                                    for (t, a) in acc.iter_mut().enumerate() {
-                                        *a = S::load_i(ap.add(t * S::L));
-                                    }
-                                }
-                                let acc = quad_tile::<S, $n>(acc, staged, tile, offs, words);
-                                if last {
-                                    store_i8::<S, $n>(
-                                        &acc,
-                                        tile,
-                                        &mut y[r * plane..(r + 1) * plane],
-                                        g,
-                                        rq,
-                                        r,
-                                        corr,
-                                        ep,
-                                        res,
-                                    );
-                                } else {
-                                    for (t, a) in acc.iter().enumerate() {
-                                        S::store_i(ap.add(t * S::L), *a);
-                                    }
-                                }
+                                group_tile::<S, $n>(
+                                    staged,
+                                    tile,
+                                    offs,
+                                    words,
+                                    bias(r),
+                                    first,
+                                    last,
+                                    corr,
+                                    &mut y[r * plane..(r + 1) * plane],
+                                    acc_plane,
+                                    g,
+                                    rq,
+                                    r,
+                                    ep,
+                                    res,
+                                );
                             }
                         }};
                     }
-                    by_tile!(tile.vectors, run);
+                    match tile.vectors {
+                        1 => run!(1),
+                        2 => run!(2),
+                        _ => run!(3),
+                    }
                 }
             },
         );
@@ -1147,27 +1192,26 @@ fn quad_rows<S: Lanes>(
             r,
             #[inline(always)]
             |col, k| {
-                let q = col / 4;
                 let wv = vals.get(k).copied().unwrap_or(0);
                 sum_w += wv as i8 as i32;
-                if q != cur {
-                    if cur != usize::MAX {
-                        n += 1;
-                    }
-                    if n == CHUNK {
-                        run_chunk(&offs, &words, chunks == 0, false, 0, y, acc_plane);
-                        chunks += 1;
-                        n = 0;
-                    }
-                    cur = q;
-                    offs[n] = taps.get(q).copied().unwrap_or(0);
-                    words[n] = 0;
+                let slot = n % 4;
+                let q = n / 4;
+                if slot == 0 {
+                    words[q] = 0;
                 }
-                words[n] |= (wv as u32) << (8 * (col % 4));
+                offs[n] = taps.get(col / 4).copied().unwrap_or(0) + channel * (col % 4) as u32;
+                words[q] |= (wv as u32) << (8 * slot);
+                n += 1;
+                if n == 4 * CHUNK {
+                    run_chunk(&offs, &words, chunks == 0, false, 0, y, acc_plane);
+                    chunks += 1;
+                    n = 0;
+                }
             },
         );
-        if cur != usize::MAX {
-            n += 1;
+        let groups = n.div_ceil(4);
+        for i in n..4 * groups {
+            offs[i] = offs[4 * (groups - 1)];
         }
         let corr = if S::UNSIGNED_QUADS {
             sum_w.wrapping_mul(-128)
@@ -1175,14 +1219,89 @@ fn quad_rows<S: Lanes>(
             0
         };
         run_chunk(
-            &offs[..n],
-            &words[..n],
+            &offs[..4 * groups],
+            &words[..groups],
             chunks == 0,
             true,
             corr,
             y,
             acc_plane,
         );
+    }
+}
+
+/// One tile of `T` position groups of output channel `r`: from the bias (`first`) or the partial sums, the
+/// weight quads `words` (entry offsets `offs`, four per quad), then the epilogue (`last`) or back to the
+/// partial sums.
+#[inline(always)]
+unsafe fn group_tile<S: Lanes, const T: usize>(
+    xs: &[u8],
+    tile: Tile,
+    offs: &[u32],
+    words: &[u32],
+    bias: i32,
+    first: bool,
+    last: bool,
+    corr: i32,
+    y: &mut [i8],
+    acc_plane: &mut [i32],
+    g: &ConvGeom,
+    rq: &Requant<'_>,
+    r: usize,
+    ep: &Epilogue<'_, i8>,
+    res: Option<&[i8]>,
+) {
+    let group = 4 * S::L;
+    // SAFETY: per the caller.
+    unsafe {
+        let vlen = g.virtual_len();
+        let ap = acc_plane.as_mut_ptr();
+        let mut acc = [[S::splat_i(bias); 4]; T];
+        if !first {
+            for (t, a) in acc.iter_mut().enumerate() {
+                let mut v = [S::splat_i(0); 4];
+                for (j, x) in v.iter_mut().enumerate() {
+                    let at = tile.v0 + t * group + j * S::L;
+                    if at < vlen {
+                        *x = S::load_i(ap.add(at));
+                    }
+                }
+                *a = S::group_unorder(v);
+            }
+        }
+        let base = xs.as_ptr().wrapping_add(tile.v0);
+        for (o, &word) in offs.chunks_exact(4).zip(words) {
+            let w = S::weight_quad(word);
+            let p = [
+                base.add(o[0] as usize),
+                base.add(o[1] as usize),
+                base.add(o[2] as usize),
+                base.add(o[3] as usize),
+            ];
+            for (t, a) in acc.iter_mut().enumerate() {
+                *a = S::group_mac(*a, p.map(|q| q.add(t * group)), w);
+            }
+        }
+        if !last {
+            for (t, a) in acc.iter().enumerate() {
+                for (j, v) in S::group_order(*a).iter().enumerate() {
+                    let at = tile.v0 + t * group + j * S::L;
+                    if at < vlen {
+                        S::store_i(ap.add(at), *v);
+                    }
+                }
+            }
+            return;
+        }
+        for (t, a) in acc.iter().enumerate() {
+            let v0 = tile.v0 + t * group;
+            if v0 >= vlen {
+                break;
+            }
+            let vectors = (vlen - v0).div_ceil(S::L).min(4);
+            let ordered = S::group_order(*a);
+            store_i8::<S, 4>(&ordered, Tile { v0, vectors }, y, g, rq, r, corr, ep, res);
+        }
     }
 }
 

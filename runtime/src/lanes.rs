@@ -60,6 +60,19 @@ pub(crate) trait Lanes: Copy {
     unsafe fn add_requant(a: Self::I, ma: i32, b: Self::I, mb: i32, sh: u32, lo: i32) -> Self::I;
     /// `Σ w[i] · x[i]` over `n` bytes, in i32 with wrap-around (so any order gives the same result).
     unsafe fn dot_i8(w: *const i8, x: *const i8, n: usize) -> i32;
+
+    /// Most position groups (of `4 · L` positions each) of one sparse int8 tile.
+    const GROUP_TILE: usize;
+    /// Four sparse int8 entries over one group of `4 · L` consecutive positions: position `i` gains
+    /// `Σ_j x_j[i] · w_j`, `x_j` the bytes at `p[j]` (signed, or offset by 128 under
+    /// [`Lanes::UNSIGNED_QUADS`]) and `w_j` byte `j` of the weight quad `w`. The four accumulators hold the
+    /// group's positions in a path-specific order that [`Lanes::group_order`] undoes.
+    unsafe fn group_mac(acc: [Self::I; 4], p: [*const u8; 4], w: Self::W) -> [Self::I; 4];
+    /// The accumulators of [`Lanes::group_mac`] in position order: vector `n` holds positions
+    /// `n · L .. (n + 1) · L` of the group.
+    unsafe fn group_order(acc: [Self::I; 4]) -> [Self::I; 4];
+    /// The inverse of [`Lanes::group_order`].
+    unsafe fn group_unorder(v: [Self::I; 4]) -> [Self::I; 4];
 }
 
 /// The scalar definition of [`Lanes::dot_i8`].
@@ -237,6 +250,35 @@ impl Lanes for Portable {
     unsafe fn dot_i8(w: *const i8, x: *const i8, n: usize) -> i32 {
         // SAFETY: per the caller.
         unsafe { dot_i8_scalar(w, x, n) }
+    }
+
+    const GROUP_TILE: usize = 1;
+    #[inline(always)]
+    unsafe fn group_mac(acc: [Self::I; 4], p: [*const u8; 4], w: Self::W) -> [Self::I; 4] {
+        // SAFETY: the caller guarantees 4·PL readable bytes at each p[j].
+        let x: [[i8; 4 * PL]; 4] = core::array::from_fn(|j| unsafe {
+            core::ptr::read_unaligned(p[j] as *const [i8; 4 * PL])
+        });
+        let mut o = acc;
+        for (n, v) in o.iter_mut().enumerate() {
+            for (l, a) in v.iter_mut().enumerate() {
+                let i = n * PL + l;
+                let d = x[0][i] as i32 * w[0]
+                    + x[1][i] as i32 * w[1]
+                    + x[2][i] as i32 * w[2]
+                    + x[3][i] as i32 * w[3];
+                *a = a.wrapping_add(d);
+            }
+        }
+        o
+    }
+    #[inline(always)]
+    unsafe fn group_order(acc: [Self::I; 4]) -> [Self::I; 4] {
+        acc
+    }
+    #[inline(always)]
+    unsafe fn group_unorder(v: [Self::I; 4]) -> [Self::I; 4] {
+        v
     }
 }
 
@@ -494,6 +536,65 @@ mod x86 {
                 _mm_cvtsi128_si32(h).wrapping_add(super::dot_i8_scalar(w.add(i), x.add(i), n - i))
             }
         }
+
+        const GROUP_TILE: usize = 1;
+        #[inline(always)]
+        unsafe fn group_mac(acc: [__m256i; 4], p: [*const u8; 4], w: __m256i) -> [__m256i; 4] {
+            // SAFETY: 32 readable bytes at each p[j]; AVX2 kernels only.
+            unsafe {
+                let [a, b, c, d] = p.map(|q| _mm256_loadu_si256(q as *const __m256i));
+                let (ab_lo, ab_hi) = (_mm256_unpacklo_epi8(a, b), _mm256_unpackhi_epi8(a, b));
+                let (cd_lo, cd_hi) = (_mm256_unpacklo_epi8(c, d), _mm256_unpackhi_epi8(c, d));
+                let q = [
+                    _mm256_unpacklo_epi16(ab_lo, cd_lo),
+                    _mm256_unpackhi_epi16(ab_lo, cd_lo),
+                    _mm256_unpacklo_epi16(ab_hi, cd_hi),
+                    _mm256_unpackhi_epi16(ab_hi, cd_hi),
+                ];
+                let mut o = acc;
+                for (v, &x) in o.iter_mut().zip(&q) {
+                    *v = quad_dot_avx2(*v, x, w);
+                }
+                o
+            }
+        }
+        #[inline(always)]
+        unsafe fn group_order(acc: [__m256i; 4]) -> [__m256i; 4] {
+            // SAFETY: AVX2 kernels only. Accumulator k holds positions 16·c + 4·k + i in its 128-bit chunk c.
+            unsafe {
+                [
+                    _mm256_permute2x128_si256::<0x20>(acc[0], acc[1]),
+                    _mm256_permute2x128_si256::<0x20>(acc[2], acc[3]),
+                    _mm256_permute2x128_si256::<0x31>(acc[0], acc[1]),
+                    _mm256_permute2x128_si256::<0x31>(acc[2], acc[3]),
+                ]
+            }
+        }
+        #[inline(always)]
+        unsafe fn group_unorder(v: [__m256i; 4]) -> [__m256i; 4] {
+            // SAFETY: AVX2 kernels only.
+            unsafe {
+                [
+                    _mm256_permute2x128_si256::<0x20>(v[0], v[2]),
+                    _mm256_permute2x128_si256::<0x31>(v[0], v[2]),
+                    _mm256_permute2x128_si256::<0x20>(v[1], v[3]),
+                    _mm256_permute2x128_si256::<0x31>(v[1], v[3]),
+                ]
+            }
+        }
+    }
+
+    /// `acc + Σ_j v[4l + j] · w_j` per dword lane `l` (signed bytes; `w` as [`Lanes::weight_quad`] makes it).
+    #[inline(always)]
+    unsafe fn quad_dot_avx2(acc: __m256i, v: __m256i, w: __m256i) -> __m256i {
+        // SAFETY: AVX2 kernels only.
+        unsafe {
+            let a = _mm256_cvtepi8_epi16(_mm256_castsi256_si128(v));
+            let b = _mm256_cvtepi8_epi16(_mm256_extracti128_si256::<1>(v));
+            let s = _mm256_hadd_epi32(_mm256_madd_epi16(a, w), _mm256_madd_epi16(b, w));
+            let s = _mm256_permutevar8x32_epi32(s, _mm256_setr_epi32(0, 1, 4, 5, 2, 3, 6, 7));
+            _mm256_add_epi32(acc, s)
+        }
     }
 
     impl Lanes for Avx512 {
@@ -661,6 +762,45 @@ mod x86 {
                 }
                 _mm512_reduce_add_epi32(acc).wrapping_sub(_mm512_reduce_add_epi32(corr))
             }
+        }
+
+        const GROUP_TILE: usize = 3;
+        #[inline(always)]
+        unsafe fn group_mac(acc: [__m512i; 4], p: [*const u8; 4], w: __m512i) -> [__m512i; 4] {
+            // SAFETY: 64 readable bytes at each p[j]; VNNI is part of this path.
+            unsafe {
+                let [a, b, c, d] = p.map(|q| _mm512_loadu_si512(q as *const __m512i));
+                let (ab_lo, ab_hi) = (_mm512_unpacklo_epi8(a, b), _mm512_unpackhi_epi8(a, b));
+                let (cd_lo, cd_hi) = (_mm512_unpacklo_epi8(c, d), _mm512_unpackhi_epi8(c, d));
+                [
+                    _mm512_dpbusd_epi32(acc[0], _mm512_unpacklo_epi16(ab_lo, cd_lo), w),
+                    _mm512_dpbusd_epi32(acc[1], _mm512_unpackhi_epi16(ab_lo, cd_lo), w),
+                    _mm512_dpbusd_epi32(acc[2], _mm512_unpacklo_epi16(ab_hi, cd_hi), w),
+                    _mm512_dpbusd_epi32(acc[3], _mm512_unpackhi_epi16(ab_hi, cd_hi), w),
+                ]
+            }
+        }
+        #[inline(always)]
+        unsafe fn group_order(acc: [__m512i; 4]) -> [__m512i; 4] {
+            // SAFETY: AVX-512 kernels only. Accumulator k holds positions 16·c + 4·k + i in its 128-bit chunk
+            // c: a 4 × 4 transpose of 128-bit chunks.
+            unsafe {
+                let t0 = _mm512_shuffle_i64x2::<0x44>(acc[0], acc[1]);
+                let t1 = _mm512_shuffle_i64x2::<0x44>(acc[2], acc[3]);
+                let t2 = _mm512_shuffle_i64x2::<0xEE>(acc[0], acc[1]);
+                let t3 = _mm512_shuffle_i64x2::<0xEE>(acc[2], acc[3]);
+                [
+                    _mm512_shuffle_i64x2::<0x88>(t0, t1),
+                    _mm512_shuffle_i64x2::<0xDD>(t0, t1),
+                    _mm512_shuffle_i64x2::<0x88>(t2, t3),
+                    _mm512_shuffle_i64x2::<0xDD>(t2, t3),
+                ]
+            }
+        }
+        #[inline(always)]
+        unsafe fn group_unorder(v: [__m512i; 4]) -> [__m512i; 4] {
+            // SAFETY: AVX-512 kernels only; a transpose is its own inverse.
+            unsafe { Self::group_order(v) }
         }
     }
 }

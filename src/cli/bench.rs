@@ -18,7 +18,8 @@ pub enum BenchKind {
     /// The engine: eval-mode forward.
     Forward,
     /// The compiled model: `.scb` through the runtime (f32 and int8) against the dense ONNX through tract,
-    /// batch-1 latency on one thread and throughput on `--threads`, at each of `--sparsities`.
+    /// batch-1 latency on one thread and throughput on `--threads`, at each of `--sparsities`; for the
+    /// runtime also batches of 64 on one thread and split across `--threads`.
     Infer,
 }
 
@@ -173,8 +174,21 @@ fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
             args.model, options.threads
         );
         println!(
-            "{:>8}  {:<20} {:>10} {:>12} {:>12} {:>10}  {:>10}",
-            "sparsity", "runner", "bytes", "latency ms", "images/s", "vs tract", "(latency)"
+            "{:>8}  {:<20} {:>10} {:>12} {:>12} {:>10}  {:>10}  {:>14} {:>14} {:>8}",
+            "sparsity",
+            "runner",
+            "bytes",
+            "latency ms",
+            "images/s",
+            "vs tract",
+            "(latency)",
+            format!("b{} 1t img/s", crate::compile::bench::BATCH),
+            format!(
+                "b{} {}t img/s",
+                crate::compile::bench::BATCH,
+                options.threads
+            ),
+            "speedup"
         );
     }
     for &s in &args.sparsities {
@@ -184,8 +198,14 @@ fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
         if !args.json {
             let base = &r.runners[0];
             for f in &r.runners {
+                let batch = match (f.batch_images_per_s_1t, f.batch_images_per_s) {
+                    (Some(one), Some(all)) => {
+                        format!("  {one:>14.1} {all:>14.1} {:>7.2}x", all / one)
+                    }
+                    _ => String::new(),
+                };
                 println!(
-                    "{:>7.1}%  {:<20} {:>10} {:>12.4} {:>12.1} {:>9.2}x  {:>9.2}x",
+                    "{:>7.1}%  {:<20} {:>10} {:>12.4} {:>12.1} {:>9.2}x  {:>9.2}x{batch}",
                     100.0 * s,
                     f.runner,
                     f.bytes,

@@ -3,7 +3,8 @@
 //!
 //! Latency is the median of single-image runs on one thread. Throughput runs `threads` workers for a fixed
 //! time, each with its own model state (runtime arena or tract plan state), each on batch-1 inputs, and counts
-//! the images finished by all of them. tract gets its inputs already normalised (the ONNX model expects them
+//! the images finished by all of them. Batch throughput (runtime only) runs batches of [`BATCH`] images through
+//! [`run_batch`], on one thread and split across `threads`. tract gets its inputs already normalised (the ONNX model expects them
 //! so); the runtime normalises inside its timed run.
 
 use std::collections::BTreeMap;
@@ -16,6 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, TensorView};
 use serde::Serialize;
 
+use crate::compile::batch::{run_batch, AlignedArena};
 use crate::compile::emit::onnx::{self, Variant};
 use crate::compile::import::checkpoint::{graph_from_tensors, Meta};
 use crate::compile::interp::normalize;
@@ -52,7 +54,14 @@ pub struct RunnerFigures {
     pub latency_spread_ms: [f64; 2],
     /// Images per second with `threads` workers.
     pub images_per_s: f64,
+    /// Images per second of batches of [`BATCH`] images on one thread (runtime runners only).
+    pub batch_images_per_s_1t: Option<f64>,
+    /// Images per second of batches of [`BATCH`] images split across `threads` threads (runtime runners only).
+    pub batch_images_per_s: Option<f64>,
 }
+
+/// Images per batch of the batch throughput measurement.
+pub const BATCH: usize = 64;
 
 /// The figures of every runner on one model at one sparsity.
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +192,8 @@ pub fn bench_graph(
         latency_ms: latency,
         latency_spread_ms: spread,
         images_per_s: rate,
+        batch_images_per_s_1t: None,
+        batch_images_per_s: None,
     });
 
     let mut scbs = vec![("runtime (scb f32)", lower::scb(&g.float, g.hash)?)];
@@ -211,12 +222,27 @@ pub fn bench_graph(
                 run_with(&mut arena, &mut out, i)
             }
         })?;
+        let batch: Vec<f32> = (0..BATCH)
+            .flat_map(|i| images[(i % 16) * per..(i % 16 + 1) * per].iter().copied())
+            .collect();
+        let mut logits = vec![0.0f32; BATCH * model.output_len()];
+        let mut batch_rate = |threads: usize| {
+            measure_latency(options.seconds / 2.0, |_| {
+                run_batch(&model, &batch, &mut logits, threads)
+                    .map_err(|e| Error::Invalid(format!("runtime run: {e:?}")))
+            })
+            .map(|(ms, _)| BATCH as f64 * 1e3 / ms)
+        };
+        let batch_1t = batch_rate(1)?;
+        let batch_nt = batch_rate(options.threads)?;
         runners.push(RunnerFigures {
             runner: name.into(),
             bytes: bytes.len(),
             latency_ms: latency,
             latency_spread_ms: spread,
             images_per_s: rate,
+            batch_images_per_s_1t: Some(batch_1t),
+            batch_images_per_s: Some(batch_nt),
         });
     }
     Ok(InferBench {
@@ -225,29 +251,6 @@ pub fn bench_graph(
         threads: options.threads,
         runners,
     })
-}
-
-/// A zeroed arena whose first byte is 16-byte aligned.
-struct AlignedArena {
-    storage: Vec<u8>,
-    offset: usize,
-    len: usize,
-}
-
-impl AlignedArena {
-    fn new(len: usize) -> Self {
-        let storage = vec![0u8; len + 16];
-        let offset = storage.as_ptr().align_offset(16).min(16);
-        AlignedArena {
-            storage,
-            offset,
-            len,
-        }
-    }
-
-    fn bytes(&mut self) -> &mut [u8] {
-        &mut self.storage[self.offset..self.offset + self.len]
-    }
 }
 
 /// Median, fastest and slowest of [`REPS`] repetitions of single runs (ms), after a warm-up; about `seconds`

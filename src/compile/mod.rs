@@ -1,5 +1,6 @@
 //! The compiler: import (checkpoint, ONNX) into the [`ir`], run [`passes`], emit artefacts ([`emit`], via
 //! [`lower`] for the binary formats); [`pipeline::compile`] does all of it for a target.
+pub mod batch;
 pub mod bench;
 pub mod emit;
 pub mod import;

@@ -185,7 +185,8 @@ fn onnxruntime_unguarded(bytes: &[u8], graph: &Graph, xs: &[f32], n: usize) -> R
 }
 
 /// Runs a `.scb` model with the runtime crate (float API: the runtime normalises, and for int8 models
-/// quantises the input and dequantises the logits). The arena and the logits are charged to a default
+/// quantises the input and dequantises the logits), the samples split across the rayon pool's threads
+/// ([`crate::compile::batch`]). The arenas (one per thread) and the logits are charged to a default
 /// [`Budget`] before they are allocated; `path` names the file in errors.
 pub fn runtime(path: &Path, bytes: &[u8], xs: &[f32]) -> Result<Vec<f32>> {
     let m = sculpt_runtime::Model::parse(bytes)
@@ -201,21 +202,18 @@ pub fn runtime(path: &Path, bytes: &[u8], xs: &[f32]) -> Result<Vec<f32>> {
         ));
     }
     let n = xs.len() / per;
+    let threads = rayon::current_num_threads().clamp(1, n.max(1));
     let budget = Budget::default();
     budget
-        .charge("the arena the header declares", m.arena_size() as u64 + 16)
+        .charge(
+            "the arenas the header declares (one per thread)",
+            (m.arena_size() as u64 + 16).saturating_mul(threads as u64),
+        )
         .and_then(|()| budget.charge_elements("the logits", n.saturating_mul(m.output_len()), 4))
         .map_err(|e| Error::budget(path, e))?;
-    let mut storage = vec![0u8; m.arena_size() + 16];
-    let off = storage.as_ptr().align_offset(16).min(16);
-    let arena = &mut storage[off..off + m.arena_size()];
-    let mut out = vec![0.0f32; m.output_len()];
-    let mut all = Vec::with_capacity(n * m.output_len());
-    for x in xs.chunks(per) {
-        m.run(x, arena, &mut out)
-            .map_err(|e| Error::format(path, format!("the runtime cannot run the model: {e}")))?;
-        all.extend_from_slice(&out);
-    }
+    let mut all = vec![0.0f32; n * m.output_len()];
+    crate::compile::batch::run_batch(&m, xs, &mut all, threads)
+        .map_err(|e| Error::format(path, format!("the runtime cannot run the model: {e}")))?;
     Ok(all)
 }
 
