@@ -25,12 +25,16 @@ pub struct Tract {
 }
 
 impl Tract {
-    /// Loads `bytes` for single images of `graph`'s input shape (inside the panic boundary).
+    /// Loads `bytes` for single images of `graph`'s input shape (inside the panic boundary). The file's
+    /// intermediate and output shapes are ignored (re-inferred from the batch-1 input), since exporters
+    /// annotate them with a symbolic batch that a batch-1 plan cannot unify.
     pub fn load(bytes: &[u8], graph: &Graph) -> Result<Self> {
         use tract_onnx::prelude::*;
         let [c, h, w] = graph.input.shape;
         let plan = contain("tract", "loading the ONNX model", || {
             tract_onnx::onnx()
+                .with_ignore_value_info(true)
+                .with_ignore_output_shapes(true)
                 .model_for_read(&mut &bytes[..])
                 .and_then(|m| m.with_input_fact(0, f32::fact([1, c, h, w]).into()))
                 .and_then(|m| m.into_optimized())

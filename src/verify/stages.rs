@@ -2,7 +2,8 @@
 //!
 //! The probe of a checkpoint is data the trainer stored (a few training images and its own eval-mode logits,
 //! [`crate::compile::import::checkpoint::read_probe`]); the probe of an ONNX source is [`ONNX_PROBE_SAMPLES`]
-//! seeded uniform [0, 1] images and the file's own outputs on them, computed by tract. Bounds, with `scale`
+//! seeded uniform [0, 1] images and the file's own outputs on them, computed by tract (ONNX Runtime when tract
+//! cannot plan the file). Bounds, with `scale`
 //! the largest |logit| of the probe (at least 1) and `tol` [`super::VerifyOptions::float_tolerance`]:
 //!
 //! - the source against the probe, and each float pass against the stage it read: `max |Δlogit| ≤ tol · scale`;
@@ -42,7 +43,8 @@ pub struct Probe {
 }
 
 /// The probe of `source` (a checkpoint or an `.onnx` file) whose imported graph is `graph`: the stored
-/// one of a checkpoint (`None` when it has none), or for ONNX seeded images run through the file by tract.
+/// one of a checkpoint (`None` when it has none), or for ONNX seeded images run through the file by tract
+/// (by ONNX Runtime when tract cannot plan the file; an error when neither can run it).
 pub fn source_probe(source: &Path, graph: &Graph) -> Result<Option<Probe>> {
     if source.extension().and_then(|e| e.to_str()) == Some("onnx") {
         let per: usize = graph.input.shape.iter().product();
@@ -51,12 +53,18 @@ pub fn source_probe(source: &Path, graph: &Graph) -> Result<Option<Probe>> {
             .map(|_| rng.gen::<f32>())
             .collect();
         let bytes = std::fs::read(source).map_err(|e| crate::error::Error::io(source, e))?;
-        let logits = runners::tract(source, &bytes, graph, &inputs)?;
+        let (logits, origin) = match runners::tract(source, &bytes, graph, &inputs) {
+            Ok(l) => (l, "the ONNX file run by tract"),
+            Err(tract_error) => match runners::onnxruntime(source, &bytes, graph, &inputs) {
+                Ok(l) => (l, "the ONNX file run by ONNX Runtime"),
+                Err(_) => return Err(tract_error),
+            },
+        };
         return Ok(Some(Probe {
             samples: ONNX_PROBE_SAMPLES,
             inputs,
             logits,
-            origin: "the ONNX file run by tract".into(),
+            origin: origin.into(),
         }));
     }
     Ok(read_probe(source, graph)?.map(|p| Probe {
