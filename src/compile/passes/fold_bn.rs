@@ -13,7 +13,10 @@ use crate::compile::ir::{Bias, Graph, Op, Storage, Weight};
 use crate::compile::passes::rewrite::Rewrite;
 use crate::error::{Error, Result};
 
-fn gain_shift(op: &Op) -> Option<(Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>)> {
+/// Per-channel `(g, t, mean, beta)` of a batch norm.
+type Affine = (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>);
+
+fn gain_shift(op: &Op) -> Option<Affine> {
     match op {
         Op::BatchNorm {
             gamma,
