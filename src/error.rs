@@ -43,6 +43,23 @@ pub enum Error {
         #[source]
         source: crate::budget::Exceeded,
     },
+    /// A graph invariant broken at one node (see `compile::ir`).
+    #[error("ir: node '{node}' ({kind}): {msg}")]
+    Node {
+        node: String,
+        kind: &'static str,
+        msg: String,
+    },
+    /// A compiler pass failed, or produced a graph that does not validate.
+    #[error("pass {pass}: {source}")]
+    Pass {
+        pass: String,
+        #[source]
+        source: Box<Error>,
+    },
+    /// An external tool an executor needs (ONNX Runtime, a C compiler) is not available on this machine.
+    #[error("{tool} unavailable: {why}")]
+    Unavailable { tool: String, why: String },
     #[error("{0}")]
     Invalid(String),
 }
@@ -63,6 +80,23 @@ impl Error {
         Error::Budget {
             path: path.into(),
             source,
+        }
+    }
+
+    /// The pass an error comes from, when it comes from one.
+    pub fn pass(&self) -> Option<&str> {
+        match self {
+            Error::Pass { pass, .. } => Some(pass),
+            _ => None,
+        }
+    }
+
+    /// The graph node an error names, looking through [`Error::Pass`].
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Error::Node { node, .. } => Some(node),
+            Error::Pass { source, .. } => source.node(),
+            _ => None,
         }
     }
 

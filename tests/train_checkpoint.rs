@@ -41,6 +41,12 @@ fn sample() -> Checkpoint {
         "theta0.fc1.weight".to_string(),
         ArrayD::from_elem(IxDyn(&[2, 3]), 1.25f32),
     )];
+    let probe = sculpt::train::probe::Probe {
+        inputs: ArrayD::from_shape_fn(IxDyn(&[2, 1, 28, 28]), |d| {
+            (d[2] * 28 + d[3]) as f32 / 784.0
+        }),
+        logits: ArrayD::from_shape_fn(IxDyn(&[2, 10]), |d| d[1] as f32 - 4.5 * d[0] as f32),
+    };
     use rand::{RngCore, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(42);
     rng.next_u64();
@@ -82,6 +88,7 @@ fn sample() -> Checkpoint {
         momentum,
         masks: vec![(w.path.clone(), mask)],
         method_tensors,
+        probe: Some(probe),
     }
 }
 
@@ -128,6 +135,7 @@ fn round_trip_is_exact() {
         assert_eq!(back.momentum, c.momentum);
         assert_eq!(back.masks, c.masks);
         assert_eq!(back.method_tensors, c.method_tensors);
+        assert_eq!(back.probe, c.probe);
     }
     let back = load_checkpoint(&st).unwrap();
     let ts = back.meta.training.unwrap();

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::compile::pipeline::{compile, CompileOptions};
+use crate::compile::pipeline::{compile_dumping, dump_ir, stages, CompileOptions};
 use crate::compile::target::Target;
+use crate::compile::text;
 
 /// Arguments of `sculpt compile`.
 #[derive(Debug, Clone, clap::Args)]
@@ -33,6 +34,13 @@ pub struct CompileArgs {
     /// Print the manifest as JSON instead of the report.
     #[arg(long)]
     pub json: bool,
+    /// Run the passes up to and including PASS (fold_bn, fuse, layout, quantize, layout_int8), print its IR
+    /// as text (or write every stage to --dump-ir) and emit no artefacts.
+    #[arg(long, value_name = "PASS")]
+    pub stop_after: Option<String>,
+    /// Write the text IR of the source and of every pass into DIR (`00-source.ir`, `01-fold_bn.ir`, ...).
+    #[arg(long, value_name = "DIR")]
+    pub dump_ir: Option<PathBuf>,
 }
 
 /// Loads a target from a path when `name` ends in `.toml`, else by name from `dir`, else a built-in target.
@@ -58,8 +66,30 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<()> {
         calibration_samples: args.calibration,
         int8: !args.no_int8,
     };
-    let a = compile(&args.input, &args.out, target.as_ref(), &options)
-        .with_context(|| format!("compiling {}", args.input.display()))?;
+    if let Some(stop) = &args.stop_after {
+        let st = stages(&args.input, target.as_ref(), &options, Some(stop))
+            .with_context(|| format!("compiling {}", args.input.display()))?;
+        match &args.dump_ir {
+            Some(d) => {
+                for p in dump_ir(&st, d)? {
+                    println!("wrote {}", p.display());
+                }
+            }
+            None => print!("{}", text::print(&st.last().graph)),
+        }
+        return Ok(());
+    }
+    let a = compile_dumping(
+        &args.input,
+        &args.out,
+        target.as_ref(),
+        &options,
+        args.dump_ir.as_deref(),
+    )
+    .with_context(|| format!("compiling {}", args.input.display()))?;
+    if let Some(d) = &args.dump_ir {
+        eprintln!("wrote the IR of every stage into {}", d.display());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&a.manifest)?);
     } else {

@@ -264,7 +264,13 @@ impl Weight {
 
     /// Checks storage, dtype and scales against the shape.
     pub fn validate(&self, who: &str) -> Result<()> {
-        let bad = |msg: String| Err(Error::Invalid(format!("ir: {who}: {msg}")));
+        let bad = |msg: String| {
+            Err(Error::Node {
+                node: who.to_string(),
+                kind: "weight",
+                msg,
+            })
+        };
         if self.shape.len() < 2 || self.shape.contains(&0) {
             return bad(format!(
                 "weight shape {:?} must have rank ≥ 2 and no zero dimension",
@@ -514,11 +520,11 @@ pub struct Graph {
 }
 
 fn bad<T>(node: &Node, msg: impl std::fmt::Display) -> Result<T> {
-    Err(Error::Invalid(format!(
-        "ir: node '{}' ({}): {msg}",
-        node.name,
-        node.op.kind()
-    )))
+    Err(Error::Node {
+        node: node.name.clone(),
+        kind: node.op.kind(),
+        msg: msg.to_string(),
+    })
 }
 
 fn chw(node: &Node, s: &[usize]) -> Result<(usize, usize, usize)> {

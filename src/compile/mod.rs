@@ -1,5 +1,6 @@
 //! The compiler: import (checkpoint, ONNX) into the [`ir`], run [`passes`], emit artefacts ([`emit`], via
 //! [`lower`] for the binary formats); [`pipeline::compile`] does all of it for a target.
+pub mod artefact;
 pub mod batch;
 pub mod bench;
 pub mod emit;
@@ -10,5 +11,6 @@ pub mod lower;
 pub mod passes;
 pub mod pipeline;
 pub mod target;
+pub mod text;
 
 pub use pipeline::{compile, Artefacts, CompileOptions};

@@ -1,23 +1,29 @@
-//! The compilation pipeline: import → fold batch norm → fuse ReLU → (float) layout → emit, and in parallel
-//! quantise → (int8) layout → emit; then the budget check against a target. Every export carries the same
+//! The compilation pipeline: import → the passes of [`driver::standard`] (fold batch norm → fuse ReLU →
+//! (float) layout → emit, and from the fused graph quantise → (int8) layout → emit) → the budget check
+//! against a target. Every export carries the same
 //! model hash: the SHA-256 of the imported graph's canonical bytes.
 //!
 //! Output files in the artefact directory: `model.onnx` (dense), `model.sparse.onnx`, `model.scb` (f32),
-//! `model.int8.scb`, `model.h`/`model.c` (f32 C), `int8/model.h`/`int8/model.c` (int8 C) and
-//! `manifest.json`, which records the source, the options and every file so that `verify` can rebuild the
-//! reference graphs. All files are written atomically.
+//! `model.int8.scb`, `model.h`/`model.c` (f32 C), `int8/model.h`/`int8/model.c` (int8 C), a copy of the
+//! source under `source/` and `manifest.json`, which records the source, the options and every file so that
+//! `verify` can rebuild the reference graphs. Every path in the manifest is relative to its folder and stays
+//! inside it ([`contained`]), so a folder moved or copied to another machine still verifies. All files are
+//! written atomically.
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::compile::artefact::Artefact;
+use crate::compile::artefact::BudgetRule;
 use crate::compile::emit::onnx::{self, hex, Variant};
 use crate::compile::import;
 use crate::compile::ir::{Graph, IndexFormat};
 use crate::compile::lower;
-use crate::compile::passes::layout::{layout_for, Objective};
-use crate::compile::passes::{fold_bn::fold_bn, fuse::fuse, quantize::quantize};
+use crate::compile::passes::driver::{self, Ctx, Stages};
+use crate::compile::passes::layout::Objective;
 use crate::compile::target::{Footprint, Target};
+use crate::compile::text;
 use crate::data::{self, DataSource, Dataset};
 use crate::error::{Error, Result};
 pub use crate::fsio::write_atomic;
@@ -45,9 +51,9 @@ impl Default for CompileOptions {
 
 /// One written file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Artefact {
-    /// `onnx`, `onnx-sparse`, `scb`, `scb-int8`, `c`, `c-int8`.
-    pub format: String,
+pub struct ArtefactFile {
+    /// Its kind (`onnx`, `onnx-sparse`, `scb`, `scb-int8`, `c`, `c-int8` in the manifest).
+    pub format: Artefact,
     /// Path relative to the artefact directory.
     pub file: String,
     pub bytes: u64,
@@ -59,13 +65,21 @@ pub struct Artefact {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format: String,
+    /// 2 (this writer): `source` is relative to the folder; 1 (older): `source` may be absolute.
     pub version: u32,
+    /// The copy of the compiled checkpoint or ONNX file, relative to the folder (see [`source_path`]).
     pub source: PathBuf,
+    /// Where the source was compiled from (information only; never read back).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<PathBuf>,
+    /// The storage objective of the layout passes (absent in older manifests: size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub objective: Option<Objective>,
     pub model_hash: String,
     pub target: Option<String>,
     pub options: CompileOptions,
     pub index_formats: Vec<IndexFormat>,
-    pub files: Vec<Artefact>,
+    pub files: Vec<ArtefactFile>,
 }
 
 /// The result of a compilation.
@@ -81,13 +95,15 @@ pub struct Artefacts {
     pub report: String,
 }
 
-/// The graphs of a compilation: the imported source, the float graph and the int8 graph.
+/// The graphs of a compilation: the imported source, the float graph and the int8 graph, and every stage
+/// the pass driver computed on the way.
 #[derive(Debug, Clone)]
 pub struct Graphs {
     pub source: Graph,
     pub float: Graph,
     pub int8: Option<Graph>,
     pub hash: [u8; 32],
+    pub stages: Stages,
 }
 
 /// Images of a dataset as f32 in [0, 1], concatenated.
@@ -115,11 +131,37 @@ pub fn build_for(
     calibration: Option<&[f32]>,
     objective: Objective,
 ) -> Result<Graphs> {
+    build_with(source, &driver::standard(), formats, calibration, objective)
+}
+
+/// [`build_for`] with the pass list `passes` (which must end its branches in [`driver::FLOAT_OUTPUT`] and,
+/// for int8, [`driver::INT8_OUTPUT`]).
+pub fn build_with(
+    source: Graph,
+    passes: &[driver::Pass],
+    formats: &[IndexFormat],
+    calibration: Option<&[f32]>,
+    objective: Objective,
+) -> Result<Graphs> {
     let hash = source.model_hash();
-    let folded = fuse(fold_bn(source.clone())?)?;
-    let float = layout_for(folded.clone(), formats, objective)?;
+    let ctx = Ctx {
+        formats,
+        objective,
+        calibration,
+    };
+    let stages = driver::run(source.clone(), passes, &ctx, None)?;
+    let missing = |s: &str| Error::Invalid(format!("the pass list has no stage '{s}'"));
+    let float = stages
+        .get(driver::FLOAT_OUTPUT)
+        .ok_or_else(|| missing(driver::FLOAT_OUTPUT))?
+        .clone();
     let int8 = match calibration {
-        Some(c) => Some(layout_for(quantize(&folded, c)?, formats, objective)?),
+        Some(_) => Some(
+            stages
+                .get(driver::INT8_OUTPUT)
+                .ok_or_else(|| missing(driver::INT8_OUTPUT))?
+                .clone(),
+        ),
         None => None,
     };
     Ok(Graphs {
@@ -127,7 +169,42 @@ pub fn build_for(
         float,
         int8,
         hash,
+        stages,
     })
+}
+
+/// Imports `input` and runs the standard passes for `target` up to and including `stop_after` (all of them
+/// without), returning every stage.
+pub fn stages(
+    input: &Path,
+    target: Option<&Target>,
+    options: &CompileOptions,
+    stop_after: Option<&str>,
+) -> Result<Stages> {
+    let source = import::import(input)?;
+    let calib = if options.int8 {
+        Some(calibration_images(&source, options)?)
+    } else {
+        None
+    };
+    let formats = target_formats(target);
+    let ctx = Ctx {
+        formats: &formats,
+        objective: target.map_or(Objective::Size, |t| t.layout),
+        calibration: calib.as_deref(),
+    };
+    driver::run(source, &driver::standard(), &ctx, stop_after)
+}
+
+/// Writes the text IR of every stage into `dir` as `NN-stage.ir` (atomically); returns the paths.
+pub fn dump_ir(stages: &Stages, dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for (k, s) in stages.0.iter().enumerate() {
+        let p = dir.join(driver::dump_name(k, &s.name));
+        write_atomic(&p, text::print(&s.graph).as_bytes())?;
+        out.push(p);
+    }
+    Ok(out)
 }
 
 /// Calibration images for `options` and a graph's input shape.
@@ -174,6 +251,17 @@ pub fn compile(
     target: Option<&Target>,
     options: &CompileOptions,
 ) -> Result<Artefacts> {
+    compile_dumping(input, out_dir, target, options, None)
+}
+
+/// [`compile`], also writing the text IR of every stage into `dump_ir` (see [`dump_ir`]).
+pub fn compile_dumping(
+    input: &Path,
+    out_dir: &Path,
+    target: Option<&Target>,
+    options: &CompileOptions,
+    dump: Option<&Path>,
+) -> Result<Artefacts> {
     let source = import::import(input)?;
     let calib = if options.int8 {
         Some(calibration_images(&source, options)?)
@@ -183,48 +271,52 @@ pub fn compile(
     let formats = target_formats(target);
     let objective = target.map_or(Objective::Size, |t| t.layout);
     let g = build_for(source, &formats, calib.as_deref(), objective)?;
+    if let Some(d) = dump {
+        dump_ir(&g.stages, d)?;
+    }
     let hash = g.hash;
     let mut files = Vec::new();
-    let mut put = |format: &str, file: &str, bytes: &[u8], fp: Option<Footprint>| -> Result<()> {
-        write_atomic(&out_dir.join(file), bytes)?;
-        files.push(Artefact {
-            format: format.into(),
-            file: file.into(),
+    let mut put = |kind: Artefact, bytes: &[u8], fp: Option<Footprint>| -> Result<()> {
+        write_atomic(&out_dir.join(kind.file()), bytes)?;
+        files.push(ArtefactFile {
+            format: kind,
+            file: kind.file().into(),
             bytes: bytes.len() as u64,
             footprint: fp,
         });
         Ok(())
     };
     put(
-        "onnx",
-        "model.onnx",
+        Artefact::OnnxDense,
         &onnx::emit(&g.float, Variant::Dense, Some(&hash))?,
         None,
     )?;
     put(
-        "onnx-sparse",
-        "model.sparse.onnx",
+        Artefact::OnnxSparse,
         &onnx::emit(&g.float, Variant::Sparse, Some(&hash))?,
         None,
     )?;
     let scb = lower::scb(&g.float, hash)?;
     let fp = Footprint::of_scb(&scb)?;
-    put("scb", "model.scb", &scb, Some(fp))?;
+    put(Artefact::ScbF32, &scb, Some(fp))?;
     let c = lower::c(&g.float, hash)?;
-    put("c", "model.c", c.source.as_bytes(), Some(fp))?;
+    put(Artefact::CF32, c.source.as_bytes(), Some(fp))?;
     write_atomic(&out_dir.join("model.h"), c.header.as_bytes())?;
     if let Some(q) = &g.int8 {
         let scb = lower::scb(q, hash)?;
         let fp = Footprint::of_scb(&scb)?;
-        put("scb-int8", "model.int8.scb", &scb, Some(fp))?;
+        put(Artefact::ScbInt8, &scb, Some(fp))?;
         let c = lower::c(q, hash)?;
-        put("c-int8", "int8/model.c", c.source.as_bytes(), Some(fp))?;
+        put(Artefact::CInt8, c.source.as_bytes(), Some(fp))?;
         write_atomic(&out_dir.join("int8/model.h"), c.header.as_bytes())?;
     }
+    let source = copy_source(input, out_dir)?;
     let manifest = Manifest {
         format: "sculpt-artefacts".into(),
-        version: 1,
-        source: std::fs::canonicalize(input).unwrap_or_else(|_| input.to_path_buf()),
+        version: MANIFEST_VERSION,
+        source,
+        origin: Some(std::fs::canonicalize(input).unwrap_or_else(|_| input.to_path_buf())),
+        objective: Some(objective),
         model_hash: hex(&hash),
         target: target.map(|t| t.name.clone()),
         options: options.clone(),
@@ -267,15 +359,19 @@ pub fn budget_report(
     for f in &m.files {
         s.push_str(&format!(
             "{:<12} {:<22} {:>10}\n",
-            f.format, f.file, f.bytes
+            f.format.name(),
+            f.file,
+            f.bytes
         ));
     }
     let Some(t) = target else { return (s, Ok(())) };
     let mut over = Vec::new();
     let mut any_fits = false;
-    for f in m.files.iter().filter(|f| f.format.starts_with("scb")) {
+    for f in &m.files {
+        let BudgetRule::Checked(vt) = f.format.budget() else {
+            continue;
+        };
         let Some(fp) = f.footprint else { continue };
-        let vt = if f.format == "scb-int8" { "i8" } else { "f32" };
         let allowed = t.value_types.iter().any(|v| {
             serde_json::to_value(v)
                 .ok()
@@ -305,17 +401,80 @@ pub fn budget_report(
     }
 }
 
-/// Reads `manifest.json` from an artefact directory.
+/// The manifest version this code writes.
+pub const MANIFEST_VERSION: u32 = 2;
+/// The folder of an artefact directory that holds the copy of the source.
+pub const SOURCE_DIR: &str = "source";
+
+/// Whether `p` is a relative path of plain names (no root, no `..`, no `.`, not empty): joined to a folder,
+/// it stays inside it.
+pub fn contained(p: &Path) -> bool {
+    use std::path::Component;
+    p.components().next().is_some() && p.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+/// Copies the source (both files of a checkpoint, or the `.onnx` file) into `out_dir/source/`; returns the
+/// path the manifest records, relative to `out_dir`.
+fn copy_source(input: &Path, out_dir: &Path) -> Result<PathBuf> {
+    let budget = crate::budget::Budget::default();
+    let copy = |from: &Path| -> Result<PathBuf> {
+        let name = from
+            .file_name()
+            .ok_or_else(|| Error::Invalid(format!("source {} has no file name", from.display())))?;
+        let rel = Path::new(SOURCE_DIR).join(name);
+        let bytes = crate::fsio::read_within(from, &budget, "the source")?;
+        write_atomic(&out_dir.join(&rel), &bytes)?;
+        Ok(rel)
+    };
+    if input.extension().and_then(|e| e.to_str()) == Some("onnx") {
+        return copy(input);
+    }
+    let (st, json) = import::checkpoint::paths(input);
+    let rel = copy(&st)?;
+    copy(&json)?;
+    Ok(rel)
+}
+
+/// The source file of the manifest of `dir`: `dir` joined with the relative `source` (version 2); version 1
+/// manifests may name it absolutely.
+pub fn source_path(dir: &Path, m: &Manifest) -> Result<PathBuf> {
+    if contained(&m.source) {
+        Ok(dir.join(&m.source))
+    } else if m.version == 1 && m.source.is_absolute() {
+        Ok(m.source.clone())
+    } else {
+        Err(Error::format(
+            dir.join("manifest.json"),
+            format!(
+                "`source` {} leaves the artefact folder",
+                crate::error::quote(&m.source.display().to_string())
+            ),
+        ))
+    }
+}
+
+/// Reads `manifest.json` from an artefact directory (versions 1 and 2); every `files[].file` must stay
+/// inside the folder ([`contained`]).
 pub fn read_manifest(dir: &Path) -> Result<Manifest> {
     let p = dir.join("manifest.json");
     let text = std::fs::read_to_string(&p).map_err(|e| Error::io(&p, e))?;
     let m: Manifest = serde_json::from_str(&text)
         .map_err(|e| Error::format(&p, format!("invalid manifest: {e}")))?;
-    if m.format != "sculpt-artefacts" || m.version != 1 {
+    if m.format != "sculpt-artefacts" || !(1..=MANIFEST_VERSION).contains(&m.version) {
         return Err(Error::format(
             &p,
-            "not a sculpt artefact manifest (format sculpt-artefacts, version 1)",
+            "not a sculpt artefact manifest (format sculpt-artefacts, version 1 or 2)",
         ));
     }
+    if let Some(f) = m.files.iter().find(|f| !contained(Path::new(&f.file))) {
+        return Err(Error::format(
+            &p,
+            format!(
+                "file {} leaves the artefact folder",
+                crate::error::quote(&f.file)
+            ),
+        ));
+    }
+    source_path(dir, &m)?;
     Ok(m)
 }

@@ -18,6 +18,7 @@ pub use crate::fsio::write_atomic;
 use crate::method::Phase;
 use crate::nn::ModelSpec;
 use crate::sparsity::Mask;
+use crate::train::probe::{Probe, PROBE_INPUTS, PROBE_LOGITS};
 use crate::train::recipe::Recipe;
 
 /// The `format` value of the metadata.
@@ -197,6 +198,8 @@ pub struct Checkpoint {
     pub masks: Vec<(String, Mask)>,
     /// The method's tensors by the method's own names (stored under `method.<name>`).
     pub method_tensors: Vec<(String, ArrayD<f32>)>,
+    /// Training images and the network's logits on them, for the compiler's checks (see [`Probe`]).
+    pub probe: Option<Probe>,
 }
 
 /// The two file paths of a checkpoint named by `path` (which may end in `.safetensors`, `.json`, or neither).
@@ -235,6 +238,7 @@ impl Checkpoint {
             momentum: net.optimizer_state(),
             masks,
             method_tensors,
+            probe: None,
         })
     }
 
@@ -271,6 +275,10 @@ impl Checkpoint {
         }
         for (p, a) in &self.method_tensors {
             push_f32(format!("{METHOD_PREFIX}{p}"), a);
+        }
+        if let Some(p) = &self.probe {
+            push_f32(PROBE_INPUTS.to_string(), &p.inputs);
+            push_f32(PROBE_LOGITS.to_string(), &p.logits);
         }
         let mut i64s: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
         for (p, m) in &self.masks {
@@ -493,12 +501,37 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
             method_tensors.push((rest.to_string(), read_f32(n, &shape)?));
         }
     }
+    let probe = match (st.tensor(PROBE_INPUTS), st.tensor(PROBE_LOGITS)) {
+        (Ok(i), Ok(l)) => {
+            let (is, ls) = (i.shape().to_vec(), l.shape().to_vec());
+            let n = is.first().copied().unwrap_or(0);
+            let mut want = vec![n];
+            want.extend_from_slice(&meta.model.input);
+            if is != want || ls != [n, meta.model.classes] {
+                return Err(bad(format!(
+                    "probe tensors have shapes {is:?} and {ls:?}, the model needs {want:?} and [{n}, {}]",
+                    meta.model.classes
+                )));
+            }
+            Some(Probe {
+                inputs: read_f32(PROBE_INPUTS, &is)?,
+                logits: read_f32(PROBE_LOGITS, &ls)?,
+            })
+        }
+        (Err(_), Err(_)) => None,
+        _ => {
+            return Err(bad(format!(
+                "a probe needs both {PROBE_INPUTS} and {PROBE_LOGITS}"
+            )))
+        }
+    };
     Ok(Checkpoint {
         meta,
         tensors,
         momentum,
         masks,
         method_tensors,
+        probe,
     })
 }
 

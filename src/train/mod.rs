@@ -4,6 +4,7 @@
 pub mod checkpoint;
 pub mod evaluate;
 pub mod metrics;
+pub mod probe;
 mod progress;
 pub mod recipe;
 pub mod run_data;

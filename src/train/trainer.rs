@@ -25,6 +25,7 @@ use crate::train::checkpoint::{
 };
 use crate::train::evaluate::{density, evaluate};
 use crate::train::metrics::{EpochMetrics, MetricsLog};
+use crate::train::probe::Probe;
 use crate::train::progress::epoch_bar;
 use crate::train::recipe::Recipe;
 use crate::train::run_data::{score_sampler, RunData};
@@ -561,7 +562,9 @@ impl Run {
             kernel_path: self.net.kernel_path_name().map(str::to_string),
             tensors_sha256: None,
         };
-        Checkpoint::capture(self.net.as_ref(), meta, self.method.tensors())?.save(path)
+        let mut ck = Checkpoint::capture(self.net.as_ref(), meta, self.method.tensors())?;
+        ck.probe = Probe::capture(self.net.as_mut(), &self.data.train, &self.norm)?;
+        ck.save(path)
     }
 }
 

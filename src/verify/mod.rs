@@ -14,16 +14,22 @@
 //! the reason, and fails the run only when the option requiring it is set.
 pub mod boundary;
 pub mod runners;
+pub mod stages;
 
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::compile::artefact::{Bound, Executor};
 use crate::compile::emit::onnx::hex;
 use crate::compile::import;
 use crate::compile::interp;
 use crate::compile::ir::Graph;
-use crate::compile::pipeline::{build, calibration_images, images_f32, read_manifest};
+use crate::compile::passes::driver::{self, Pass};
+use crate::compile::passes::layout::Objective;
+use crate::compile::pipeline::{
+    build_with, calibration_images, images_f32, read_manifest, source_path,
+};
 use crate::data::Dataset;
 use crate::error::{Error, Result};
 
@@ -57,8 +63,13 @@ impl Default for VerifyOptions {
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FormatResult {
+    /// The artefact kind ([`crate::compile::artefact::Artefact::name`]), or `probe`, `pass NAME`,
+    /// `int8-reference` for the checks of the reference itself.
     pub format: String,
     pub file: String,
+    /// What ran it ([`Executor::label`]); `interpreter` for the reference checks.
+    #[serde(default)]
+    pub executor: String,
     pub bytes: u64,
     /// What it was compared with and the bound applied.
     pub bound: String,
@@ -133,37 +144,59 @@ fn compare(reference: &[f32], got: &[f32], classes: usize, labels: &[u32]) -> Re
 
 /// Verifies the artefacts in `dir` on the test split `dataset`.
 pub fn verify(dir: &Path, dataset: &Dataset, options: &VerifyOptions) -> Result<VerifyReport> {
+    verify_with(dir, dataset, options, &driver::standard())
+}
+
+/// [`verify`] with the reference graphs rebuilt by `passes` instead of the standard list (how a test injects
+/// a faulty pass to see it caught and named).
+pub fn verify_with(
+    dir: &Path,
+    dataset: &Dataset,
+    options: &VerifyOptions,
+    passes: &[Pass],
+) -> Result<VerifyReport> {
     let manifest = read_manifest(dir)?;
+    let source_file = source_path(dir, &manifest)?;
     if manifest.files.is_empty() {
         return Err(Error::format(
             dir.join("manifest.json"),
             "the manifest lists no artefacts, so there is nothing to verify",
         ));
     }
-    let source = import::import(&manifest.source)?;
+    let source = import::import(&source_file)?;
     if hex(&source.model_hash()) != manifest.model_hash {
         return Err(Error::Invalid(format!(
             "{}: the source {} no longer has model hash {} (recompile)",
             dir.display(),
-            manifest.source.display(),
+            source_file.display(),
             manifest.model_hash
         )));
     }
+    let probe = stages::source_probe(&source_file, &source)?;
     if dataset.shape != source.input.shape {
         return Err(Error::Invalid(format!(
             "dataset {} has images {:?}, the model takes {:?}",
             dataset.name, dataset.shape, source.input.shape
         )));
     }
-    let needs_int8 = manifest.files.iter().any(|f| f.format.ends_with("int8"));
+    let needs_int8 = manifest.files.iter().any(|f| f.format.int8());
     let calib = if needs_int8 {
         Some(calibration_images(&source, &manifest.options)?)
     } else {
         None
     };
-    let graphs = build(source, &manifest.index_formats, calib.as_deref())?;
+    let objective = manifest.objective.unwrap_or(Objective::Size);
+    let graphs = build_with(
+        source,
+        passes,
+        &manifest.index_formats,
+        calib.as_deref(),
+        objective,
+    )?;
     let n = options.limit.unwrap_or(dataset.len()).min(dataset.len());
     let xs = images_f32(dataset, n);
+    let per: usize = graphs.source.input.shape.iter().product();
+    let fallback = &xs[..xs.len().min(per * stages::ONNX_PROBE_SAMPLES)];
     let labels = &dataset.labels[..n];
     let classes = graphs.float.classes();
     let reference = interp::run_batch(&graphs.float, &xs)?;
@@ -173,12 +206,18 @@ pub fn verify(dir: &Path, dataset: &Dataset, options: &VerifyOptions) -> Result<
         Some(q) => Some(interp::run_batch(q, &xs)?),
         None => None,
     };
-    let mut rows = Vec::new();
+    let mut rows = stages::check(
+        &graphs.stages,
+        probe.as_ref(),
+        fallback,
+        options.float_tolerance,
+    )?;
     if let Some(r8) = &int8_ref {
         let c = compare(&reference, r8, classes, labels)?;
         rows.push(FormatResult {
             format: "int8-reference".into(),
             file: "(interpreter)".into(),
+            executor: "interpreter".into(),
             bytes: 0,
             bound: format!(
                 "top-1 agreement with float ≥ {:.0}%",
@@ -193,67 +232,68 @@ pub fn verify(dir: &Path, dataset: &Dataset, options: &VerifyOptions) -> Result<
     }
     for f in &manifest.files {
         let path = dir.join(&f.file);
-        let int8 = f.format.ends_with("int8");
-        let (want, bound) = match (&int8_ref, int8) {
-            (Some(r), true) => (r, "bit-identical to the int8 interpreter".to_string()),
-            (None, true) => continue,
-            (_, false) => (
+        let int8 = f.format.int8();
+        let (want, bound) = match (&int8_ref, f.format.bound()) {
+            (Some(r), Bound::BitExact) => (r, "bit-identical to the int8 interpreter".to_string()),
+            (None, Bound::BitExact) => continue,
+            (_, Bound::Float) => (
                 &reference,
-                format!("same top-1, |Δ| ≤ {:e}", options.float_tolerance * scale),
+                format!("same top-1, |Δ| ≤ {:.3e}", options.float_tolerance * scale),
             ),
         };
         let graph: &Graph = &graphs.float;
-        let run: Result<Vec<f32>> = (|| {
-            let read = || std::fs::read(&path).map_err(|e| Error::io(&path, e));
-            match f.format.as_str() {
-                "onnx" => runners::tract(&path, &read()?, graph, &xs),
-                "onnx-sparse" => runners::onnxruntime(&path, &read()?, graph, &xs),
-                "scb" | "scb-int8" => runners::runtime(&path, &read()?, &xs),
-                "c" | "c-int8" => {
-                    let d: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
-                    runners::c(&d, &options.cc, &xs)
+        for &exec in f.format.executors() {
+            let run: Result<Vec<f32>> = (|| {
+                let read = || std::fs::read(&path).map_err(|e| Error::io(&path, e));
+                match exec {
+                    Executor::Tract => runners::tract(&path, &read()?, graph, &xs),
+                    Executor::TractDensified => {
+                        runners::tract_densified(&path, &read()?, graph, &xs)
+                    }
+                    Executor::OnnxRuntime => runners::onnxruntime(&path, &read()?, graph, &xs),
+                    Executor::Runtime => runners::runtime(&path, &read()?, &xs),
+                    Executor::C => {
+                        let d: PathBuf = path.parent().map(Path::to_path_buf).unwrap_or_default();
+                        runners::c(&d, &options.cc, &xs)
+                    }
                 }
-                other => Err(Error::Invalid(format!(
-                    "unknown artefact format {}",
-                    crate::error::quote(other)
-                ))),
+            })();
+            let mut row = FormatResult {
+                format: f.format.name().to_string(),
+                file: f.file.clone(),
+                executor: exec.label().to_string(),
+                bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(f.bytes),
+                bound: bound.clone(),
+                accuracy: None,
+                top1_agreement: None,
+                max_abs_dlogit: None,
+                passed: false,
+                note: None,
+            };
+            match run.and_then(|got| compare(want, &got, classes, labels)) {
+                Ok(c) => {
+                    row.passed = if int8 {
+                        c.max_abs == 0.0
+                    } else {
+                        c.agreement == 1.0 && c.max_abs <= options.float_tolerance * scale
+                    };
+                    row.accuracy = Some(c.accuracy);
+                    row.top1_agreement = Some(c.agreement);
+                    row.max_abs_dlogit = Some(c.max_abs);
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    let unavailable = matches!(e, Error::Unavailable { .. });
+                    row.passed = unavailable && !options.require_all;
+                    row.note = Some(if unavailable {
+                        format!("skipped: {msg}")
+                    } else {
+                        msg
+                    });
+                }
             }
-        })();
-        let mut row = FormatResult {
-            format: f.format.clone(),
-            file: f.file.clone(),
-            bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(f.bytes),
-            bound,
-            accuracy: None,
-            top1_agreement: None,
-            max_abs_dlogit: None,
-            passed: false,
-            note: None,
-        };
-        match run.and_then(|got| compare(want, &got, classes, labels)) {
-            Ok(c) => {
-                row.passed = if int8 {
-                    c.max_abs == 0.0
-                } else {
-                    c.agreement == 1.0 && c.max_abs <= options.float_tolerance * scale
-                };
-                row.accuracy = Some(c.accuracy);
-                row.top1_agreement = Some(c.agreement);
-                row.max_abs_dlogit = Some(c.max_abs);
-            }
-            Err(e) => {
-                let msg = e.to_string();
-                let unavailable = msg.contains("ONNX Runtime not found")
-                    || msg.contains("cannot run the C compiler");
-                row.passed = unavailable && !options.require_all;
-                row.note = Some(if unavailable {
-                    format!("skipped: {msg}")
-                } else {
-                    msg
-                });
-            }
+            rows.push(row);
         }
-        rows.push(row);
     }
     let passed = rows.iter().all(|r| r.passed);
     Ok(VerifyReport {
@@ -277,15 +317,24 @@ impl VerifyReport {
             100.0 * self.reference_accuracy
         );
         s.push_str(&format!(
-            "{:<15} {:<20} {:>9} {:>9} {:>9} {:>11}  {:<6} {}\n",
-            "format", "file", "bytes", "accuracy", "top-1 agr", "max|Δlogit|", "result", "bound"
+            "{:<15} {:<20} {:<17} {:>9} {:>9} {:>9} {:>11}  {:<6} {}\n",
+            "format",
+            "file",
+            "executor",
+            "bytes",
+            "accuracy",
+            "top-1 agr",
+            "max|Δlogit|",
+            "result",
+            "bound"
         ));
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.2}%", 100.0 * v));
         for r in &self.rows {
             s.push_str(&format!(
-                "{:<15} {:<20} {:>9} {:>9} {:>9} {:>11}  {:<6} {}\n",
+                "{:<15} {:<20} {:<17} {:>9} {:>9} {:>9} {:>11}  {:<6} {}\n",
                 r.format,
                 r.file,
+                r.executor,
                 r.bytes,
                 pct(r.accuracy),
                 pct(r.top1_agreement),

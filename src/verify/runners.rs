@@ -25,12 +25,16 @@ pub struct Tract {
 }
 
 impl Tract {
-    /// Loads `bytes` for single images of `graph`'s input shape (inside the panic boundary).
+    /// Loads `bytes` for single images of `graph`'s input shape (inside the panic boundary). The file's
+    /// intermediate and output shapes are ignored (re-inferred from the batch-1 input), since exporters
+    /// annotate them with a symbolic batch that a batch-1 plan cannot unify.
     pub fn load(bytes: &[u8], graph: &Graph) -> Result<Self> {
         use tract_onnx::prelude::*;
         let [c, h, w] = graph.input.shape;
         let plan = contain("tract", "loading the ONNX model", || {
             tract_onnx::onnx()
+                .with_ignore_value_info(true)
+                .with_ignore_output_shapes(true)
                 .model_for_read(&mut &bytes[..])
                 .and_then(|m| m.with_input_fact(0, f32::fact([1, c, h, w]).into()))
                 .and_then(|m| m.into_optimized())
@@ -139,7 +143,14 @@ pub fn find_onnxruntime() -> Option<PathBuf> {
 
 static ORT: OnceLock<std::result::Result<PathBuf, String>> = OnceLock::new();
 
-/// Loads ONNX Runtime once per process; the error says why it is unavailable.
+fn ort_unavailable(why: String) -> Error {
+    Error::Unavailable {
+        tool: "ONNX Runtime".into(),
+        why,
+    }
+}
+
+/// Loads ONNX Runtime once per process; the error ([`Error::Unavailable`]) says why it is unavailable.
 pub fn ort_init() -> Result<PathBuf> {
     ORT.get_or_init(|| {
         let lib = find_onnxruntime().ok_or_else(|| {
@@ -151,7 +162,7 @@ pub fn ort_init() -> Result<PathBuf> {
         Ok(lib)
     })
     .clone()
-    .map_err(Error::Invalid)
+    .map_err(ort_unavailable)
 }
 
 /// Runs an ONNX model with ONNX Runtime (the sparse export: ORT accepts `sparse_initializer`); `path` names
@@ -182,6 +193,105 @@ fn onnxruntime_unguarded(bytes: &[u8], graph: &Graph, xs: &[f32], n: usize) -> R
         .try_extract_tensor::<f32>()
         .map_err(|e| fail("ONNX Runtime output", e))?;
     Ok(data.to_vec())
+}
+
+/// A copy of an ONNX model with every `sparse_initializer` replaced by the equivalent dense `initializer`
+/// (f32 values; int64 indices, linear `[nnz]` or coordinates `[nnz, rank]`, as raw or typed data). This
+/// reader shares nothing with the emitter but the protobuf schema, so a sparse file run by tract through it
+/// checks the sparse encoding itself.
+pub fn densify_sparse(path: &Path, bytes: &[u8]) -> Result<Vec<u8>> {
+    use onnx_protobuf::{tensor_proto::DataType, ModelProto, TensorProto};
+    use protobuf::Message;
+    let bad = |m: String| Error::format(path, format!("sparse initializer: {m}"));
+    let mut m = ModelProto::parse_from_bytes(bytes)
+        .map_err(|e| Error::format(path, format!("not an ONNX model: {e}")))?;
+    let g = m
+        .graph
+        .as_mut()
+        .ok_or_else(|| bad("the model has no graph".into()))?;
+    let budget = Budget::default();
+    for s in std::mem::take(&mut g.sparse_initializer) {
+        let (Some(values), Some(indices)) = (s.values.as_ref(), s.indices.as_ref()) else {
+            return Err(bad("missing values or indices".into()));
+        };
+        if values.data_type != DataType::FLOAT as i32 || indices.data_type != DataType::INT64 as i32
+        {
+            return Err(bad(format!(
+                "{}: needs f32 values and int64 indices",
+                values.name
+            )));
+        }
+        let vals: Vec<f32> = if values.raw_data.is_empty() {
+            values.float_data.clone()
+        } else {
+            values
+                .raw_data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect()
+        };
+        let idx: Vec<i64> = if indices.raw_data.is_empty() {
+            indices.int64_data.clone()
+        } else {
+            indices
+                .raw_data
+                .chunks_exact(8)
+                .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
+                .collect()
+        };
+        let dims: Vec<usize> = s
+            .dims
+            .iter()
+            .map(|&d| usize::try_from(d).map_err(|_| bad(format!("dimension {d}"))))
+            .collect::<Result<_>>()?;
+        let numel = dims
+            .iter()
+            .try_fold(1usize, |a, &d| a.checked_mul(d))
+            .ok_or_else(|| bad("the shape overflows".into()))?;
+        budget
+            .charge_elements(format!("sparse initializer {}", values.name), numel, 4)
+            .map_err(|e| Error::budget(path, e))?;
+        let rank = dims.len();
+        let linear: Vec<i64> = if idx.len() == vals.len() {
+            idx
+        } else if idx.len() == vals.len() * rank {
+            idx.chunks(rank.max(1))
+                .map(|c| {
+                    c.iter()
+                        .zip(&dims)
+                        .fold(0i64, |a, (&i, &d)| a * d as i64 + i)
+                })
+                .collect()
+        } else {
+            return Err(bad(format!(
+                "{}: {} indices for {} values",
+                values.name,
+                idx.len(),
+                vals.len()
+            )));
+        };
+        let mut dense = vec![0f32; numel];
+        for (&i, &v) in linear.iter().zip(&vals) {
+            let slot = usize::try_from(i)
+                .ok()
+                .and_then(|i| dense.get_mut(i))
+                .ok_or_else(|| bad(format!("{}: index {i} out of range", values.name)))?;
+            *slot = v;
+        }
+        let mut t = TensorProto::new();
+        t.name = values.name.clone();
+        t.data_type = DataType::FLOAT as i32;
+        t.dims = s.dims.clone();
+        t.raw_data = dense.iter().flat_map(|x| x.to_le_bytes()).collect();
+        g.initializer.push(t);
+    }
+    m.write_to_bytes()
+        .map_err(|e| Error::Invalid(format!("{}: cannot re-encode: {e}", path.display())))
+}
+
+/// Runs a sparse ONNX model with tract after [`densify_sparse`] (tract does not read `sparse_initializer`).
+pub fn tract_densified(path: &Path, bytes: &[u8], graph: &Graph, xs: &[f32]) -> Result<Vec<f32>> {
+    tract(path, &densify_sparse(path, bytes)?, graph, xs)
 }
 
 /// Runs a `.scb` model with the runtime crate (float API: the runtime normalises, and for int8 models
@@ -273,7 +383,10 @@ pub fn c(dir: &Path, cc: &str, xs: &[f32]) -> Result<Vec<f32>> {
         .arg(w.join("harness.c"))
         .arg(w.join("model.c"))
         .output()
-        .map_err(|e| fail(&format!("cannot run the C compiler '{cc}'"), e))?;
+        .map_err(|e| Error::Unavailable {
+            tool: format!("the C compiler '{cc}'"),
+            why: format!("cannot run it: {e}"),
+        })?;
     if !out.status.success() {
         return Err(fail(
             &format!("{} does not compile", dir.join("model.c").display()),

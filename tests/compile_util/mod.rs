@@ -166,7 +166,58 @@ pub fn write_checkpoint(
     sparsity: f64,
     seed: u64,
 ) -> PathBuf {
-    let (t, m) = tensors(spec, sparsity, seed);
+    write_checkpoint_probed(dir, name, spec, sparsity, seed, None)
+}
+
+/// A probe: sample count, [0, 1] images (concatenated) and logits (concatenated).
+pub type ProbeData = (usize, Vec<f32>, Vec<f32>);
+
+/// The CPU engine's eval-mode logits for `n` seeded images on the tensors of [`tensors`]`(spec, sparsity,
+/// seed)`, normalised as [`meta`] says: the probe a trainer would store.
+pub fn engine_probe(spec: &ModelSpec, sparsity: f64, seed: u64, n: usize) -> ProbeData {
+    use sculpt::engine::Device;
+    let (t, _) = tensors(spec, sparsity, seed);
+    let mut net = Device::Cpu.network(spec, 0).unwrap();
+    for (p, a) in &t {
+        net.write(p, a.view()).unwrap();
+    }
+    let xs = inputs(spec, n, seed ^ 0x9e);
+    let md = meta(spec);
+    let [c, h, w] = spec.input;
+    let norm: Vec<f32> = xs
+        .iter()
+        .enumerate()
+        .map(|(i, v)| {
+            let ch = (i / (h * w)) % c;
+            (v - md.mean[ch]) / md.std[ch]
+        })
+        .collect();
+    let x = ndarray::Array4::from_shape_vec((n, c, h, w), norm).unwrap();
+    let logits = net.predict(x.view()).unwrap();
+    (n, xs, logits.iter().copied().collect())
+}
+
+/// [`write_checkpoint`] with a probe stored as the tensors `probe.inputs` and `probe.logits`.
+pub fn write_checkpoint_probed(
+    dir: &Path,
+    name: &str,
+    spec: &ModelSpec,
+    sparsity: f64,
+    seed: u64,
+    probe: Option<&ProbeData>,
+) -> PathBuf {
+    let (mut t, m) = tensors(spec, sparsity, seed);
+    if let Some((n, xs, logits)) = probe {
+        let [c, h, w] = spec.input;
+        t.push((
+            "probe.inputs".into(),
+            ArrayD::from_shape_vec(ndarray::IxDyn(&[*n, c, h, w]), xs.clone()).unwrap(),
+        ));
+        t.push((
+            "probe.logits".into(),
+            ArrayD::from_shape_vec(ndarray::IxDyn(&[*n, spec.classes]), logits.clone()).unwrap(),
+        ));
+    }
     let base = dir.join(name);
     std::fs::write(
         base.with_extension("safetensors"),

@@ -1,6 +1,7 @@
 //! ONNX emitters (profile in formats/onnx.md): opset 13, IR version 8. The dense variant stores every constant
-//! as a dense `initializer`; the sparse variant stores conv and gemm weights as `sparse_initializer` (values and
-//! int64 linear indices into the row-major weight). The emitters never optimise: they write the graph as it is.
+//! as a dense `initializer`; the sparse variant stores a conv or gemm weight as `sparse_initializer` (values and
+//! int64 linear indices into the row-major weight) where that encodes smaller than the dense initializer, and
+//! densely otherwise. The emitters never optimise: they write the graph as it is.
 //!
 //! The input `input` is the *normalised* image `[N, C, H, W]` (N symbolic); the normalisation is recorded in the
 //! model's metadata (`sculpt.normalization.mean`, `sculpt.normalization.std`, JSON arrays) together with
@@ -138,6 +139,7 @@ impl Builder {
         match self.variant {
             Variant::Dense => self.g.initializer.push(f32_tensor(name, &w.shape, &dense)),
             Variant::Sparse => {
+                let full = f32_tensor(name, &w.shape, &dense);
                 let (idx, vals): (Vec<i64>, Vec<f32>) = dense
                     .iter()
                     .enumerate()
@@ -148,7 +150,11 @@ impl Builder {
                 s.values = MessageField::some(f32_tensor(name, &[vals.len()], &vals));
                 s.indices = MessageField::some(i64_tensor("", &[idx.len()], &idx));
                 s.dims = w.shape.iter().map(|&d| d as i64).collect();
-                self.g.sparse_initializer.push(s);
+                if s.compute_size() < full.compute_size() {
+                    self.g.sparse_initializer.push(s);
+                } else {
+                    self.g.initializer.push(full);
+                }
             }
         }
         Ok(())

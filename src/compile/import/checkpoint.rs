@@ -357,3 +357,58 @@ pub fn import(path: &Path) -> Result<Graph> {
     let bytes = fsio::read_within(&st_path, &budget, "the tensors")?;
     graph_from_tensors_within(&meta, &bytes, &st_path, &budget)
 }
+
+/// Tensor name of a checkpoint's probe images (formats/checkpoint.md, "Probe").
+pub const PROBE_INPUTS: &str = "probe.inputs";
+/// Tensor name of a checkpoint's probe logits.
+pub const PROBE_LOGITS: &str = "probe.logits";
+
+/// A checkpoint's probe as data: `samples` images of the graph's input shape in [0, 1] and the trainer's
+/// eval-mode logits on them, both concatenated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredProbe {
+    pub samples: usize,
+    pub inputs: Vec<f32>,
+    pub logits: Vec<f32>,
+}
+
+/// Reads the probe of the checkpoint named by `path` (whose imported graph is `graph`); `None` when the
+/// checkpoint has none (written before probes existed). Shapes must match the graph; values must be finite.
+pub fn read_probe(path: &Path, graph: &Graph) -> Result<Option<StoredProbe>> {
+    let (st_path, _) = paths(path);
+    let budget = Budget::default();
+    let bytes = fsio::read_within(&st_path, &budget, "the tensors")?;
+    let st = SafeTensors::deserialize(&bytes).map_err(|e| {
+        ck(
+            &st_path,
+            format!("not a valid safetensors file: {}", describe_safetensors(&e)),
+        )
+    })?;
+    let t = Tensors {
+        st,
+        path: &st_path,
+        budget: &budget,
+    };
+    match (t.has(PROBE_INPUTS), t.has(PROBE_LOGITS)) {
+        (false, false) => return Ok(None),
+        (true, true) => {}
+        _ => {
+            return Err(ck(
+                &st_path,
+                format!("a probe needs both {PROBE_INPUTS} and {PROBE_LOGITS}"),
+            ))
+        }
+    }
+    let n =
+        t.st.tensor(PROBE_INPUTS)
+            .map(|v| v.shape().first().copied().unwrap_or(0))
+            .unwrap_or(0);
+    let [c, h, w] = graph.input.shape;
+    let inputs = t.f32(PROBE_INPUTS, &[n, c, h, w])?;
+    let logits = t.f32(PROBE_LOGITS, &[n, graph.classes()])?;
+    Ok(Some(StoredProbe {
+        samples: n,
+        inputs,
+        logits,
+    }))
+}

@@ -49,6 +49,10 @@ struct Strided {
     name: String,
 }
 
+/// The value a folded `Shape` gives a symbolic batch dimension: a Reshape to `[SYMBOLIC_BATCH, k]` (what
+/// `x.view(x.size(0), -1)` exports to) keeps the batch. Exactly representable in f32, so casts keep it.
+const SYMBOLIC_BATCH: i64 = -(1 << 40);
+
 /// The largest kernel, stride or padding the importer accepts.
 const MAX_WINDOW: i64 = 1 << 16;
 
@@ -341,14 +345,24 @@ impl Ctx<'_> {
     }
 
     /// Slice of a computed tensor: every k-th element of whole axes only (start 0, end clamped to the dimension,
-    /// step k ≥ 1), k = 1 on the channel axis. Spatial steps accumulate in a pending subsampling.
+    /// step k ≥ 1), k = 1 on the channel axis, the whole batch axis with step 1 (a no-op the dynamo exporter
+    /// writes). Spatial steps accumulate in a pending subsampling.
     fn slice(&mut self, n: &NodeProto) -> Result<()> {
         let mut s = self.strided_input(n, 0)?;
         let params = self.const_inputs(n, &[0])?;
         let axes = fold::slice_axes(n, &params, s.shape.len() + 1).map_err(|e| self.bad(n, e))?;
         for a in axes {
+            let whole_batch = a.start == 0
+                && a.step == 1
+                && (a.end >= i64::MAX / 2 || self.batch.is_some_and(|b| a.end >= b as i64));
+            if a.axis == 0 && whole_batch {
+                continue;
+            }
             if a.axis == 0 {
-                return Err(self.bad(n, "slicing the batch axis is not supported"));
+                return Err(self.bad(
+                    n,
+                    "slicing the batch axis is not supported (only the whole axis, step 1)",
+                ));
             }
             let dim = s.shape[a.axis - 1];
             let picked = a.indices(dim);
@@ -466,12 +480,94 @@ impl Ctx<'_> {
         self.push(n, op, vec![s.src])
     }
 
+    /// CastLike: the constant input 0 cast to the type of input 1 (f32 when input 1 is computed, since every
+    /// computed tensor is float).
+    fn cast_like(&mut self, n: &NodeProto) -> Result<()> {
+        let x = self.konst(n, 0)?.t.clone();
+        let like = n
+            .input
+            .get(1)
+            .ok_or_else(|| self.bad(n, "missing input 1"))?;
+        let t = match self.consts.get(like) {
+            Some(c) if matches!(c.t.data, tensor::Data::I64(_)) => match x.data {
+                tensor::Data::I64(_) => x,
+                tensor::Data::F32(ref v) => tensor::Tensor::i64(
+                    x.dims.clone(),
+                    v.iter()
+                        .map(|f| {
+                            if f.is_finite() {
+                                Ok(f.trunc() as i64)
+                            } else {
+                                Err(self.bad(n, format!("cannot cast {f} to int64")))
+                            }
+                        })
+                        .collect::<Result<_>>()?,
+                ),
+            },
+            Some(_) => tensor::Tensor::f32(x.dims.clone(), x.to_f32()),
+            None => {
+                self.value(n, 1)?;
+                tensor::Tensor::f32(x.dims.clone(), x.to_f32())
+            }
+        };
+        let o = self.out(n)?;
+        self.fresh(n, &o)?;
+        self.consts.insert(o, Const::dense(t));
+        Ok(())
+    }
+
+    /// ReduceMean over the spatial axes of an N×C×H×W tensor (how current exporters write global average
+    /// pooling): axes from the attribute (opset < 18) or the constant input 1 (opset 18+).
+    fn reduce_mean(&mut self, n: &NodeProto) -> Result<()> {
+        let x = self.value(n, 0)?;
+        let axes: Vec<i64> = match n.input.get(1).filter(|s| !s.is_empty()) {
+            Some(_) => self
+                .konst(n, 1)?
+                .t
+                .as_i64()
+                .ok_or_else(|| self.bad(n, "the axes must be int64"))?
+                .to_vec(),
+            None => attr_ints(n, "axes").unwrap_or_default(),
+        };
+        let rank = self.g.nodes[x].shape.len() + 1;
+        let mut axes = fold::distinct_axes(&axes, rank).map_err(|e| self.bad(n, e))?;
+        axes.sort_unstable();
+        if rank != 4 || axes != [2, 3] {
+            return Err(self.bad(
+                n,
+                format!(
+                    "only ReduceMean over the spatial axes [2, 3] of an N×C×H×W tensor (global average pooling) is                      supported, got axes {axes:?} of a rank-{rank} tensor"
+                ),
+            ));
+        }
+        self.push(n, Op::GlobalAvgPool, vec![x])
+    }
+
     fn node(&mut self, n: &NodeProto) -> Result<()> {
         if !n.domain.is_empty() && n.domain != "ai.onnx" {
             return Err(self.bad(
                 n,
                 format!("operator domain '{}' is not supported", n.domain),
             ));
+        }
+        if n.op_type == "CastLike" {
+            return self.cast_like(n);
+        }
+        if n.op_type == "Constant" {
+            if let Some(a) = attr(n, "sparse_value") {
+                if n.attribute.len() != 1 {
+                    return Err(self.bad(n, "a Constant needs exactly one value attribute"));
+                }
+                let sp = a
+                    .sparse_tensor
+                    .as_ref()
+                    .ok_or_else(|| self.bad(n, "sparse_value holds no sparse tensor"))?;
+                let (_, c) = sparse_const(self.path, sp, self.budget)?;
+                let o = self.out(n)?;
+                self.fresh(n, &o)?;
+                self.consts.insert(o, c);
+                return Ok(());
+            }
         }
         if fold::foldable(&n.op_type) && self.all_const(n) {
             return self.fold(n);
@@ -567,6 +663,14 @@ impl Ctx<'_> {
                 )?;
             }
             "BatchNormalization" => {
+                if attr_int(n, "training_mode", 0) != 0
+                    || n.output.iter().skip(1).any(|o| !o.is_empty())
+                {
+                    return Err(self.bad(
+                        n,
+                        "training-mode batch norm (training_mode=1 or running-statistics outputs) computes batch                          statistics; export the model in eval mode (model.eval())",
+                    ));
+                }
                 let x = self.value(n, 0)?;
                 let ch = self.g.nodes[x].shape.first().copied().unwrap_or(0);
                 let mut p = Vec::new();
@@ -624,6 +728,7 @@ impl Ctx<'_> {
                 let x = self.value(n, 0)?;
                 self.push(n, Op::GlobalAvgPool, vec![x])?;
             }
+            "ReduceMean" => self.reduce_mean(n)?,
             "Flatten" | "Reshape" => {
                 let x = self.value(n, 0)?;
                 if n.op_type == "Flatten" && attr_int(n, "axis", 1) != 1 {
@@ -638,7 +743,11 @@ impl Ctx<'_> {
                         .ok_or_else(|| self.bad(n, "the shape must be int64"))?
                         .to_vec();
                     let ok = s.len() == 2
-                        && (s[0] == -1 || s[0] == 0 || s[0] == 1)
+                        && (s[0] == -1
+                            || s[0] == 0
+                            || s[0] == 1
+                            || s[0] == SYMBOLIC_BATCH
+                            || self.batch.is_some_and(|b| s[0] == b as i64))
                         && (s[1] == -1 || s[1] == numel as i64);
                     if !ok || (s[0] == -1 && s[1] == -1) {
                         return Err(self.bad(
@@ -689,14 +798,22 @@ impl Ctx<'_> {
                         self.g.nodes[x].shape.clone()
                     }
                 };
-                let batch = self.batch.ok_or_else(|| {
-                    self.bad(
-                        n,
-                        "the shape of a tensor with a symbolic batch dimension is not constant",
-                    )
-                })?;
-                let dims = [vec![batch], dims].concat();
-                let t = fold::shape(n, &dims).map_err(|e| self.bad(n, e))?;
+                let dims = [vec![self.batch.unwrap_or(1)], dims].concat();
+                let mut t = fold::shape(n, &dims).map_err(|e| self.bad(n, e))?;
+                let r = dims.len() as i64;
+                let start = attr_int(n, "start", 0);
+                let start = if start < 0 {
+                    start.saturating_add(r)
+                } else {
+                    start
+                };
+                if self.batch.is_none() && start <= 0 {
+                    if let tensor::Data::I64(v) = &mut t.data {
+                        if let Some(b) = v.first_mut() {
+                            *b = SYMBOLIC_BATCH;
+                        }
+                    }
+                }
                 let o = self.out(n)?;
                 self.fresh(n, &o)?;
                 self.consts.insert(o, Const::dense(t));
@@ -1007,6 +1124,25 @@ pub fn import_bytes_within(bytes: &[u8], path: &Path, budget: &Budget) -> Result
             path,
             "exactly one non-constant graph input is supported",
         ));
+    }
+    if let Some(onnx_protobuf::type_proto::Value::TensorType(tt)) =
+        input.type_.as_ref().and_then(|t| t.value.as_ref())
+    {
+        let float = onnx_protobuf::tensor_proto::DataType::FLOAT as i32;
+        if tt.elem_type != float {
+            return Err(err(
+                path,
+                format!(
+                    "input {} has element type {} ({}); sculpt imports float (1) image inputs only",
+                    quote(&input.name),
+                    tt.elem_type,
+                    <onnx_protobuf::tensor_proto::DataType as protobuf::Enum>::from_i32(
+                        tt.elem_type
+                    )
+                    .map_or("unknown".to_string(), |d| format!("{d:?}"))
+                ),
+            ));
+        }
     }
     let dims: Vec<Option<i64>> = input
         .type_

@@ -134,6 +134,5 @@ pub fn layout_for(
             };
         }
     }
-    graph.validate()?;
     Ok(graph)
 }

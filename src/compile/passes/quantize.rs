@@ -186,7 +186,6 @@ pub fn quantize(graph: &Graph, samples: &[f32]) -> Result<Graph> {
             weight.scales = Some(scales);
         }
     }
-    g.validate()?;
     Ok(g)
 }
 

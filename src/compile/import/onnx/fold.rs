@@ -1,6 +1,6 @@
 //! Constant folding of the shape ops exporters emit around the layers (pad amounts, reshape targets):
-//! Constant, ConstantOfShape, Identity, Shape, Cast, Reshape, Transpose, Concat, Slice, Gather, Squeeze and
-//! Unsqueeze, evaluated on f32/i64 tensors with the semantics of the ONNX operator specification. Parameters
+//! Constant, ConstantOfShape, Identity, Shape, Cast, Reshape, Transpose, Concat, Slice, Gather, Squeeze,
+//! Unsqueeze and Expand, evaluated on f32/i64 tensors with the semantics of the ONNX operator specification. Parameters
 //! that later opsets pass as inputs (Slice's starts/ends/axes, Squeeze's and Unsqueeze's axes) are read from
 //! the attributes of earlier opsets when the input is absent. Malformed nodes are errors, never panics.
 
@@ -28,6 +28,7 @@ pub fn foldable(op: &str) -> bool {
             | "Gather"
             | "Squeeze"
             | "Unsqueeze"
+            | "Expand"
     )
 }
 
@@ -88,8 +89,56 @@ pub fn fold(n: &NodeProto, inputs: &[Option<&Tensor>], budget: &Budget) -> Resul
             let axes = optional_ints(n, inputs, 1, "axes")?.ok_or("Unsqueeze needs axes")?;
             unsqueeze(copy_of(0)?, &axes)
         }
+        "Expand" => expand(input(0)?, input(1)?, budget),
         other => Err(format!("{other} cannot be folded")),
     }
+}
+
+/// Expand: broadcasts `x` (numpy rules, aligned at the trailing dims) against the 1-D int64 `shape`.
+fn expand(x: &Tensor, shape: &Tensor, budget: &Budget) -> Result<Tensor> {
+    if shape.dims.len() != 1 {
+        return Err(format!("the shape must be 1-D, got dims {:?}", shape.dims));
+    }
+    let want = ints(shape, "the shape")?
+        .iter()
+        .map(|&d| usize::try_from(d).map_err(|_| format!("negative dimension {d}")))
+        .collect::<Result<Vec<_>>>()?;
+    let rank = want.len().max(x.dims.len());
+    let pad = |d: &[usize]| -> Vec<usize> {
+        let mut v = vec![1; rank - d.len()];
+        v.extend_from_slice(d);
+        v
+    };
+    let (xd, wd) = (pad(&x.dims), pad(&want));
+    let mut out = Vec::with_capacity(rank);
+    for (&a, &b) in xd.iter().zip(&wd) {
+        out.push(match (a, b) {
+            (a, b) if a == b => a,
+            (1, b) => b,
+            (a, 1) => a,
+            _ => return Err(format!("cannot broadcast dims {:?} to {want:?}", x.dims)),
+        });
+    }
+    let len = numel(&out)?;
+    charge(budget, len, 8)?;
+    let (xs, os) = (strides(&xd), strides(&out));
+    let od = out.clone();
+    let src = |flat: usize| -> usize {
+        (0..rank)
+            .map(|k| {
+                let i = (flat / os[k]) % od[k];
+                if xd[k] == 1 {
+                    0
+                } else {
+                    i * xs[k]
+                }
+            })
+            .sum()
+    };
+    Ok(match &x.data {
+        Data::F32(v) => Tensor::f32(out, (0..len).map(|f| v[src(f)]).collect()),
+        Data::I64(v) => Tensor::i64(out, (0..len).map(|f| v[src(f)]).collect()),
+    })
 }
 
 /// Charges `count` elements of `width` bytes to `budget` for the node's output.

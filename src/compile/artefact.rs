@@ -1,0 +1,167 @@
+//! The kinds of artefact a compilation writes, as a type: each knows its file name in the artefact folder,
+//! its value type, the executors that verify it, the target budget rule and the bound it is verified to.
+
+use serde::{Deserialize, Serialize};
+
+/// One kind of artefact. Serialised (in `manifest.json`, `formats` of reports) by [`Artefact::name`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Artefact {
+    /// Dense ONNX, every constant an `initializer`.
+    #[serde(rename = "onnx")]
+    OnnxDense,
+    /// ONNX with `sparse_initializer` weights where that is smaller.
+    #[serde(rename = "onnx-sparse")]
+    OnnxSparse,
+    /// `.scb` binary, f32 weights.
+    #[serde(rename = "scb")]
+    ScbF32,
+    /// `.scb` binary, int8 weights and activations.
+    #[serde(rename = "scb-int8")]
+    ScbInt8,
+    /// C99 source, f32.
+    #[serde(rename = "c")]
+    CF32,
+    /// C99 source, int8.
+    #[serde(rename = "c-int8")]
+    CInt8,
+}
+
+/// What runs an artefact in `verify`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Executor {
+    /// tract, reading the file as it is.
+    Tract,
+    /// tract, on a copy whose sparse initializers an independent reader densified.
+    TractDensified,
+    /// ONNX Runtime (a shared library found at run time).
+    OnnxRuntime,
+    /// The `sculpt-runtime` crate.
+    Runtime,
+    /// The system C compiler and a harness.
+    C,
+}
+
+impl Executor {
+    /// The executor in words, for reports.
+    pub fn label(self) -> &'static str {
+        match self {
+            Executor::Tract => "tract",
+            Executor::TractDensified => "tract (densified)",
+            Executor::OnnxRuntime => "ONNX Runtime",
+            Executor::Runtime => "sculpt-runtime",
+            Executor::C => "C compiler",
+        }
+    }
+}
+
+/// What an artefact is verified to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Bound {
+    /// The float reference: same top-1 and `max |Δlogit| ≤ tolerance · scale`.
+    Float,
+    /// The int8 interpreter: bit-identical logits.
+    BitExact,
+}
+
+/// Which target budget an artefact is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetRule {
+    /// Flash and RAM of the target, for this weight value type.
+    Checked(&'static str),
+    /// Reported with the footprint of the `.scb` of its value type (the C shares it), not checked again.
+    SharesScb,
+    /// Not a deployment artefact for the target (ONNX).
+    None,
+}
+
+impl Artefact {
+    /// Every kind, in the order a compilation writes them.
+    pub const ALL: [Artefact; 6] = [
+        Artefact::OnnxDense,
+        Artefact::OnnxSparse,
+        Artefact::ScbF32,
+        Artefact::CF32,
+        Artefact::ScbInt8,
+        Artefact::CInt8,
+    ];
+
+    /// The manifest name (`onnx`, `onnx-sparse`, `scb`, `scb-int8`, `c`, `c-int8`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Artefact::OnnxDense => "onnx",
+            Artefact::OnnxSparse => "onnx-sparse",
+            Artefact::ScbF32 => "scb",
+            Artefact::ScbInt8 => "scb-int8",
+            Artefact::CF32 => "c",
+            Artefact::CInt8 => "c-int8",
+        }
+    }
+
+    /// The file's path relative to the artefact folder.
+    pub fn file(self) -> &'static str {
+        match self {
+            Artefact::OnnxDense => "model.onnx",
+            Artefact::OnnxSparse => "model.sparse.onnx",
+            Artefact::ScbF32 => "model.scb",
+            Artefact::ScbInt8 => "model.int8.scb",
+            Artefact::CF32 => "model.c",
+            Artefact::CInt8 => "int8/model.c",
+        }
+    }
+
+    /// Whether it holds the int8 graph.
+    pub fn int8(self) -> bool {
+        matches!(self, Artefact::ScbInt8 | Artefact::CInt8)
+    }
+
+    /// The executors `verify` runs it with, each giving one row.
+    pub fn executors(self) -> &'static [Executor] {
+        match self {
+            Artefact::OnnxDense => &[Executor::Tract],
+            Artefact::OnnxSparse => &[Executor::OnnxRuntime, Executor::TractDensified],
+            Artefact::ScbF32 | Artefact::ScbInt8 => &[Executor::Runtime],
+            Artefact::CF32 | Artefact::CInt8 => &[Executor::C],
+        }
+    }
+
+    /// The bound `verify` applies.
+    pub fn bound(self) -> Bound {
+        if self.int8() {
+            Bound::BitExact
+        } else {
+            Bound::Float
+        }
+    }
+
+    /// The budget rule of the report.
+    pub fn budget(self) -> BudgetRule {
+        match self {
+            Artefact::ScbF32 => BudgetRule::Checked("f32"),
+            Artefact::ScbInt8 => BudgetRule::Checked("i8"),
+            Artefact::CF32 | Artefact::CInt8 => BudgetRule::SharesScb,
+            Artefact::OnnxDense | Artefact::OnnxSparse => BudgetRule::None,
+        }
+    }
+}
+
+impl std::fmt::Display for Artefact {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_serialise_as_the_manifest_spells_them() {
+        for a in Artefact::ALL {
+            let json = serde_json::to_string(&a).unwrap();
+            assert_eq!(json, format!("\"{}\"", a.name()));
+            assert_eq!(serde_json::from_str::<Artefact>(&json).unwrap(), a);
+            assert_eq!(a.int8(), a.name().ends_with("int8"));
+        }
+        assert!(serde_json::from_str::<Artefact>("\"scb-f16\"").is_err());
+    }
+}
