@@ -151,7 +151,9 @@ fn two_mpi_ranks_equal_two_in_process_ranks_and_track_one_process() {
             if (*x == 0.0) != (*y == 0.0) {
                 flipped += 1;
             } else {
-                assert!((x - y).abs() / scale < 2e-3, "{p}: {x} vs {y}");
+                // Rounding of sums in another association, grown over 192 steps (see
+                // train_data_parallel.rs, compare_with_one_process).
+                assert!((x - y).abs() / scale < 1e-3, "{p}: {x} vs {y}");
             }
         }
     }
