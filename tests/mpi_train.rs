@@ -14,7 +14,7 @@ use sculpt::distributed::{Collective, ThreadGroup};
 use sculpt::engine::Device;
 use sculpt::train::{load_checkpoint, Override, Recipe, Run};
 
-const RECIPE_FLAGS: [&str; 14] = [
+const RECIPE_FLAGS: [&str; 10] = [
     "--model",
     "lenet5",
     "--batch-size",
@@ -25,30 +25,44 @@ const RECIPE_FLAGS: [&str; 14] = [
     "data.train_limit=2048",
     "--set",
     "data.test_limit=200",
-    "--set",
-    "method.cycles=2",
-    "--epochs",
-    "2",
 ];
+
+/// How long a run is: epochs per cycle and cycles before the prune (one cycle follows it).
+#[derive(Clone, Copy)]
+struct Length {
+    epochs: usize,
+    cycles: usize,
+}
+
+/// 2 epochs of 32 steps: short enough that one process stays within rounding of the ranks.
+const SHORT: Length = Length {
+    epochs: 1,
+    cycles: 1,
+};
+/// 6 epochs, time to kill a rank in the middle.
+const LONG: Length = Length {
+    epochs: 2,
+    cycles: 2,
+};
 
 fn recipe_file() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("recipes/mnist/sculpt.toml")
 }
 
-/// The recipe of [`RECIPE_FLAGS`] as the library reads it.
-fn recipe() -> Recipe {
-    let o: Vec<Override> = [
+/// The recipe of [`train_args`] as the library reads it.
+fn recipe(len: Length) -> Recipe {
+    let mut o: Vec<Override> = [
         "model.name=lenet5",
         "train.batch_size=64",
         "train.seed=3",
         "data.train_limit=2048",
         "data.test_limit=200",
-        "method.cycles=2",
-        "train.epochs=2",
     ]
     .iter()
     .map(|s| Override::parse(s).unwrap())
     .collect();
+    o.push(Override::new("train.epochs", len.epochs as i64));
+    o.push(Override::new("method.cycles", len.cycles as i64));
     Recipe::load(Some(&recipe_file()), &o).unwrap()
 }
 
@@ -66,9 +80,15 @@ fn mpirun(threads: usize, args: &[&str], mark: &Path) -> Child {
         .expect("mpirun (install openmpi-bin: scripts/install-test-deps.sh)")
 }
 
-fn train_args(out: &Path) -> Vec<String> {
+fn train_args(out: &Path, len: Length) -> Vec<String> {
     let mut a = vec!["--recipe".to_string(), recipe_file().display().to_string()];
     a.extend(RECIPE_FLAGS.iter().map(|s| s.to_string()));
+    a.extend([
+        "--epochs".to_string(),
+        len.epochs.to_string(),
+        "--set".to_string(),
+        format!("method.cycles={}", len.cycles),
+    ]);
     a.extend(["--out".to_string(), out.display().to_string()]);
     a
 }
@@ -80,8 +100,8 @@ fn final_tensors(out: &Path) -> Vec<(String, ArrayD<f32>)> {
 }
 
 /// The final checkpoint of the recipe trained by two ranks as threads of this process, one thread each.
-fn in_process_two_ranks(out: &Path) -> Vec<(String, ArrayD<f32>)> {
-    let recipe = recipe();
+fn in_process_two_ranks(out: &Path, len: Length) -> Vec<(String, ArrayD<f32>)> {
+    let recipe = recipe(len);
     std::thread::scope(|s| {
         for g in ThreadGroup::new(2) {
             let recipe = &recipe;
@@ -119,7 +139,7 @@ fn wait_ok(child: Child, what: &str) -> String {
 fn two_mpi_ranks_equal_two_in_process_ranks_and_track_one_process() {
     let dir = tempfile::tempdir().unwrap();
     let mpi = dir.path().join("mpi");
-    let args = train_args(&mpi);
+    let args = train_args(&mpi, SHORT);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let stdout = wait_ok(mpirun(1, &args, dir.path()), "mpirun");
     assert_eq!(
@@ -128,7 +148,7 @@ fn two_mpi_ranks_equal_two_in_process_ranks_and_track_one_process() {
         "only rank 0 reports: {stdout}"
     );
     let got = final_tensors(&mpi);
-    let want = in_process_two_ranks(&dir.path().join("threads"));
+    let want = in_process_two_ranks(&dir.path().join("threads"), SHORT);
     assert!(
         got == want,
         "the MPI run differs from the same split in one process"
@@ -137,7 +157,7 @@ fn two_mpi_ranks_equal_two_in_process_ranks_and_track_one_process() {
     let one = dir.path().join("one");
     let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
         .args(["--threads", "2", "train", "--quiet"])
-        .args(train_args(&one))
+        .args(train_args(&one, SHORT))
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -151,9 +171,10 @@ fn two_mpi_ranks_equal_two_in_process_ranks_and_track_one_process() {
             if (*x == 0.0) != (*y == 0.0) {
                 flipped += 1;
             } else {
-                // Rounding of sums in another association, grown over 192 steps (see
-                // train_data_parallel.rs, compare_with_one_process).
-                assert!((x - y).abs() / scale < 1e-3, "{p}: {x} vs {y}");
+                // Rounding of sums in another association over 64 steps (about 3e-6 seen; see
+                // train_data_parallel.rs, compare_with_one_process). Longer runs of this recipe
+                // amplify rounding to different weights, as between two thread counts of one process.
+                assert!((x - y).abs() / scale < 1e-4, "{p}: {x} vs {y}");
             }
         }
     }
@@ -187,7 +208,7 @@ fn rank_pid(mark: &Path, rank: usize) -> Option<i32> {
 fn a_killed_rank_fails_the_job_and_resume_completes_it() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let args = train_args(&out);
+    let args = train_args(&out, LONG);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let mut job = mpirun(1, &args, dir.path());
     let t0 = Instant::now();
@@ -214,7 +235,7 @@ fn a_killed_rank_fails_the_job_and_resume_completes_it() {
 
     let resume = ["--resume", out.to_str().unwrap()];
     wait_ok(mpirun(1, &resume, dir.path()), "mpirun --resume");
-    let want = in_process_two_ranks(&dir.path().join("threads"));
+    let want = in_process_two_ranks(&dir.path().join("threads"), LONG);
     assert!(
         final_tensors(&out) == want,
         "the resumed run differs from an uninterrupted one"
