@@ -98,6 +98,9 @@ fn sum_sumsq(_: usize, row: &[f32], _: Option<&[f32]>, acc: &mut [f64; 2]) {
     acc[1] += q;
 }
 
+/// Sums a buffer in place over the replicas of a data-parallel run (see [`reduce_sums`]).
+pub type SumOverReplicas = dyn Fn(&mut [f64]);
+
 /// Batch mean and biased variance per channel.
 pub fn batch_stats(sh: BnShape, x: &[f32]) -> (Vec<f64>, Vec<f64>) {
     let sums = channel_sums(sh, x, None, sum_sumsq);
@@ -110,7 +113,7 @@ pub fn batch_stats(sh: BnShape, x: &[f32]) -> (Vec<f64>, Vec<f64>) {
 pub fn reduced_batch_stats(
     sh: BnShape,
     x: &[f32],
-    reduce: &dyn Fn(&mut [f64]),
+    reduce: &SumOverReplicas,
 ) -> (Vec<f64>, Vec<f64>, f64) {
     let (sums, m) = reduce_sums(channel_sums(sh, x, None, sum_sumsq), sh.count(), reduce);
     let (mean, var) = moments(&sums, m);
@@ -132,7 +135,7 @@ fn moments(sums: &[[f64; 2]], m: f64) -> (Vec<f64>, Vec<f64>) {
 pub fn reduce_sums(
     sums: Vec<[f64; 2]>,
     count: usize,
-    reduce: &dyn Fn(&mut [f64]),
+    reduce: &SumOverReplicas,
 ) -> (Vec<[f64; 2]>, f64) {
     let mut flat: Vec<f64> = sums.iter().flatten().copied().collect();
     flat.push(count as f64);
@@ -212,7 +215,7 @@ pub fn backward_reduced(
     dx: Option<(&mut [f32], bool)>,
     dgamma: &mut [f32],
     dbeta: &mut [f32],
-    reduce: Option<&dyn Fn(&mut [f64])>,
+    reduce: Option<&SumOverReplicas>,
 ) {
     // sums[c] = (Σ dy, Σ dy·(x − mean))
     let sums = channel_sums(sh, dy, Some(x), |ch, d, xr, acc| {
