@@ -116,9 +116,9 @@ pub fn launched_by_mpi() -> bool {
 /// What [`launch`] keeps alive until the end of `main` (MPI is finalised when it is dropped).
 #[cfg(feature = "mpi")]
 pub type LaunchGuard = Option<mpi::MpiGuard>;
-/// What [`launch`] keeps alive until the end of `main`.
+/// What [`launch`] keeps alive until the end of `main` (nothing without the `mpi` feature).
 #[cfg(not(feature = "mpi"))]
-pub type LaunchGuard = ();
+pub type LaunchGuard = Option<std::convert::Infallible>;
 
 /// Joins the MPI world when an MPI launcher started this process (see [`launched_by_mpi`]) and installs it
 /// as [`world`]. `data_parallel` says whether the command runs data-parallel (`sculpt train`); any other
@@ -126,7 +126,7 @@ pub type LaunchGuard = ();
 /// `mpi` feature, several ranks are refused with a message saying how to build with it.
 pub fn launch(data_parallel: bool) -> Result<LaunchGuard, String> {
     if !launched_by_mpi() {
-        return Ok(Default::default());
+        return Ok(None);
     }
     #[cfg(feature = "mpi")]
     {
@@ -156,7 +156,7 @@ pub fn launch(data_parallel: bool) -> Result<LaunchGuard, String> {
                  `cargo build --release --features mpi` (needs libopenmpi-dev and libclang-dev; see README)"
             ));
         }
-        Ok(())
+        Ok(None)
     }
 }
 
