@@ -9,6 +9,7 @@ pub mod budget;
 pub mod cli;
 pub mod compile;
 pub mod data;
+pub mod distributed;
 pub mod engine;
 pub mod error;
 pub mod fsio;

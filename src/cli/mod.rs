@@ -68,7 +68,7 @@ pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
 
 /// Runs the parsed command line.
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
-    init_threads(cli.threads)?;
+    init_threads(cli.threads.or_else(crate::distributed::default_threads))?;
     if let Some(limit) = cli.max_memory {
         crate::budget::set_default_limit(limit);
     }
@@ -85,7 +85,18 @@ pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Entry point of the `sculpt` binary: parses the arguments and runs the command.
+/// Entry point of the `sculpt` binary: parses the arguments and runs the command. Started by an MPI launcher
+/// (`mpirun -np N sculpt train ...`), it joins the MPI world first (see [`crate::distributed::launch`]); an
+/// error on any rank then ends the whole job.
 pub fn main() -> anyhow::Result<()> {
-    dispatch(Cli::parse())
+    let cli = Cli::parse();
+    let _world = crate::distributed::launch(matches!(cli.command, Command::Train(_)))
+        .map_err(anyhow::Error::msg)?;
+    let result = dispatch(cli);
+    let world = crate::distributed::world();
+    if let (Err(e), true) = (&result, world.size() > 1) {
+        eprintln!("error on rank {} of {}: {e:#}", world.rank(), world.size());
+        world.abort(1);
+    }
+    result
 }

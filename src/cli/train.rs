@@ -225,6 +225,9 @@ pub fn run(args: &TrainArgs) -> anyhow::Result<()> {
             .run_to_end()?;
         (s, args.out.clone())
     };
+    if crate::distributed::world().rank() != 0 {
+        return Ok(());
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else if summary.completed {

@@ -33,6 +33,36 @@ pub fn make_batch(
     (images, labels)
 }
 
+/// The samples `part` of the batch that [`make_batch`] assembles from `idx` (the same images, augmented with
+/// the same draws, as its rows `part`): what one data-parallel replica reads of a global batch. Panics as
+/// [`make_batch`] does, or if `part` is not within `idx`.
+pub fn make_batch_part(
+    ds: &Dataset,
+    idx: &[usize],
+    part: std::ops::Range<usize>,
+    norm: &Normalization,
+    augment: Option<&Augment>,
+    aug_seed: u64,
+) -> (Array4<f32>, Vec<u32>) {
+    let [c, h, w] = ds.shape;
+    let mine = &idx[part.clone()];
+    let table = norm.table(c);
+    let draws = match augment {
+        Some(a) if !a.is_identity() => a.draws(idx.len(), aug_seed)[part].to_vec(),
+        _ => vec![Draw::default(); mine.len()],
+    };
+    let mut images = Array4::zeros((mine.len(), c, h, w));
+    let out = images.as_slice_mut().expect("fresh arrays are contiguous");
+    let size = c * h * w;
+    if size > 0 {
+        out.par_chunks_mut(size)
+            .zip(mine.par_iter())
+            .zip(draws.par_iter())
+            .for_each(|((o, &i), &d)| augment::render(ds.image(i), ds.shape, &table, d, o));
+    }
+    (images, mine.iter().map(|&i| ds.labels[i]).collect())
+}
+
 /// [`make_batch`] into caller-owned buffers (no allocation once `labels` has capacity): `images` must have shape
 /// `[idx.len(), C, H, W]` and be in standard layout; `labels` is cleared and refilled. Results do not depend on
 /// the number of threads.

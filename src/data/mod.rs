@@ -19,7 +19,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 pub use augment::{Augment, Draw};
-pub use batch::{fill_batch, make_batch};
+pub use batch::{fill_batch, make_batch, make_batch_part};
 pub use dataset::{Dataset, Splits};
 pub use normalize::Normalization;
 pub use order::{batch_seed, epoch_order};

@@ -39,6 +39,10 @@ pub enum GradientMode {
 /// An objective on the logits: returns the scalar value and its gradient with respect to the logits.
 pub type Objective<'a> = dyn Fn(ArrayView2<f32>) -> (f64, Array2<f32>) + 'a;
 
+/// Replaces a buffer by its sum over the replicas of a data-parallel run, identically on every replica
+/// (see [`crate::distributed::Collective`]).
+pub type StatsReducer = std::sync::Arc<dyn Fn(&mut [f64]) + Send + Sync>;
+
 /// A trainable model with named tensors (parameters and BN buffers) and per-weight masks.
 ///
 /// Contracts every implementation keeps:
@@ -111,5 +115,28 @@ pub trait Network: Send {
     /// checkpoints record it and a resume on another path is warned about.
     fn kernel_path_name(&self) -> Option<&'static str> {
         None
+    }
+
+    /// Visits the gradient of every parameter from the last backward pass, in graph order, for changing it
+    /// in place (data-parallel training sums them over the replicas before the step). Engines that do not
+    /// support this return an error.
+    fn visit_gradients(&mut self, _visit: &mut dyn FnMut(&TensorInfo, &mut [f32])) -> Result<()> {
+        Err(crate::error::Error::Invalid(
+            "this engine cannot train data-parallel (it does not expose its gradients)".into(),
+        ))
+    }
+
+    /// With `Some(reducer)`, every following train-mode forward and backward pass sums each batch-norm
+    /// layer's per-channel sums (and the value count, the last element) with `reducer` before using them,
+    /// so the statistics, the input gradients and the scale and shift gradients are those of the global
+    /// batch over all replicas (synchronised batch norm; the scale and shift gradients are then already
+    /// global). `None` restores local statistics. Engines that do not support this return an error.
+    fn set_batch_stats_reducer(&mut self, reducer: Option<StatsReducer>) -> Result<()> {
+        match reducer {
+            None => Ok(()),
+            Some(_) => Err(crate::error::Error::Invalid(
+                "this engine cannot synchronise batch-norm statistics across processes".into(),
+            )),
+        }
     }
 }

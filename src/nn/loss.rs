@@ -6,7 +6,21 @@ use ndarray::{Array2, ArrayView2, Axis};
 /// (target = (1 − eps)·onehot + eps/classes). Returns the loss and its gradient with respect to the logits.
 /// Computed in f64 internally for stability.
 pub fn cross_entropy(logits: ArrayView2<f32>, labels: &[u32], eps: f32) -> (f64, Array2<f32>) {
+    cross_entropy_part(logits, labels, eps, logits.dim().0)
+}
+
+/// [`cross_entropy`] of `logits`, one part of a batch of `total` samples split across data-parallel replicas:
+/// returns the sum of this part's losses divided by `total` (the parts' values add up to the batch mean) and
+/// the gradient of the batch mean with respect to these logits. With `total` the part's size it is
+/// [`cross_entropy`].
+pub fn cross_entropy_part(
+    logits: ArrayView2<f32>,
+    labels: &[u32],
+    eps: f32,
+    total: usize,
+) -> (f64, Array2<f32>) {
     let (n, k) = logits.dim();
+    assert!(total >= n, "a part of {n} samples of a batch of {total}");
     assert_eq!(
         n,
         labels.len(),
@@ -14,7 +28,7 @@ pub fn cross_entropy(logits: ArrayView2<f32>, labels: &[u32], eps: f32) -> (f64,
         labels.len()
     );
     let mut grad = Array2::<f32>::zeros((n, k));
-    let mut total = 0.0f64;
+    let mut losses = 0.0f64;
     let eps = eps as f64;
     for (i, (row, mut g)) in logits.outer_iter().zip(grad.outer_iter_mut()).enumerate() {
         let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
@@ -27,11 +41,11 @@ pub fn cross_entropy(logits: ArrayView2<f32>, labels: &[u32], eps: f32) -> (f64,
             let logp = row[j] as f64 - log_z;
             let target = eps / k as f64 + if j == y { 1.0 - eps } else { 0.0 };
             loss -= target * logp;
-            g[j] = ((logp.exp() - target) / n as f64) as f32;
+            g[j] = ((logp.exp() - target) / total as f64) as f32;
         }
-        total += loss;
+        losses += loss;
     }
-    (total / n as f64, grad)
+    (losses / total as f64, grad)
 }
 
 /// Number of rows whose arg-max equals the label (first maximum wins on ties).

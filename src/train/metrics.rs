@@ -35,14 +35,34 @@ pub struct EpochMetrics {
     pub gflops: f64,
     /// Wall time of the epoch including evaluation.
     pub seconds: f64,
+    /// Processes the epoch was trained on (data-parallel ranks; 1 for one process).
+    #[serde(default = "one")]
+    pub ranks: usize,
+    /// Fraction of the epoch's training time this process spent in collectives (gradient and batch-norm
+    /// sums); 0 for one process.
+    #[serde(default)]
+    pub comm_share: f64,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl EpochMetrics {
     /// A one-line human-readable summary.
     pub fn summary_line(&self) -> String {
         let pct = |v: Option<f64>| v.map_or("-".to_string(), |a| format!("{:.2}%", 100.0 * a));
+        let comm = if self.ranks > 1 {
+            format!(
+                " {} ranks, comm {:.1}%",
+                self.ranks,
+                100.0 * self.comm_share
+            )
+        } else {
+            String::new()
+        };
         format!(
-            "{} epoch {} (global {}): loss {:.4} train {:.2}% val {} test {} density {:.4} lr {:.5} {:.0} img/s {:.2} GFLOP/s {:.1}s",
+            "{} epoch {} (global {}): loss {:.4} train {:.2}% val {} test {} density {:.4} lr {:.5} {:.0} img/s {:.2} GFLOP/s{comm} {:.1}s",
             self.phase,
             self.epoch,
             self.global_epoch,

@@ -4,6 +4,7 @@
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ndarray::ArrayD;
@@ -12,13 +13,14 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Normalization};
+use crate::distributed::{self, Collective};
 use crate::engine::bench::useful_macs;
 use crate::engine::{Device, GradientMode, Network};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::method::{Method, MethodCtx, Phase};
-use crate::nn::loss::{count_correct, cross_entropy};
-use crate::nn::ModelSpec;
+use crate::nn::loss::{count_correct, cross_entropy_part};
+use crate::nn::{ModelSpec, TensorRole};
 use crate::train::checkpoint::{
     checkpoint_paths, load_checkpoint, repair_metadata_copy, write_atomic, Checkpoint,
     CheckpointMeta, RngState, TrainState, FORMAT, VERSION,
@@ -73,6 +75,12 @@ pub struct RunSummary {
 ///
 /// Stopping a run is dropping it: the per-epoch checkpoint of the last completed epoch stays, and
 /// [`Run::resume`] continues from it.
+///
+/// Data-parallel: a run is one rank of its [`Collective`] (the process's [`distributed::world`], which under
+/// `mpirun` is the MPI world). Every rank holds the whole model and state; each computes its
+/// [`distributed::shard`] of every global batch (same data order and augmentation as one process), the
+/// gradients and batch-norm statistics are summed over the ranks in rank order, and so every rank takes the
+/// same step and every method the same decisions. Only rank 0 writes files. With one rank nothing changes.
 pub struct Run {
     /// The recipe as stored in checkpoints (`train.device` is the device in use).
     recipe: Recipe,
@@ -84,7 +92,11 @@ pub struct Run {
     method: Box<dyn Method>,
     rng: ChaCha8Rng,
     state: TrainState,
-    log: MetricsLog,
+    /// The metrics log (rank 0 only).
+    log: Option<MetricsLog>,
+    comm: Arc<dyn Collective>,
+    /// Flat gradient buffer of the data-parallel sum, reused across steps.
+    grad_buf: Vec<f32>,
     quiet: bool,
     epochs_run: usize,
     /// Training time of this invocation's epochs (evaluation excluded), seconds.
@@ -107,27 +119,46 @@ impl Run {
         out: &Path,
         method: Box<dyn Method>,
     ) -> Result<Self> {
+        Self::start_in(recipe, device, out, method, distributed::world())
+    }
+
+    /// Like [`Run::start_with`], as one rank of `comm` (every rank of the group calls it with the same
+    /// arguments).
+    pub fn start_in(
+        recipe: &Recipe,
+        device: Device,
+        out: &Path,
+        method: Box<dyn Method>,
+        comm: Arc<dyn Collective>,
+    ) -> Result<Self> {
         recipe.validate()?;
+        check_split(recipe, comm.as_ref())?;
         let mut recipe = recipe.clone();
         recipe.train.device = device;
         let data = RunData::load(&recipe)?;
         let spec = recipe.model_spec(data.train.shape, data.train.classes)?;
         let net = device.network(&spec, recipe.train.seed)?;
-        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-        fsio::remove_stale_temps(out)?;
-        for stale in [
-            "checkpoint.json",
-            "checkpoint.safetensors",
-            "final.safetensors",
-            "final.json",
-            "summary.json",
-        ] {
-            let p = out.join(stale);
-            if p.exists() {
-                std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+        let log = if comm.rank() == 0 {
+            std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+            fsio::remove_stale_temps(out)?;
+            for stale in [
+                "checkpoint.json",
+                "checkpoint.safetensors",
+                "final.safetensors",
+                "final.json",
+                "summary.json",
+            ] {
+                let p = out.join(stale);
+                if p.exists() {
+                    std::fs::remove_file(&p).map_err(|e| Error::io(&p, e))?;
+                }
             }
-        }
-        write_atomic(&out.join("recipe.toml"), recipe.to_toml()?.as_bytes())?;
+            write_atomic(&out.join("recipe.toml"), recipe.to_toml()?.as_bytes())?;
+            Some(MetricsLog::create(&out.join(METRICS))?)
+        } else {
+            None
+        };
+        comm.barrier();
         let rng = method_rng(recipe.train.seed);
         let state = TrainState {
             phase_index: 0,
@@ -144,7 +175,9 @@ impl Run {
             last_test_acc: None,
         };
         Ok(Run {
-            log: MetricsLog::create(&out.join(METRICS))?,
+            log,
+            comm,
+            grad_buf: Vec::new(),
             norm: data.norm.clone(),
             recipe,
             out: out.to_path_buf(),
@@ -167,14 +200,26 @@ impl Run {
         let ckpt = resume_checkpoint(out)?;
         let recipe = stored_recipe(&ckpt, out)?;
         let method = recipe.method.build();
-        Self::resume_from(ckpt, recipe, device, out, method)
+        Self::resume_from(ckpt, recipe, device, out, method, distributed::world())
+    }
+
+    /// Like [`Run::resume_with`], as one rank of `comm` (every rank of the group calls it).
+    pub fn resume_in(
+        out: &Path,
+        device: Device,
+        method: Box<dyn Method>,
+        comm: Arc<dyn Collective>,
+    ) -> Result<Self> {
+        let ckpt = resume_checkpoint(out)?;
+        let recipe = stored_recipe(&ckpt, out)?;
+        Self::resume_from(ckpt, recipe, device, out, method, comm)
     }
 
     /// Like [`Run::resume`], driving `method` (which restores its state from the checkpoint).
     pub fn resume_with(out: &Path, device: Device, method: Box<dyn Method>) -> Result<Self> {
         let ckpt = resume_checkpoint(out)?;
         let recipe = stored_recipe(&ckpt, out)?;
-        Self::resume_from(ckpt, recipe, device, out, method)
+        Self::resume_from(ckpt, recipe, device, out, method, distributed::world())
     }
 
     /// Resumes the run in `out` when it holds a per-epoch checkpoint, which must have been written by `recipe`
@@ -195,7 +240,14 @@ impl Run {
                     .into(),
             });
         }
-        Self::resume_from(ckpt, stored, device, out, recipe.method.build())
+        Self::resume_from(
+            ckpt,
+            stored,
+            device,
+            out,
+            recipe.method.build(),
+            distributed::world(),
+        )
     }
 
     fn resume_from(
@@ -204,12 +256,14 @@ impl Run {
         device: Device,
         out: &Path,
         mut method: Box<dyn Method>,
+        comm: Arc<dyn Collective>,
     ) -> Result<Self> {
         let (_, json) = checkpoint_paths(&out.join(CHECKPOINT));
         recipe.validate().map_err(|e| Error::Checkpoint {
             path: json.clone(),
             msg: format!("holds an invalid recipe: {e}"),
         })?;
+        check_split(&recipe, comm.as_ref())?;
         recipe.train.device = device;
         let data = RunData::load(&recipe)?;
         let spec = recipe.model_spec(data.train.shape, data.train.classes)?;
@@ -223,8 +277,12 @@ impl Run {
                 path: json.clone(),
                 msg: "holds no training state".into(),
             })?;
-        fsio::remove_stale_temps(out)?;
-        repair_metadata_copy(&out.join(CHECKPOINT))?;
+        // Every rank has read the checkpoint before rank 0 tidies the directory.
+        comm.barrier();
+        if comm.rank() == 0 {
+            fsio::remove_stale_temps(out)?;
+            repair_metadata_copy(&out.join(CHECKPOINT))?;
+        }
         let spe = data.train.len() / recipe.train.batch_size;
         if state.steps_per_epoch != spe {
             return Err(Error::Checkpoint {
@@ -235,14 +293,22 @@ impl Run {
                 ),
             });
         }
-        if let Some(warning) = path_change(ckpt.meta.kernel_path.as_deref(), net.kernel_path_name())
+        let rank0 = comm.rank() == 0;
+        if let Some(warning) =
+            path_change(ckpt.meta.kernel_path.as_deref(), net.kernel_path_name()).filter(|_| rank0)
         {
             eprintln!("warning: {}: {warning}", json.display());
         }
         method.restore(&state.method_state, ckpt.method_tensors.clone())?;
         let rng = state.rng.restore(&json)?;
+        let log = match rank0 {
+            true => Some(MetricsLog::resume(&out.join(METRICS), state.global_epoch)?),
+            false => None,
+        };
         Ok(Run {
-            log: MetricsLog::resume(&out.join(METRICS), state.global_epoch)?,
+            log,
+            comm,
+            grad_buf: Vec::new(),
             norm: ckpt.meta.normalization.clone(),
             recipe,
             out: out.to_path_buf(),
@@ -302,8 +368,10 @@ impl Run {
             return Ok(None);
         };
         let t0 = Instant::now();
+        let comm0 = self.comm.comm_seconds();
         let (train_loss, train_acc, lr) = self.train_epoch(&phase)?;
         let train_seconds = t0.elapsed().as_secs_f64();
+        let comm_seconds = self.comm.comm_seconds() - comm0;
         self.train_seconds_run += train_seconds;
         self.state.epoch_in_phase += 1;
         self.state.global_epoch += 1;
@@ -347,9 +415,13 @@ impl Run {
                 / train_seconds.max(1e-9)
                 / 1e9,
             seconds: t0.elapsed().as_secs_f64(),
+            ranks: self.comm.size(),
+            comm_share: comm_seconds / train_seconds.max(1e-9),
         };
-        self.log.append(&m)?;
-        if !self.quiet {
+        if let Some(log) = &mut self.log {
+            log.append(&m)?;
+        }
+        if !self.quiet && self.comm.rank() == 0 {
             eprintln!("{}", m.summary_line());
         }
         self.save(&self.out.join(CHECKPOINT))?;
@@ -402,9 +474,11 @@ impl Run {
         }
         self.save(&ckpt)?;
         summary.final_checkpoint = self.save(&self.out.join(FINAL))?;
-        let json = serde_json::to_vec_pretty(&summary)
-            .map_err(|e| Error::Invalid(format!("summary: {e}")))?;
-        write_atomic(&self.out.join("summary.json"), &json)?;
+        if self.comm.rank() == 0 {
+            let json = serde_json::to_vec_pretty(&summary)
+                .map_err(|e| Error::Invalid(format!("summary: {e}")))?;
+            write_atomic(&self.out.join("summary.json"), &json)?;
+        }
         Ok(summary)
     }
 
@@ -461,14 +535,43 @@ impl Run {
     fn train_epoch(&mut self, phase: &Phase) -> Result<(f64, f64, f64)> {
         let seed = self.recipe.train.seed;
         let bs = self.recipe.train.batch_size;
-        let spe = self.state.steps_per_epoch;
         let epoch = self.state.global_epoch as u64;
         let order = data::epoch_order(self.data.train.len(), seed, epoch);
         let augment = &self.recipe.data.augment;
-        let augment = (augment.crop_padding > 0 || augment.hflip).then_some(augment);
-        let total_steps = phase.epochs * spe;
+        let augment = (augment.crop_padding > 0 || augment.hflip).then(|| augment.clone());
+        let total_steps = phase.epochs * self.state.steps_per_epoch;
         let ls = self.recipe.train.label_smoothing;
-        let show = !self.quiet && std::io::stderr().is_terminal();
+        let parallel = self.comm.size() > 1;
+        let part = distributed::shard(bs, self.comm.rank(), self.comm.size());
+        if parallel {
+            let comm = self.comm.clone();
+            self.net
+                .set_batch_stats_reducer(Some(Arc::new(move |b: &mut [f64]| comm.sum_f64(b))))?;
+        }
+        let r = self.train_steps(phase, &order, part, augment.as_ref(), total_steps, ls);
+        self.net.set_gradient_mode(GradientMode::Dense);
+        if parallel {
+            self.net.set_batch_stats_reducer(None)?;
+        }
+        r
+    }
+
+    /// The steps of [`Run::train_epoch`]: this rank computes the samples `part` of every batch.
+    fn train_steps(
+        &mut self,
+        phase: &Phase,
+        order: &[usize],
+        part: std::ops::Range<usize>,
+        augment: Option<&crate::data::Augment>,
+        total_steps: usize,
+        ls: f32,
+    ) -> Result<(f64, f64, f64)> {
+        let seed = self.recipe.train.seed;
+        let bs = self.recipe.train.batch_size;
+        let spe = self.state.steps_per_epoch;
+        let epoch = self.state.global_epoch as u64;
+        let parallel = self.comm.size() > 1;
+        let show = !self.quiet && self.comm.rank() == 0 && std::io::stderr().is_terminal();
         let bar = epoch_bar(show, spe, phase, self.state.epoch_in_phase);
 
         let mut sampler = score_sampler(&self.data.train, &self.norm, seed);
@@ -477,19 +580,28 @@ impl Run {
         let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0f64, 0usize, 0usize, 0.0f64);
         for b in 0..spe {
             let idx = &order[b * bs..(b + 1) * bs];
-            let (x, y) = data::make_batch(
+            let (x, y) = data::make_batch_part(
                 &self.data.train,
                 idx,
+                part.clone(),
                 &self.norm,
                 augment,
                 data::batch_seed(seed, epoch, b as u64),
             );
-            let objective = |logits: ndarray::ArrayView2<f32>| cross_entropy(logits, &y, ls);
+            let objective =
+                |logits: ndarray::ArrayView2<f32>| cross_entropy_part(logits, &y, ls, bs);
             let step = self.state.epoch_in_phase * spe + b;
             self.net.set_gradient_mode(self.method.gradient_mode(step));
-            let (loss, logits) = self.net.forward_backward(x.view(), true, &objective)?;
+            let (mut loss, logits) = self.net.forward_backward(x.view(), true, &objective)?;
+            let mut batch_correct = count_correct(logits.view(), &y);
+            if parallel {
+                sum_gradients(self.net.as_mut(), self.comm.as_ref(), &mut self.grad_buf)?;
+                let mut totals = [loss, batch_correct as f64];
+                self.comm.sum_f64(&mut totals);
+                loss = totals[0];
+                batch_correct = totals[1] as usize;
+            }
             if !loss.is_finite() {
-                self.net.set_gradient_mode(GradientMode::Dense);
                 return Err(Error::Invalid(format!(
                     "training diverged: loss is {loss} at epoch {} step {b} of phase '{}' (lower schedule.lr?)",
                     self.state.epoch_in_phase + 1,
@@ -503,9 +615,9 @@ impl Run {
             self.method.after_step(self.net.as_mut(), step, &mut ctx)?;
             self.state.global_step += 1;
 
-            loss_sum += loss * y.len() as f64;
-            correct += count_correct(logits.view(), &y);
-            seen += y.len();
+            loss_sum += loss * bs as f64;
+            correct += batch_correct;
+            seen += bs;
             if let Some(bar) = &bar {
                 let ips = seen as f64 / t0.elapsed().as_secs_f64().max(1e-9);
                 bar.set_message(format!(
@@ -517,7 +629,6 @@ impl Run {
                 bar.inc(1);
             }
         }
-        self.net.set_gradient_mode(GradientMode::Dense);
         if let Some(bar) = bar {
             bar.finish_and_clear();
         }
@@ -551,6 +662,9 @@ impl Run {
     fn save(&mut self, path: &Path) -> Result<PathBuf> {
         self.state.method_state = self.method.state();
         self.state.rng = RngState::capture(&self.rng);
+        if self.comm.rank() != 0 {
+            return Ok(checkpoint_paths(path).0);
+        }
         let meta = CheckpointMeta {
             format: FORMAT.into(),
             version: VERSION,
@@ -595,6 +709,40 @@ fn path_change(then: Option<&str>, now: Option<&str>) -> Option<String> {
         )),
         _ => None,
     }
+}
+
+/// Sums the gradients of the last backward pass of `net` over the ranks of `comm` (through `buf`, reused),
+/// except the batch-norm scale and shift gradients, which synchronised batch norm already computed for the
+/// global batch.
+fn sum_gradients(net: &mut dyn Network, comm: &dyn Collective, buf: &mut Vec<f32>) -> Result<()> {
+    let summed =
+        |i: &crate::nn::TensorInfo| !matches!(i.role, TensorRole::BnWeight | TensorRole::BnBias);
+    buf.clear();
+    net.visit_gradients(&mut |i, g| {
+        if summed(i) {
+            buf.extend_from_slice(g);
+        }
+    })?;
+    comm.sum_f32(buf);
+    let mut at = 0;
+    net.visit_gradients(&mut |i, g| {
+        if summed(i) {
+            g.copy_from_slice(&buf[at..at + g.len()]);
+            at += g.len();
+        }
+    })
+}
+
+/// An error unless every rank of `comm` gets at least one sample of each batch of `recipe`.
+fn check_split(recipe: &Recipe, comm: &dyn Collective) -> Result<()> {
+    if recipe.train.batch_size < comm.size() {
+        return Err(Error::Invalid(format!(
+            "train.batch_size {} is smaller than the {} ranks it is split across",
+            recipe.train.batch_size,
+            comm.size()
+        )));
+    }
+    Ok(())
 }
 
 /// The method's random stream for a run seeded with `seed`.

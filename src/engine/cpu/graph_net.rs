@@ -11,7 +11,7 @@ use super::kernels::{self, bn, conv, elementwise as ew, linear, pool, FlushDenor
 use super::plan::{Kernel, Plan};
 use super::simd::KernelPath;
 use super::sparse_layer::{SparseLayer, SparseScratch};
-use crate::engine::{GradientMode, Objective};
+use crate::engine::{GradientMode, Objective, StatsReducer};
 use crate::error::{Error, Result};
 use crate::nn::{init::kaiming_init, Graph, TensorInfo, TensorRole};
 use crate::optim::{sgd::sgd_update, SgdConfig};
@@ -72,6 +72,17 @@ pub struct GraphNetwork {
     gradients: GradientMode,
     /// Per tensor: the sparse kernels of a masked convolution or linear weight that runs sparse.
     sparse: Vec<Option<SparseLayer>>,
+    /// Sums train-mode batch-norm statistics over data-parallel replicas (synchronised batch norm).
+    bn_reducer: Option<BnSync>,
+}
+
+/// The reducer of synchronised batch norm.
+struct BnSync(StatsReducer);
+
+impl std::fmt::Debug for BnSync {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BnSync")
+    }
 }
 
 impl GraphNetwork {
@@ -111,6 +122,7 @@ impl GraphNetwork {
             policy: SparsePolicy::Auto,
             gradients: GradientMode::Dense,
             sparse: (0..n).map(|_| None).collect(),
+            bn_reducer: None,
         })
     }
 
@@ -268,6 +280,30 @@ impl GraphNetwork {
             )));
         }
         Ok(self.to_array(t, &self.grads[t]))
+    }
+
+    /// Visits the gradient of every parameter from the last backward pass, in graph order, mutably.
+    pub fn visit_gradients(
+        &mut self,
+        visit: &mut dyn FnMut(&TensorInfo, &mut [f32]),
+    ) -> Result<()> {
+        if !self.has_grads {
+            return Err(Error::Invalid(
+                "no gradients to visit: run forward_backward first".into(),
+            ));
+        }
+        for (info, g) in self.infos.iter().zip(self.grads.iter_mut()) {
+            if info.is_param() {
+                visit(info, g);
+            }
+        }
+        Ok(())
+    }
+
+    /// Synchronised batch norm from now on (`Some`), or local statistics (`None`); see
+    /// [`crate::engine::Network::set_batch_stats_reducer`].
+    pub fn set_batch_stats_reducer(&mut self, reducer: Option<StatsReducer>) {
+        self.bn_reducer = reducer.map(BnSync);
     }
 
     pub fn sgd_step(&mut self, cfg: &SgdConfig, lr: f32) {
@@ -466,12 +502,18 @@ impl GraphNetwork {
                 let sh = bn::BnShape { n: ws.batch, c, hw };
                 let (mean, invstd): (Vec<f32>, Vec<f32>) = match mode {
                     Mode::Train => {
-                        let (mean, var) = bn::batch_stats(sh, x);
+                        let (mean, var, count) = match &self.bn_reducer {
+                            Some(r) => bn::reduced_batch_stats(sh, x, r.0.as_ref()),
+                            None => {
+                                let (mean, var) = bn::batch_stats(sh, x);
+                                (mean, var, sh.count() as f64)
+                            }
+                        };
                         let factor = match self.bn_momentum {
                             Some(m) => m as f64,
                             None => 1.0 / self.bn_batches.max(1) as f64,
                         };
-                        let unbias = sh.count() as f64 / (sh.count() - 1) as f64;
+                        let unbias = count / (count - 1.0);
                         let (rm, rest) = self.values[t + 2..].split_at_mut(1);
                         for ch in 0..c {
                             rm[0][ch] =
@@ -658,7 +700,11 @@ impl GraphNetwork {
                 let dx = dxbuf
                     .as_mut()
                     .map(|v| (v.as_mut_slice(), tgt.expect("target").1));
-                bn::backward(
+                let reduce = match (&self.bn_reducer, mode) {
+                    (Some(r), Mode::Train) => Some(r.0.as_ref() as &dyn Fn(&mut [f64])),
+                    _ => None,
+                };
+                bn::backward_reduced(
                     sh,
                     x,
                     &dy,
@@ -669,6 +715,7 @@ impl GraphNetwork {
                     dx,
                     &mut gw[0],
                     &mut gb[0],
+                    reduce,
                 );
                 if let (Some((b, _)), Some(v)) = (tgt, dxbuf) {
                     ws.grads[b] = v;

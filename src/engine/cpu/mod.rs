@@ -17,7 +17,7 @@ use ndarray::{Array2, ArrayD, ArrayView4, ArrayViewD};
 
 pub use graph_net::{GraphNetwork, Mode, BN_EPS, PREDICT_CHUNK};
 
-use crate::engine::{GradientMode, Network, Objective, StepStats};
+use crate::engine::{GradientMode, Network, Objective, StatsReducer, StepStats};
 use crate::error::{Error, Result};
 use crate::nn::{loss, ModelSpec, TensorInfo};
 use crate::optim::SgdConfig;
@@ -164,5 +164,12 @@ impl Network for CpuNetwork {
     }
     fn kernel_path_name(&self) -> Option<&'static str> {
         Some(self.kernel_path().name())
+    }
+    fn visit_gradients(&mut self, visit: &mut dyn FnMut(&TensorInfo, &mut [f32])) -> Result<()> {
+        self.net.visit_gradients(visit)
+    }
+    fn set_batch_stats_reducer(&mut self, reducer: Option<StatsReducer>) -> Result<()> {
+        self.net.set_batch_stats_reducer(reducer);
+        Ok(())
     }
 }

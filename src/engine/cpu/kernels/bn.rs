@@ -98,16 +98,50 @@ fn sum_sumsq(_: usize, row: &[f32], _: Option<&[f32]>, acc: &mut [f64; 2]) {
     acc[1] += q;
 }
 
+/// Sums a buffer in place over the replicas of a data-parallel run (see [`reduce_sums`]).
+pub type SumOverReplicas = dyn Fn(&mut [f64]);
+
 /// Batch mean and biased variance per channel.
 pub fn batch_stats(sh: BnShape, x: &[f32]) -> (Vec<f64>, Vec<f64>) {
     let sums = channel_sums(sh, x, None, sum_sumsq);
-    let m = sh.count() as f64;
+    moments(&sums, sh.count() as f64)
+}
+
+/// [`batch_stats`] of a global batch of which `x` is one replica's part: the per-channel sums and the value
+/// count are summed over the replicas by `reduce` (see [`reduce_sums`]). Returns the mean, the biased variance
+/// and the global number of values per channel.
+pub fn reduced_batch_stats(
+    sh: BnShape,
+    x: &[f32],
+    reduce: &SumOverReplicas,
+) -> (Vec<f64>, Vec<f64>, f64) {
+    let (sums, m) = reduce_sums(channel_sums(sh, x, None, sum_sumsq), sh.count(), reduce);
+    let (mean, var) = moments(&sums, m);
+    (mean, var, m)
+}
+
+/// Mean and biased variance from per-channel (sum, sum of squares) over `m` values.
+fn moments(sums: &[[f64; 2]], m: f64) -> (Vec<f64>, Vec<f64>) {
     sums.iter()
         .map(|&[s, q]| {
             let mean = s / m;
             (mean, (q / m - mean * mean).max(0.0))
         })
         .unzip()
+}
+
+/// Per-channel sum pairs and a value count, summed by `reduce` over one flat buffer `[s0, q0, s1, q1, …,
+/// count]`; returns the reduced pairs and count.
+pub fn reduce_sums(
+    sums: Vec<[f64; 2]>,
+    count: usize,
+    reduce: &SumOverReplicas,
+) -> (Vec<[f64; 2]>, f64) {
+    let mut flat: Vec<f64> = sums.iter().flatten().copied().collect();
+    flat.push(count as f64);
+    reduce(&mut flat);
+    let m = flat.pop().expect("count");
+    (flat.chunks_exact(2).map(|p| [p[0], p[1]]).collect(), m)
 }
 
 /// `y = x · scale[c] + shift[c]`, optionally followed by ReLU.
@@ -151,6 +185,38 @@ pub fn backward(
     dgamma: &mut [f32],
     dbeta: &mut [f32],
 ) {
+    backward_reduced(
+        sh,
+        x,
+        dy,
+        mean,
+        invstd,
+        gamma,
+        batch_stats,
+        dx,
+        dgamma,
+        dbeta,
+        None,
+    );
+}
+
+/// [`backward`] of synchronised batch norm: with `Some(reduce)` the per-channel sums `(Σ dy, Σ dy·(x − mean))`
+/// and the value count are summed over the replicas (see [`reduce_sums`]) before use, so the input gradient
+/// is that of the global batch and `dgamma`, `dbeta` are the global batch's gradients, equal on every replica.
+#[allow(clippy::too_many_arguments)]
+pub fn backward_reduced(
+    sh: BnShape,
+    x: &[f32],
+    dy: &[f32],
+    mean: &[f32],
+    invstd: &[f32],
+    gamma: &[f32],
+    batch_stats: bool,
+    dx: Option<(&mut [f32], bool)>,
+    dgamma: &mut [f32],
+    dbeta: &mut [f32],
+    reduce: Option<&SumOverReplicas>,
+) {
     // sums[c] = (Σ dy, Σ dy·(x − mean))
     let sums = channel_sums(sh, dy, Some(x), |ch, d, xr, acc| {
         let xr = xr.expect("x given");
@@ -159,7 +225,10 @@ pub fn backward(
         acc[0] += s;
         acc[1] += p;
     });
-    let m = sh.count() as f64;
+    let (sums, m) = match reduce {
+        Some(r) => reduce_sums(sums, sh.count(), r),
+        None => (sums, sh.count() as f64),
+    };
     let mut k1 = vec![0.0f32; sh.c];
     let mut k2 = vec![0.0f32; sh.c];
     let mut k0 = vec![0.0f32; sh.c];
