@@ -731,6 +731,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         .map(|b| format!("{b:02x}"))
         .collect();
     let (in_len, out_len) = (numel(model.input), numel(model.output));
+    let in_dims = &model.buffers[model.input as usize].dims;
 
     let mut h = String::new();
     let _ = write!(
@@ -745,14 +746,30 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
          extern const char sculpt_model_id[65];\n\n\
          /* Runs one sample: input holds SCULPT_MODEL_INPUT_LEN floats (C, H, W channel-major), output receives\n   \
          SCULPT_MODEL_OUTPUT_LEN floats. Returns 0. Not reentrant (one static arena). */\n\
-         int sculpt_model_run(const float *input, float *output);\n",
-        u8::from(model.int8)
+         int sculpt_model_run(const float *input, float *output);\n\n\
+         /* Input normalisation that sculpt_model_run applies when SCULPT_MODEL_NORMALIZED is 1:\n   \
+         x[i] = (input[i] - sculpt_model_input_mean[c]) / sculpt_model_input_std[c], c = i / (H * W). */\n\
+         #define SCULPT_MODEL_INPUT_CHANNELS {channels}\n\
+         #define SCULPT_MODEL_NORMALIZED {normalized}\n",
+        u8::from(model.int8),
+        channels = in_dims[0],
+        normalized = u8::from(model.normalization.is_some()),
     );
+    if model.normalization.is_some() {
+        h.push_str(
+            "extern const float sculpt_model_input_mean[SCULPT_MODEL_INPUT_CHANNELS];\n\
+             extern const float sculpt_model_input_std[SCULPT_MODEL_INPUT_CHANNELS];\n",
+        );
+    }
     if model.int8 {
         h.push_str(
-            "\n/* Int8 entry: input already quantised with the input scale (normalisation applied by the caller);\n   \
-             output holds the raw int8 logits (real = SCULPT_MODEL_OUTPUT_SCALE * q). Returns 0. */\n\
-             int sculpt_model_run_int8(const int8_t *input, int8_t *output);\n",
+            "\n/* Int8 entry: input as sculpt_model_prepare_input writes it; output holds the raw int8 logits\n   \
+             (real = SCULPT_MODEL_OUTPUT_SCALE * q). Returns 0. */\n\
+             int sculpt_model_run_int8(const int8_t *input, int8_t *output);\n\n\
+             /* Turns SCULPT_MODEL_INPUT_LEN raw floats into the int8 input of sculpt_model_run_int8 exactly as\n   \
+             sculpt_model_run does: normalises (when SCULPT_MODEL_NORMALIZED), divides by SCULPT_MODEL_INPUT_SCALE\n   \
+             in float, rounds half away from zero and saturates to [-128, 127]; NaN gives 0. Returns 0. */\n\
+             int sculpt_model_prepare_input(const float *input, int8_t *q);\n",
         );
         let _ = writeln!(
             h,
@@ -832,23 +849,15 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         );
     }
     if let Some((mean, std)) = &model.normalization {
-        array(
-            &mut c,
-            "float",
-            "sc_mean",
-            &mean
-                .iter()
-                .map(|&v| c_float(v))
-                .collect::<Result<Vec<_>>>()?,
-        );
-        array(
-            &mut c,
-            "float",
-            "sc_std",
-            &std.iter()
-                .map(|&v| c_float(v))
-                .collect::<Result<Vec<_>>>()?,
-        );
+        for (name, v) in [
+            ("sculpt_model_input_mean", mean),
+            ("sculpt_model_input_std", std),
+        ] {
+            let items = v.iter().map(|&v| c_float(v)).collect::<Result<Vec<_>>>()?;
+            let mut a = String::new();
+            array(&mut a, "float", name, &items);
+            c.push_str(a.strip_prefix("static ").expect("array() writes a static"));
+        }
     }
     let arena_ty = if model.int8 { "int32_t" } else { "float" };
     let _ = writeln!(
@@ -1012,7 +1021,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
             Some(_) => {
                 let d = &model.buffers[model.input as usize].dims;
                 format!(
-                    "(input[{idx}] - sc_mean[{idx} / {hw}]) / sc_std[{idx} / {hw}]",
+                    "(input[{idx}] - sculpt_model_input_mean[{idx} / {hw}]) / sculpt_model_input_std[{idx} / {hw}]",
                     hw = d[1] * d[2]
                 )
             }
@@ -1026,9 +1035,13 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         let so = scale(model.output)?;
         let _ = write!(
             c,
-            "    int8_t *x = {xin};\n    const int8_t *y;\n    for (i = 0; i < {in_len}; i++) {{\n        \
-             x[i] = sc_quantize({}, {si});\n    }}\n    sc_run_graph();\n    y = {yout};\n    \
-             for (i = 0; i < {out_len}; i++) {{\n        output[i] = (float)y[i] * {so};\n    }}\n    return 0;\n}}\n\n",
+            "    const int8_t *y;\n    sculpt_model_prepare_input(input, {xin});\n    sc_run_graph();\n    y = {yout};\n    \
+             for (i = 0; i < {out_len}; i++) {{\n        output[i] = (float)y[i] * {so};\n    }}\n    return 0;\n}}\n\n"
+        );
+        let _ = write!(
+            c,
+            "int sculpt_model_prepare_input(const float *input, int8_t *q)\n{{\n    int32_t i;\n    \
+             for (i = 0; i < {in_len}; i++) {{\n        q[i] = sc_quantize({}, {si});\n    }}\n    return 0;\n}}\n\n",
             norm("i")
         );
         let _ = write!(
