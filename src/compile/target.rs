@@ -213,3 +213,43 @@ impl Target {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_board(board: &str) -> String {
+        format!(
+            "name = \"t\"\nflash_bytes = 1\nram_bytes = 1\nvalue_types = [\"f32\"]\nindex_encodings = []\n\
+             alignment = 4\ncc = \"cc\"\ncflags = []\n\n[board]\n{board}"
+        )
+    }
+
+    #[test]
+    fn a_board_is_checked_when_loaded() {
+        let ok =
+            with_board("io = \"semihosting\"\nrunner = [\"qemu\"]\nlinker_script = \"a.ld\"\n");
+        assert!(Target::parse(&ok, Path::new("t.toml"))
+            .unwrap()
+            .board
+            .is_some());
+        for (bad, why) in [
+            (
+                "io = \"semihosting\"\nrunner = [\"qemu\"]\n",
+                "linker_script",
+            ),
+            ("io = \"hosted\"\nrunner = []\n", "runner"),
+            (
+                "io = \"hosted\"\nrunner = [\"q\"]\nsystick_hz = 0\n",
+                "systick_hz",
+            ),
+            ("io = \"serial\"\nrunner = [\"q\"]\n", "io"),
+            ("io = \"hosted\"\nrunner = [\"q\"]\nspeed = 1\n", "speed"),
+        ] {
+            let e = Target::parse(&with_board(bad), Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("t.toml") && e.contains(why), "{bad}: {e}");
+        }
+    }
+}

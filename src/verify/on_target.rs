@@ -597,3 +597,27 @@ pub fn table(rows: &[FormatResult]) -> String {
     );
     s
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_median_is_the_lower_middle() {
+        assert_eq!(median(&[]), None);
+        assert_eq!(median(&[5, 1, 9]), Some(5));
+        assert_eq!(median(&[4, 1, 9, 7]), Some(4));
+    }
+
+    #[test]
+    fn a_broken_elf_is_an_error_not_a_panic() {
+        assert!(elf::parse(b"").is_err());
+        assert!(elf::parse(b"\x7fELF\x01\x01\x01\0\0\0\0\0\0\0\0\0").is_err());
+        let mut b = vec![0u8; 52];
+        b[..6].copy_from_slice(b"\x7fELF\x01\x01");
+        b[0x20..0x24].copy_from_slice(&1000u32.to_le_bytes());
+        b[0x2E..0x30].copy_from_slice(&40u16.to_le_bytes());
+        b[0x30..0x32].copy_from_slice(&2u16.to_le_bytes());
+        assert!(elf::parse(&b).unwrap_err().contains("truncated"));
+    }
+}
