@@ -160,7 +160,7 @@ impl OnTarget {
             copy(&c_dir.join(f), &w.join(f))?;
         }
         let model = self.compile(w, "model.c")?;
-        let size = self.measure(w, &[model.clone()], &[])?;
+        let size = self.measure(w, std::slice::from_ref(&model), &[])?;
         let run = self.run_harness(w, &[model], &[], xs)?;
         Ok((run, size))
     }
@@ -182,7 +182,7 @@ impl OnTarget {
             &c_harness::runtime_glue(scb, m.arena_size()),
         )?;
         let glue = self.compile(w, "model.c")?;
-        let size = self.measure(w, &[glue.clone()], std::slice::from_ref(&lib))?;
+        let size = self.measure(w, std::slice::from_ref(&glue), std::slice::from_ref(&lib))?;
         let run = self.run_harness(w, &[glue], &[lib], xs)?;
         Ok((run, size))
     }
