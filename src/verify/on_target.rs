@@ -126,6 +126,7 @@ impl OnTarget {
                     targets_dir.display()
                 ))
             })?;
+        let dir = std::fs::canonicalize(&dir).map_err(|e| Error::io(&dir, e))?;
         Ok(OnTarget { target, board, dir })
     }
 
