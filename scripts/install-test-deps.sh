@@ -1,8 +1,35 @@
 #!/usr/bin/env bash
-# Installs the ONNX Runtime shared library (from the PyPI wheel) that `sculpt verify` uses to run the sparse ONNX
-# export, and the `onnx` package whose checker tests/onnx_checker.rs runs; prints where ONNX Runtime is.
-# Idempotent.
+# Installs what the tests need and prints where the ONNX Runtime shared library is (the only line on
+# stdout). Idempotent and quiet:
+# - the ONNX Runtime shared library (from the PyPI wheel) that `sculpt verify` uses for the sparse ONNX export;
+# - the Arm cross toolchains and QEMU that `sculpt verify --on-target` builds and runs the C and the no_std
+#   runtime with (Debian packages; skipped with a note on stderr where apt-get is unavailable);
+# - the Rust targets of the no_std runtime on the Cortex-M boards (skipped with a note where rustup is not);
+# - Open MPI and libclang for the `mpi` feature;
+# - the `onnx` package whose checker tests/onnx_checker.rs runs.
 set -euo pipefail
+debs=(gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi qemu-system-arm qemu-user
+      gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
+missing=()
+for p in "${debs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if command -v apt-get >/dev/null; then
+    sudo=""
+    [ "$(id -u)" -ne 0 ] && sudo="sudo"
+    $sudo apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  else
+    echo "install-test-deps: no apt-get; the on-target checks will be skipped (${missing[*]} missing)" >&2
+  fi
+fi
+if command -v rustup >/dev/null; then
+  for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+    rustup target list --installed 2>/dev/null | grep -qx "$t" || rustup target add "$t" >/dev/null 2>&1 \
+      || echo "install-test-deps: cannot add the Rust target $t; the no_std runtime rows will be skipped" >&2
+  done
+fi
 # Open MPI and libclang for the `mpi` feature: rsmpi's build (bindgen, mpicc) and its test (`mpirun`).
 if ! dpkg -s libopenmpi-dev openmpi-bin libclang-dev >/dev/null 2>&1; then
   if command -v apt-get >/dev/null; then

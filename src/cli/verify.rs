@@ -24,6 +24,14 @@ pub struct VerifyArgs {
     /// Fail instead of skipping when ONNX Runtime or the C compiler is unavailable.
     #[arg(long)]
     pub require_all: bool,
+    /// Also build the C and `.scb` artefacts for these targets' boards (comma-separated names or `.toml`
+    /// paths; alone: the target the artefacts were compiled for), run them under the board's emulator and
+    /// report measured flash, RAM and instructions per inference.
+    #[arg(long, value_name = "TARGETS", num_args = 0..=1, require_equals = false, value_delimiter = ',')]
+    pub on_target: Option<Vec<String>>,
+    /// Directory of target files (for --on-target).
+    #[arg(long, default_value = "targets")]
+    pub targets_dir: PathBuf,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -52,10 +60,25 @@ pub fn parse_dataset(s: &str) -> anyhow::Result<DataSource> {
 pub fn run(args: &VerifyArgs) -> anyhow::Result<()> {
     let source = parse_dataset(&args.dataset)?;
     let test = data::load(&source)?.test;
+    let on_target = match &args.on_target {
+        None => Vec::new(),
+        Some(names) if !names.is_empty() => names.clone(),
+        Some(_) => {
+            let m = crate::compile::pipeline::read_manifest(&args.dir)?;
+            vec![m.target.with_context(|| {
+                format!(
+                    "{} was compiled without a target: name one, e.g. --on-target cortex-m4f",
+                    args.dir.display()
+                )
+            })?]
+        }
+    };
     let options = VerifyOptions {
         limit: args.limit,
         cc: args.cc.clone(),
         require_all: args.require_all,
+        on_target,
+        targets_dir: args.targets_dir.clone(),
         ..VerifyOptions::default()
     };
     let report = verify(&args.dir, &test, &options)?;

@@ -29,6 +29,38 @@ pub struct Target {
     pub alignment: u64,
     pub cc: String,
     pub cflags: Vec<String>,
+    /// The emulated board that runs this target's code for `sculpt verify --on-target`; none for targets
+    /// that are not checked on a board.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub board: Option<Board>,
+}
+
+/// How `sculpt verify --on-target` builds and runs code for a target (`[board]` in the target file): the
+/// target's `cc` and `cflags` compile, `ldflags` (and the linker script and startup file, paths relative to
+/// the targets directory) link, and `runner` followed by the image runs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Board {
+    #[serde(default)]
+    pub description: String,
+    /// How the harness reaches the host: `semihosting` (bare metal) or `hosted` (an OS, stdio).
+    pub io: crate::compile::emit::c_harness::Io,
+    /// The emulator and its arguments; the image path is appended (and, for `hosted`, the input and output
+    /// files).
+    pub runner: Vec<String>,
+    #[serde(default)]
+    pub ldflags: Vec<String>,
+    #[serde(default)]
+    pub linker_script: Option<String>,
+    #[serde(default)]
+    pub startup: Option<String>,
+    /// The SysTick clock of the emulated board in Hz. With `-icount shift=0` in `runner` (one virtual
+    /// nanosecond per instruction) the harness's SysTick ticks give instructions executed: ticks × 10⁹ / Hz.
+    #[serde(default)]
+    pub systick_hz: Option<u64>,
+    /// The Rust target triple that runs the no_std runtime on this board (`rustup target add` it).
+    #[serde(default)]
+    pub rust_target: Option<String>,
 }
 
 /// What an artefact needs: flash (its bytes) and RAM (its arena).
@@ -117,6 +149,18 @@ impl Target {
         if self.cc.trim().is_empty() {
             return Err("cc is empty".into());
         }
+        if let Some(b) = &self.board {
+            if b.runner.first().is_none_or(|r| r.trim().is_empty()) {
+                return Err("board.runner is empty".into());
+            }
+            if b.systick_hz == Some(0) {
+                return Err("board.systick_hz must be positive".into());
+            }
+            if b.io == crate::compile::emit::c_harness::Io::Semihosting && b.linker_script.is_none()
+            {
+                return Err("board.linker_script is required for a semihosting board".into());
+            }
+        }
         Ok(())
     }
 
@@ -152,11 +196,13 @@ impl Target {
         }
     }
 
-    /// A one-line report of use against the budgets.
+    /// A one-line report of an estimated footprint ([`Footprint::of_scb`]) against the budgets, saying what
+    /// the estimate leaves out.
     pub fn report(&self, what: &str, need: &Footprint) -> String {
         let pct = |a: u64, b: u64| 100.0 * a as f64 / b as f64;
         format!(
-            "{what} on {}: flash {} / {} bytes ({:.1}%), RAM {} / {} bytes ({:.1}%)",
+            "{what} on {}: flash {} / {} bytes ({:.1}%), RAM {} / {} bytes ({:.1}%) \
+             (estimate: file and arena, without code, library helpers and stack; verify --on-target measures them)",
             self.name,
             need.flash_bytes,
             self.flash_bytes,
@@ -165,5 +211,45 @@ impl Target {
             self.ram_bytes,
             pct(need.ram_bytes, self.ram_bytes)
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_board(board: &str) -> String {
+        format!(
+            "name = \"t\"\nflash_bytes = 1\nram_bytes = 1\nvalue_types = [\"f32\"]\nindex_encodings = []\n\
+             alignment = 4\ncc = \"cc\"\ncflags = []\n\n[board]\n{board}"
+        )
+    }
+
+    #[test]
+    fn a_board_is_checked_when_loaded() {
+        let ok =
+            with_board("io = \"semihosting\"\nrunner = [\"qemu\"]\nlinker_script = \"a.ld\"\n");
+        assert!(Target::parse(&ok, Path::new("t.toml"))
+            .unwrap()
+            .board
+            .is_some());
+        for (bad, why) in [
+            (
+                "io = \"semihosting\"\nrunner = [\"qemu\"]\n",
+                "linker_script",
+            ),
+            ("io = \"hosted\"\nrunner = []\n", "runner"),
+            (
+                "io = \"hosted\"\nrunner = [\"q\"]\nsystick_hz = 0\n",
+                "systick_hz",
+            ),
+            ("io = \"serial\"\nrunner = [\"q\"]\n", "io"),
+            ("io = \"hosted\"\nrunner = [\"q\"]\nspeed = 1\n", "speed"),
+        ] {
+            let e = Target::parse(&with_board(bad), Path::new("t.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("t.toml") && e.contains(why), "{bad}: {e}");
+        }
     }
 }

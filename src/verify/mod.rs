@@ -13,6 +13,7 @@
 //! A format whose executor is unavailable (no ONNX Runtime library, no C compiler) is reported as skipped with
 //! the reason, and fails the run only when the option requiring it is set.
 pub mod boundary;
+pub mod on_target;
 pub mod runners;
 pub mod stages;
 
@@ -46,6 +47,17 @@ pub struct VerifyOptions {
     pub int8_min_agreement: f64,
     /// Fail (instead of skipping) when ONNX Runtime or the C compiler is unavailable.
     pub require_all: bool,
+    /// Targets (names or `.toml` paths) whose boards also run the C and `.scb` artefacts
+    /// ([`on_target`]).
+    #[serde(default)]
+    pub on_target: Vec<String>,
+    /// Where target files and their board files are looked up first.
+    #[serde(default = "default_targets_dir")]
+    pub targets_dir: PathBuf,
+}
+
+fn default_targets_dir() -> PathBuf {
+    PathBuf::from("targets")
 }
 
 impl Default for VerifyOptions {
@@ -56,6 +68,8 @@ impl Default for VerifyOptions {
             float_tolerance: 1e-3,
             int8_min_agreement: 0.9,
             require_all: false,
+            on_target: Vec::new(),
+            targets_dir: default_targets_dir(),
         }
     }
 }
@@ -79,6 +93,9 @@ pub struct FormatResult {
     pub passed: bool,
     /// Why the format was not run, or why it failed to run.
     pub note: Option<String>,
+    /// Measured footprint and instruction count of an on-target row.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_target: Option<on_target::Figures>,
 }
 
 /// The verification report.
@@ -228,6 +245,7 @@ pub fn verify_with(
             max_abs_dlogit: Some(c.max_abs),
             passed: c.agreement >= options.int8_min_agreement,
             note: None,
+            on_target: None,
         });
     }
     for f in &manifest.files {
@@ -269,6 +287,7 @@ pub fn verify_with(
                 max_abs_dlogit: None,
                 passed: false,
                 note: None,
+                on_target: None,
             };
             match run.and_then(|got| compare(want, &got, classes, labels)) {
                 Ok(c) => {
@@ -294,6 +313,25 @@ pub fn verify_with(
             }
             rows.push(row);
         }
+    }
+    if !options.on_target.is_empty() {
+        let targets = options
+            .on_target
+            .iter()
+            .map(|t| on_target::OnTarget::load(t, &options.targets_dir))
+            .collect::<Result<Vec<_>>>()?;
+        let refs = on_target::References {
+            dir,
+            files: &manifest.files,
+            xs: &xs,
+            labels,
+            classes,
+            float: &reference,
+            int8: int8_ref.as_deref(),
+            float_bound: options.float_tolerance * scale,
+            require_all: options.require_all,
+        };
+        rows.extend(on_target::rows(&refs, &targets));
     }
     let passed = rows.iter().all(|r| r.passed);
     Ok(VerifyReport {
@@ -349,6 +387,7 @@ impl VerifyReport {
                 r.note.as_deref().unwrap_or(&r.bound)
             ));
         }
+        s.push_str(&on_target::table(&self.rows));
         s.push_str(if self.passed {
             "all artefacts agree\n"
         } else {

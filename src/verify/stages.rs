@@ -87,6 +87,7 @@ fn row(format: String, file: &str, bound: String) -> FormatResult {
         max_abs_dlogit: None,
         passed: false,
         note: None,
+        on_target: None,
     }
 }
 

@@ -240,9 +240,22 @@ static int8_t sc_quantize(float x, float s)
 }
 
 /*@sc_requantize*/
+/* sat(rshr(acc * m, sh)). For sh >= 32 (the usual case) the rounding shift works on the high word of the
+   64-bit product: floor(floor(v / 2^32) / 2^(sh - 32)) = floor(v / 2^sh), so 32-bit cores need no 64-bit
+   shift or compare; |acc * m| < 2^62 keeps every step in range. */
 static int8_t sc_requantize(int32_t acc, int32_t m, int32_t sh, int relu)
 {
-    return sc_saturate(sc_shift_round((int64_t)acc * (int64_t)m, sh), relu);
+    int64_t v = (int64_t)acc * (int64_t)m;
+    int32_t lo = relu ? 0 : -128;
+    int32_t h;
+    int32_t q;
+    if (sh < 32) {
+        return sc_saturate(sc_shift_round(v, sh), relu);
+    }
+    v += sh == 32 ? ((int64_t)1 << 31) : ((int64_t)((int32_t)1 << (sh - 33)) << 32);
+    h = (int32_t)(v >= 0 ? v >> 32 : ~((~v) >> 32));
+    q = h >= 0 ? h >> (sh - 32) : ~((~h) >> (sh - 32));
+    return (int8_t)(q < lo ? lo : (q > 127 ? 127 : q));
 }
 
 /*@sc_add_q*/
@@ -255,6 +268,7 @@ static int8_t sc_add_q(int8_t a, int32_t ma, int8_t b, int32_t mb, int32_t sh, i
 static void sc_conv_f32(const float *x, float *y, const sc_geom *g, const sc_tensor *wt, const float *bias,
                         const float *res, int relu)
 {
+    const int32_t s = g->s, p = g->p, iw = g->w, ow = g->ow, kw = g->k;
     int32_t plane = g->oh * g->ow;
     int32_t kk = g->k * g->k;
     int32_t r, c, k, i;
@@ -267,10 +281,10 @@ static void sc_conv_f32(const float *x, float *y, const sc_geom *g, const sc_ten
     }
     sc_iter_init(&it, wt);
     while (sc_next(&it, &r, &c, &k)) {
-        int32_t ci = c / kk, rem = c % kk, ky = rem / g->k, kx = rem % g->k;
-        int32_t oy0, oy1, ox0, ox1, oy, ox;
+        int32_t ci = c / kk, rem = c % kk, ky = rem / kw, kx = rem % kw;
+        int32_t oy0, oy1, ox0, ox1, oy;
         float w = sc_value_f32(wt, k);
-        const float *xp = x + ci * g->h * g->w;
+        const float *xp = x + ci * g->h * iw;
         float *yp = y + r * plane;
         sc_span(g, ky, g->h, g->oh, &oy0, &oy1);
         sc_span(g, kx, g->w, g->ow, &ox0, &ox1);
@@ -278,10 +292,18 @@ static void sc_conv_f32(const float *x, float *y, const sc_geom *g, const sc_ten
             continue;
         }
         for (oy = oy0; oy < oy1; oy++) {
-            const float *xr = xp + (oy * g->s + ky - g->p) * g->w;
-            float *yr = yp + oy * g->ow;
-            for (ox = ox0; ox < ox1; ox++) {
-                yr[ox] += w * xr[ox * g->s + kx - g->p];
+            const float *xr = xp + (oy * s + ky - p) * iw + ox0 * s + kx - p;
+            float *yr = yp + oy * ow + ox0;
+            int32_t n = ox1 - ox0;
+            if (s == 1) {
+                for (; n > 0; n--) {
+                    *yr++ += w * *xr++;
+                }
+            } else {
+                for (; n > 0; n--) {
+                    *yr++ += w * *xr;
+                    xr += s;
+                }
             }
         }
     }
@@ -305,6 +327,8 @@ static void sc_conv_f32(const float *x, float *y, const sc_geom *g, const sc_ten
 static void sc_conv_i8(const int8_t *x, int8_t *y, int32_t *acc, const sc_geom *g, const sc_tensor *wt,
                        const int32_t *bias, const int32_t *params, const int8_t *res, int relu)
 {
+    const int32_t s = g->s, p = g->p, iw = g->w, ow = g->ow, kw = g->k, ch = g->c, ihw = g->h * g->w;
+    const int32_t rows = wt->rows;
     int32_t plane = g->oh * g->ow;
     int32_t kk = g->k * g->k;
     int32_t r, c, k, i, row;
@@ -312,31 +336,40 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int32_t *acc, const sc_geom *
     sc_iter it;
     sc_iter_init(&it, wt);
     have = sc_next(&it, &r, &c, &k);
-    for (row = 0; row < wt->rows; row++) {
+    for (row = 0; row < rows; row++) {
         int32_t m = params[2 * row], sh = params[2 * row + 1];
+        int32_t b0 = bias ? bias[row] : 0;
         for (i = 0; i < plane; i++) {
-            acc[i] = bias ? bias[row] : 0;
+            acc[i] = b0;
         }
         while (have && r == row) {
-            int32_t q = c / 4, tap = q % kk, ci = 4 * (q / kk) + c % 4, ky = tap / g->k, kx = tap % g->k;
-            int32_t oy0, oy1, ox0, ox1, oy, ox;
+            int32_t q = c / 4, tap = q % kk, ci = 4 * (q / kk) + c % 4, ky = tap / kw, kx = tap % kw;
+            int32_t oy0, oy1, ox0, ox1, oy;
             int32_t w = sc_value_i32(wt, k);
             sc_span(g, ky, g->h, g->oh, &oy0, &oy1);
             sc_span(g, kx, g->w, g->ow, &ox0, &ox1);
-            if (ci < g->c && ox1 > ox0) {
-                const int8_t *xp = x + ci * g->h * g->w;
+            if (ci < ch && ox1 > ox0) {
+                const int8_t *xp = x + ci * ihw;
                 for (oy = oy0; oy < oy1; oy++) {
-                    const int8_t *xr = xp + (oy * g->s + ky - g->p) * g->w;
-                    int32_t *ar = acc + oy * g->ow;
-                    for (ox = ox0; ox < ox1; ox++) {
-                        ar[ox] += w * (int32_t)xr[ox * g->s + kx - g->p];
+                    const int8_t *xr = xp + (oy * s + ky - p) * iw + ox0 * s + kx - p;
+                    int32_t *ar = acc + oy * ow + ox0;
+                    int32_t n = ox1 - ox0;
+                    if (s == 1) {
+                        for (; n > 0; n--) {
+                            *ar++ += w * (int32_t)*xr++;
+                        }
+                    } else {
+                        for (; n > 0; n--) {
+                            *ar++ += w * (int32_t)*xr;
+                            xr += s;
+                        }
                     }
                 }
             }
             have = sc_next(&it, &r, &c, &k);
         }
         if (res) {
-            const int32_t *a = params + 2 * wt->rows;
+            const int32_t *a = params + 2 * rows;
             for (i = 0; i < plane; i++) {
                 int8_t q = sc_requantize(acc[i], m, sh, 0);
                 y[row * plane + i] = sc_add_q(q, a[0], res[row * plane + i], a[1], a[2], relu);
@@ -350,19 +383,52 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int32_t *acc, const sc_geom *
 }
 
 /*@sc_gemm_f32*/
+/* Row by row; each row's entries in stored order (the order of sc_next), without the iterator where the
+   encoding gives a row's entries directly (dense, u8 gaps, u16 and u32 indices). */
 static void sc_gemm_f32(const float *x, float *y, const sc_tensor *wt, const float *bias, int relu)
 {
+    const int32_t rows = wt->rows, cols = wt->cols, enc = wt->enc;
     int32_t r, c, k;
     sc_iter it;
-    for (r = 0; r < wt->rows; r++) {
+    for (r = 0; r < rows; r++) {
         y[r] = bias ? bias[r] : 0.0f;
     }
-    sc_iter_init(&it, wt);
-    while (sc_next(&it, &r, &c, &k)) {
-        y[r] += sc_value_f32(wt, k) * x[c];
+    if (enc == 4) {
+        sc_iter_init(&it, wt);
+        while (sc_next(&it, &r, &c, &k)) {
+            y[r] += sc_value_f32(wt, k) * x[c];
+        }
+    } else {
+        for (r = 0; r < rows; r++) {
+            float a = y[r];
+            int32_t k0 = enc == 0 ? r * cols : (int32_t)wt->indptr[r];
+            int32_t k1 = enc == 0 ? k0 + cols : (int32_t)wt->indptr[r + 1];
+            if (enc == 0) {
+                for (k = k0; k < k1; k++) {
+                    a += sc_value_f32(wt, k) * x[k - k0];
+                }
+            } else if (enc == 1) {
+                const uint8_t *gap = (const uint8_t *)wt->index;
+                for (c = -1, k = k0; k < k1; k++) {
+                    c += 1 + (int32_t)gap[k];
+                    a += sc_value_f32(wt, k) * x[c];
+                }
+            } else if (enc == 2) {
+                const uint16_t *col = (const uint16_t *)wt->index;
+                for (k = k0; k < k1; k++) {
+                    a += sc_value_f32(wt, k) * x[col[k]];
+                }
+            } else {
+                const uint32_t *col = (const uint32_t *)wt->index;
+                for (k = k0; k < k1; k++) {
+                    a += sc_value_f32(wt, k) * x[col[k]];
+                }
+            }
+            y[r] = a;
+        }
     }
     if (relu) {
-        for (r = 0; r < wt->rows; r++) {
+        for (r = 0; r < rows; r++) {
             if (y[r] < 0.0f) {
                 y[r] = 0.0f;
             }
@@ -374,16 +440,47 @@ static void sc_gemm_f32(const float *x, float *y, const sc_tensor *wt, const flo
 static void sc_gemm_i8(const int8_t *x, int8_t *y, const sc_tensor *wt, const int32_t *bias,
                        const int32_t *params, int relu)
 {
+    const int32_t rows = wt->rows, cols = wt->cols, enc = wt->enc;
     int32_t r, c, k, row;
     int have;
     sc_iter it;
-    sc_iter_init(&it, wt);
-    have = sc_next(&it, &r, &c, &k);
-    for (row = 0; row < wt->rows; row++) {
+    if (enc == 4) {
+        sc_iter_init(&it, wt);
+        have = sc_next(&it, &r, &c, &k);
+        for (row = 0; row < rows; row++) {
+            int32_t acc = bias ? bias[row] : 0;
+            while (have && r == row) {
+                acc += sc_value_i32(wt, k) * (int32_t)x[c];
+                have = sc_next(&it, &r, &c, &k);
+            }
+            y[row] = sc_requantize(acc, params[2 * row], params[2 * row + 1], relu);
+        }
+        return;
+    }
+    for (row = 0; row < rows; row++) {
         int32_t acc = bias ? bias[row] : 0;
-        while (have && r == row) {
-            acc += sc_value_i32(wt, k) * (int32_t)x[c];
-            have = sc_next(&it, &r, &c, &k);
+        int32_t k0 = enc == 0 ? row * cols : (int32_t)wt->indptr[row];
+        int32_t k1 = enc == 0 ? k0 + cols : (int32_t)wt->indptr[row + 1];
+        if (enc == 0) {
+            for (k = k0; k < k1; k++) {
+                acc += sc_value_i32(wt, k) * (int32_t)x[k - k0];
+            }
+        } else if (enc == 1) {
+            const uint8_t *gap = (const uint8_t *)wt->index;
+            for (c = -1, k = k0; k < k1; k++) {
+                c += 1 + (int32_t)gap[k];
+                acc += sc_value_i32(wt, k) * (int32_t)x[c];
+            }
+        } else if (enc == 2) {
+            const uint16_t *col = (const uint16_t *)wt->index;
+            for (k = k0; k < k1; k++) {
+                acc += sc_value_i32(wt, k) * (int32_t)x[col[k]];
+            }
+        } else {
+            const uint32_t *col = (const uint32_t *)wt->index;
+            for (k = k0; k < k1; k++) {
+                acc += sc_value_i32(wt, k) * (int32_t)x[col[k]];
+            }
         }
         y[row] = sc_requantize(acc, params[2 * row], params[2 * row + 1], relu);
     }
@@ -731,6 +828,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         .map(|b| format!("{b:02x}"))
         .collect();
     let (in_len, out_len) = (numel(model.input), numel(model.output));
+    let in_dims = &model.buffers[model.input as usize].dims;
 
     let mut h = String::new();
     let _ = write!(
@@ -745,14 +843,30 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
          extern const char sculpt_model_id[65];\n\n\
          /* Runs one sample: input holds SCULPT_MODEL_INPUT_LEN floats (C, H, W channel-major), output receives\n   \
          SCULPT_MODEL_OUTPUT_LEN floats. Returns 0. Not reentrant (one static arena). */\n\
-         int sculpt_model_run(const float *input, float *output);\n",
-        u8::from(model.int8)
+         int sculpt_model_run(const float *input, float *output);\n\n\
+         /* Input normalisation that sculpt_model_run applies when SCULPT_MODEL_NORMALIZED is 1:\n   \
+         x[i] = (input[i] - sculpt_model_input_mean[c]) / sculpt_model_input_std[c], c = i / (H * W). */\n\
+         #define SCULPT_MODEL_INPUT_CHANNELS {channels}\n\
+         #define SCULPT_MODEL_NORMALIZED {normalized}\n",
+        u8::from(model.int8),
+        channels = in_dims[0],
+        normalized = u8::from(model.normalization.is_some()),
     );
+    if model.normalization.is_some() {
+        h.push_str(
+            "extern const float sculpt_model_input_mean[SCULPT_MODEL_INPUT_CHANNELS];\n\
+             extern const float sculpt_model_input_std[SCULPT_MODEL_INPUT_CHANNELS];\n",
+        );
+    }
     if model.int8 {
         h.push_str(
-            "\n/* Int8 entry: input already quantised with the input scale (normalisation applied by the caller);\n   \
-             output holds the raw int8 logits (real = SCULPT_MODEL_OUTPUT_SCALE * q). Returns 0. */\n\
-             int sculpt_model_run_int8(const int8_t *input, int8_t *output);\n",
+            "\n/* Int8 entry: input as sculpt_model_prepare_input writes it; output holds the raw int8 logits\n   \
+             (real = SCULPT_MODEL_OUTPUT_SCALE * q). Returns 0. */\n\
+             int sculpt_model_run_int8(const int8_t *input, int8_t *output);\n\n\
+             /* Turns SCULPT_MODEL_INPUT_LEN raw floats into the int8 input of sculpt_model_run_int8 exactly as\n   \
+             sculpt_model_run does: normalises (when SCULPT_MODEL_NORMALIZED), divides by SCULPT_MODEL_INPUT_SCALE\n   \
+             in float, rounds half away from zero and saturates to [-128, 127]; NaN gives 0. Returns 0. */\n\
+             int sculpt_model_prepare_input(const float *input, int8_t *q);\n",
         );
         let _ = writeln!(
             h,
@@ -832,23 +946,15 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         );
     }
     if let Some((mean, std)) = &model.normalization {
-        array(
-            &mut c,
-            "float",
-            "sc_mean",
-            &mean
-                .iter()
-                .map(|&v| c_float(v))
-                .collect::<Result<Vec<_>>>()?,
-        );
-        array(
-            &mut c,
-            "float",
-            "sc_std",
-            &std.iter()
-                .map(|&v| c_float(v))
-                .collect::<Result<Vec<_>>>()?,
-        );
+        for (name, v) in [
+            ("sculpt_model_input_mean", mean),
+            ("sculpt_model_input_std", std),
+        ] {
+            let items = v.iter().map(|&v| c_float(v)).collect::<Result<Vec<_>>>()?;
+            let mut a = String::new();
+            array(&mut a, "float", name, &items);
+            c.push_str(a.strip_prefix("static ").expect("array() writes a static"));
+        }
     }
     let arena_ty = if model.int8 { "int32_t" } else { "float" };
     let _ = writeln!(
@@ -1012,7 +1118,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
             Some(_) => {
                 let d = &model.buffers[model.input as usize].dims;
                 format!(
-                    "(input[{idx}] - sc_mean[{idx} / {hw}]) / sc_std[{idx} / {hw}]",
+                    "(input[{idx}] - sculpt_model_input_mean[{idx} / {hw}]) / sculpt_model_input_std[{idx} / {hw}]",
                     hw = d[1] * d[2]
                 )
             }
@@ -1026,9 +1132,13 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         let so = scale(model.output)?;
         let _ = write!(
             c,
-            "    int8_t *x = {xin};\n    const int8_t *y;\n    for (i = 0; i < {in_len}; i++) {{\n        \
-             x[i] = sc_quantize({}, {si});\n    }}\n    sc_run_graph();\n    y = {yout};\n    \
-             for (i = 0; i < {out_len}; i++) {{\n        output[i] = (float)y[i] * {so};\n    }}\n    return 0;\n}}\n\n",
+            "    const int8_t *y;\n    sculpt_model_prepare_input(input, {xin});\n    sc_run_graph();\n    y = {yout};\n    \
+             for (i = 0; i < {out_len}; i++) {{\n        output[i] = (float)y[i] * {so};\n    }}\n    return 0;\n}}\n\n"
+        );
+        let _ = write!(
+            c,
+            "int sculpt_model_prepare_input(const float *input, int8_t *q)\n{{\n    int32_t i;\n    \
+             for (i = 0; i < {in_len}; i++) {{\n        q[i] = sc_quantize({}, {si});\n    }}\n    return 0;\n}}\n\n",
             norm("i")
         );
         let _ = write!(
