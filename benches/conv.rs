@@ -31,11 +31,10 @@ fn fill(len: usize, seed: u32) -> Vec<f32> {
 fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("conv");
     group.sample_size(10);
-    for ((name, g), path) in shapes().into_iter().flat_map(|s| {
-        KernelPath::available()
-            .into_iter()
-            .map(move |p| (s.clone(), p))
-    }) {
+    for ((name, g), path) in shapes()
+        .into_iter()
+        .flat_map(|s| KernelPath::available().into_iter().map(move |p| (s, p)))
+    {
         let x = fill(BATCH * g.in_len(), 1);
         let w = fill(g.cout * g.kdim(), 2);
         let dy = fill(BATCH * g.out_len(), 3);
