@@ -374,7 +374,8 @@ fn the_c_api_example_compiles_and_predicts_like_the_interpreter() {
     let a = sculpt::compile::pipeline::read_manifest(&out).unwrap();
     let test = load(&DataSource::Embedded).unwrap().test;
     let xs = sculpt::compile::pipeline::images_f32(&test, 30);
-    let source = sculpt::compile::import::import(&a.source).unwrap();
+    let src = sculpt::compile::pipeline::source_path(&out, &a).unwrap();
+    let source = sculpt::compile::import::import(&src).unwrap();
     let calib = sculpt::compile::pipeline::calibration_images(&source, &a.options).unwrap();
     let graphs = sculpt::compile::pipeline::build(source, &a.index_formats, Some(&calib)).unwrap();
     let bin: Vec<u8> = xs.iter().flat_map(|v| v.to_le_bytes()).collect();
