@@ -16,50 +16,77 @@ const NV: usize = 4;
 /// with few enough tap pointers to stay in general registers.
 const GRAD_TAPS: usize = 9;
 
-/// One forward tile on `zmm` vectors: `R` output channels × `V` 16-pixel segments starting at padded offsets
-/// `base` and output offsets `outp`; `a` is the block's packed weight `[kdim][R]`.
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-unsafe fn tile_z<const R: usize, const V: usize>(
-    xp: *const f32,
-    a: *const f32,
-    offs: &[usize],
-    base: &[usize; NV],
-    outp: &[usize; NV],
-    y: *mut f32,
-    ohw: usize,
-    accumulate: bool,
-) {
-    let mut acc = [[_mm512_setzero_ps(); V]; R];
-    let mut a = a;
-    for &off in offs {
-        let p = xp.add(off);
-        let b: [__m512; V] = std::array::from_fn(|v| _mm512_loadu_ps(p.add(base[v])));
-        for (r, row) in acc.iter_mut().enumerate() {
-            let s = _mm512_set1_ps(*a.add(r));
-            for v in 0..V {
-                row[v] = _mm512_fmadd_ps(s, b[v], row[v]);
-            }
-        }
-        a = a.add(R);
+/// The vector operations of a forward tile, on `zmm` (16 pixels) or `ymm` (8 pixels; the upper 16 registers
+/// are reachable through AVX-512 VL).
+trait Vector: Copy {
+    unsafe fn zero() -> Self;
+    unsafe fn splat(v: f32) -> Self;
+    unsafe fn load(p: *const f32) -> Self;
+    unsafe fn store(self, p: *mut f32);
+    unsafe fn add(self, b: Self) -> Self;
+    /// `self · b + c`, fused.
+    unsafe fn fmadd(self, b: Self, c: Self) -> Self;
+}
+
+impl Vector for __m512 {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm512_setzero_ps()
     }
-    for (r, row) in acc.iter().enumerate() {
-        for v in 0..V {
-            let dst = y.add(r * ohw + outp[v]);
-            let val = if accumulate {
-                _mm512_add_ps(_mm512_loadu_ps(dst), row[v])
-            } else {
-                row[v]
-            };
-            _mm512_storeu_ps(dst, val);
-        }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        _mm512_set1_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm512_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm512_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        _mm512_add_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(self, b: Self, c: Self) -> Self {
+        _mm512_fmadd_ps(self, b, c)
     }
 }
 
-/// [`tile_z`] on 8-pixel `ymm` segments (the upper 16 registers are reachable through AVX-512 VL).
+impl Vector for __m256 {
+    #[inline(always)]
+    unsafe fn zero() -> Self {
+        _mm256_setzero_ps()
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> Self {
+        _mm256_set1_ps(v)
+    }
+    #[inline(always)]
+    unsafe fn load(p: *const f32) -> Self {
+        _mm256_loadu_ps(p)
+    }
+    #[inline(always)]
+    unsafe fn store(self, p: *mut f32) {
+        _mm256_storeu_ps(p, self)
+    }
+    #[inline(always)]
+    unsafe fn add(self, b: Self) -> Self {
+        _mm256_add_ps(self, b)
+    }
+    #[inline(always)]
+    unsafe fn fmadd(self, b: Self, c: Self) -> Self {
+        _mm256_fmadd_ps(self, b, c)
+    }
+}
+
+/// One forward tile: `R` output channels × `V` pixel vectors starting at padded offsets `base` and output
+/// offsets `outp`; `a` is the block's packed weight `[kdim][R]`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-unsafe fn tile_y<const R: usize, const V: usize>(
+unsafe fn tile<T: Vector, const R: usize, const V: usize>(
     xp: *const f32,
     a: *const f32,
     offs: &[usize],
@@ -69,15 +96,15 @@ unsafe fn tile_y<const R: usize, const V: usize>(
     ohw: usize,
     accumulate: bool,
 ) {
-    let mut acc = [[_mm256_setzero_ps(); V]; R];
+    let mut acc = [[T::zero(); V]; R];
     let mut a = a;
     for &off in offs {
         let p = xp.add(off);
-        let b: [__m256; V] = std::array::from_fn(|v| _mm256_loadu_ps(p.add(base[v])));
+        let b: [T; V] = std::array::from_fn(|v| T::load(p.add(base[v])));
         for (r, row) in acc.iter_mut().enumerate() {
-            let s = _mm256_set1_ps(*a.add(r));
+            let s = T::splat(*a.add(r));
             for v in 0..V {
-                row[v] = _mm256_fmadd_ps(s, b[v], row[v]);
+                row[v] = s.fmadd(b[v], row[v]);
             }
         }
         a = a.add(R);
@@ -86,11 +113,11 @@ unsafe fn tile_y<const R: usize, const V: usize>(
         for v in 0..V {
             let dst = y.add(r * ohw + outp[v]);
             let val = if accumulate {
-                _mm256_add_ps(_mm256_loadu_ps(dst), row[v])
+                T::load(dst).add(row[v])
             } else {
                 row[v]
             };
-            _mm256_storeu_ps(dst, val);
+            val.store(dst);
         }
     }
 }
@@ -102,7 +129,7 @@ type TileFn =
 /// Instantiates one tile function per `(R, V)` pair, `R` in 1..=6 and `V` in 1..=4, inside a
 /// `target_feature` function so the tile inlines into AVX-512 code.
 macro_rules! tile_table {
-    ($name:ident, $tile:ident) => {
+    ($name:ident, $vector:ty) => {
         #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
         #[allow(clippy::too_many_arguments)]
         unsafe fn $name<const R: usize, const V: usize>(
@@ -115,12 +142,12 @@ macro_rules! tile_table {
             ohw: usize,
             accumulate: bool,
         ) {
-            $tile::<R, V>(xp, a, offs, base, outp, y, ohw, accumulate)
+            tile::<$vector, R, V>(xp, a, offs, base, outp, y, ohw, accumulate)
         }
     };
 }
-tile_table!(run_z, tile_z);
-tile_table!(run_y, tile_y);
+tile_table!(run_z, __m512);
+tile_table!(run_y, __m256);
 
 macro_rules! pick {
     ($f:ident, $r:expr, $v:expr) => {{
