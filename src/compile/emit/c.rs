@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 
 use sculpt_runtime::format::{align_up, dtype, encoding, opcode, NONE};
 
-use super::binary::{plan_arena, ScbModel};
+use super::binary::{plan_arena, CsrBytes, Encoded, IndexEncoding, ScbModel, TensorSpec};
+use super::rice;
 use crate::error::{Error, Result};
 
 /// The two generated files.
@@ -805,6 +806,48 @@ fn values_array(out: &mut String, name: &str, vtype: u8, bytes: &[u8]) -> Result
     }
 }
 
+/// The arrays the C stores for `t` (whose matrix has `cols` columns): a Rice-coded tensor is re-encoded as the
+/// smaller of dense, u8 gaps and u16 indices, which the kernels read without bit decoding; the entries keep
+/// their row-major order, so every sum runs in the same order as the runtime's. Other encodings are kept.
+fn c_layout(t: &TensorSpec, cols: usize) -> Result<Encoded> {
+    if t.data.encoding != encoding::RICE {
+        return Ok(t.data.clone());
+    }
+    let rows = t.dims[0];
+    let bad = || Error::Invalid("C emitter: Rice stream does not match its tensor".into());
+    let positions =
+        rice::decode(&t.data.index, t.data.index_len, t.data.param, t.data.nnz).ok_or_else(bad)?;
+    let elem = match t.dtype {
+        dtype::F16 => 2,
+        dtype::I8 => 1,
+        _ => 4,
+    };
+    if t.data.values.len() != positions.len() * elem {
+        return Err(bad());
+    }
+    let mut csr = CsrBytes {
+        rows,
+        cols,
+        indptr: vec![0],
+        indices: Vec::with_capacity(positions.len()),
+        values: t.data.values.clone(),
+        elem,
+    };
+    for &p in &positions {
+        if p >= rows * cols {
+            return Err(bad());
+        }
+        while csr.indptr.len() <= p / cols {
+            csr.indptr.push(csr.indices.len());
+        }
+        csr.indices.push(p % cols);
+    }
+    while csr.indptr.len() <= rows {
+        csr.indptr.push(csr.indices.len());
+    }
+    Ok(csr.smallest(&[IndexEncoding::Gap8, IndexEncoding::Idx16]))
+}
+
 /// Generates `model.h` and `model.c` for `model` (whose tensors and ops are already lowered and encoded).
 /// The model hash appears as the string `sculpt_model_id`.
 pub fn emit_c(model: &ScbModel) -> Result<CSource> {
@@ -883,26 +926,27 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
     c.push_str(&c_library(model));
     c.push('\n');
     for (i, t) in model.tensors.iter().enumerate() {
-        let vname = format!("sc_t{i}_values");
-        values_array(&mut c, &vname, t.dtype, &t.data.values)?;
         let rows = t.dims[0];
         let cols: usize = if t.dtype == dtype::I8 && t.dims.len() == 4 {
             t.dims[1].div_ceil(4) * 4 * t.dims[2] * t.dims[3]
         } else {
             t.dims[1..].iter().product()
         };
-        let index = match t.data.encoding {
+        let data = c_layout(t, cols)?;
+        let vname = format!("sc_t{i}_values");
+        values_array(&mut c, &vname, t.dtype, &data.values)?;
+        let index = match data.encoding {
             encoding::DENSE => "0".to_string(),
             enc => {
                 let name = format!("sc_t{i}_index");
                 let items: Vec<String> = match enc {
-                    encoding::CSR_IDX16 => le_chunks::<2>(&t.data.index)
+                    encoding::CSR_IDX16 => le_chunks::<2>(&data.index)
                         .map(|b| u16::from_le_bytes(b).to_string())
                         .collect(),
-                    encoding::CSR_IDX32 => le_chunks::<4>(&t.data.index)
+                    encoding::CSR_IDX32 => le_chunks::<4>(&data.index)
                         .map(|b| format!("{}u", u32::from_le_bytes(b)))
                         .collect(),
-                    _ => t.data.index.iter().map(|b| b.to_string()).collect(),
+                    _ => data.index.iter().map(|b| b.to_string()).collect(),
                 };
                 let ty = match enc {
                     encoding::CSR_IDX16 => "uint16_t",
@@ -913,7 +957,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                 name
             }
         };
-        let indptr = match &t.data.indptr {
+        let indptr = match &data.indptr {
             Some(p) => {
                 let name = format!("sc_t{i}_indptr");
                 array(
@@ -942,7 +986,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         let _ = writeln!(
             c,
             "static const sc_tensor sc_t{i} = {{{}, {}, {}, {rows}, {cols}, {}, {}, {vname}, {index}, {indptr}, {scales}}};\n",
-            t.data.encoding, t.data.param, t.dtype, t.data.nnz, t.data.index_len
+            data.encoding, data.param, t.dtype, data.nnz, data.index_len
         );
     }
     if let Some((mean, std)) = &model.normalization {

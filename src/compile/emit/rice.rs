@@ -59,6 +59,38 @@ pub fn encode(gaps: &[usize], k: u8) -> (Vec<u8>, usize) {
     (out, len)
 }
 
+/// The flattened positions of the first `nnz` entries of the `bits`-bit `stream` with parameter `k`, or
+/// `None` when the stream ends early.
+pub fn decode(stream: &[u8], bits: usize, k: u8, nnz: usize) -> Option<Vec<usize>> {
+    let bits = bits.min(8 * stream.len());
+    let bit = |i: usize| (stream[i / 8] >> (i % 8)) & 1 == 1;
+    let mut at = 0usize;
+    let mut next = 0usize;
+    let mut out = Vec::with_capacity(nnz);
+    for _ in 0..nnz {
+        let mut q = 0usize;
+        loop {
+            if at >= bits {
+                return None;
+            }
+            at += 1;
+            if bit(at - 1) {
+                break;
+            }
+            q += 1;
+        }
+        if bits - at < k as usize {
+            return None;
+        }
+        let low = (0..k as usize).fold(0usize, |a, j| a | (usize::from(bit(at + j)) << j));
+        at += k as usize;
+        let p = next + ((q << k) | low);
+        out.push(p);
+        next = p + 1;
+    }
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -75,6 +107,12 @@ mod tests {
         for k in 0..=RICE_MAX_PARAM {
             assert_eq!(encode(&g, k).1, bits(&g, k));
             assert_eq!(encode(&g, k).0.len(), bits(&g, k).div_ceil(8));
+            let (stream, len) = encode(&g, k);
+            assert_eq!(
+                decode(&stream, len, k, g.len()),
+                Some(vec![0, 201, 209, 1210, 1214])
+            );
+            assert_eq!(decode(&stream, len, k, g.len() + 1), None);
         }
     }
 }
