@@ -12,7 +12,7 @@ pub mod serde_repr;
 pub mod trainer;
 
 pub use checkpoint::{load_checkpoint, Checkpoint, CheckpointMeta, TrainState};
-pub use evaluate::{density, evaluate};
+pub use evaluate::{density, evaluate, evaluate_split};
 pub use metrics::{read_metrics, EpochMetrics};
 pub use recipe::{Override, Recipe};
 pub use trainer::{checkpoint_weights, resume_recipe, Run, RunSummary};

@@ -25,7 +25,7 @@ use crate::train::checkpoint::{
     checkpoint_paths, load_checkpoint, repair_metadata_copy, write_atomic, Checkpoint,
     CheckpointMeta, RngState, TrainState, FORMAT, VERSION,
 };
-use crate::train::evaluate::{density, evaluate};
+use crate::train::evaluate::{density, evaluate_split};
 use crate::train::metrics::{EpochMetrics, MetricsLog};
 use crate::train::probe::Probe;
 use crate::train::progress::epoch_bar;
@@ -466,11 +466,18 @@ impl Run {
             }
         }
         let eb = self.recipe.train.eval_batch_size;
-        let (loss, acc) = evaluate(self.net.as_mut(), &self.data.test, &self.norm, eb)?;
+        let (loss, acc) = evaluate_split(
+            self.net.as_mut(),
+            &self.data.test,
+            &self.norm,
+            eb,
+            self.comm.as_ref(),
+        )?;
         summary.final_test_acc = Some(acc);
         summary.final_test_loss = Some(loss);
         if let Some(v) = &self.data.val {
-            summary.final_val_acc = Some(evaluate(self.net.as_mut(), v, &self.norm, eb)?.1);
+            summary.final_val_acc =
+                Some(evaluate_split(self.net.as_mut(), v, &self.norm, eb, self.comm.as_ref())?.1);
         }
         self.save(&ckpt)?;
         summary.final_checkpoint = self.save(&self.out.join(FINAL))?;
@@ -645,14 +652,20 @@ impl Run {
         let eb = self.recipe.train.eval_batch_size;
         let mut val = None;
         if let Some(v) = &self.data.val {
-            let r = evaluate(self.net.as_mut(), v, &self.norm, eb)?;
+            let r = evaluate_split(self.net.as_mut(), v, &self.norm, eb, self.comm.as_ref())?;
             if self.state.best_val.is_none_or(|(b, _)| r.1 > b) {
                 self.state.best_val = Some((r.1, self.state.global_epoch));
             }
             self.state.last_val_acc = Some(r.1);
             val = Some(r);
         }
-        let r = evaluate(self.net.as_mut(), &self.data.test, &self.norm, eb)?;
+        let r = evaluate_split(
+            self.net.as_mut(),
+            &self.data.test,
+            &self.norm,
+            eb,
+            self.comm.as_ref(),
+        )?;
         self.state.last_test_acc = Some(r.1);
         Ok((val, Some(r)))
     }
