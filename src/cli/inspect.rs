@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use serde::Serialize;
 
+use crate::compile::artefact::{Artefact, ModelFile};
 use crate::compile::import;
 use crate::compile::ir::{Graph, Storage};
 use crate::compile::passes::layout::cost;
@@ -161,13 +162,7 @@ fn table(layers: &[Layer]) -> String {
 
 /// Runs `sculpt inspect`.
 pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
-    let is_scb = args.path.extension().is_some_and(|e| e == "scb");
-    let (layers, summary) = if is_scb {
-        let bytes = std::fs::read(&args.path)
-            .with_context(|| format!("reading {}", args.path.display()))?;
-        layers_of_scb(&bytes).with_context(|| args.path.display().to_string())?
-    } else {
-        let g = import::import(&args.path)?;
+    let graph_listing = |g: Graph| {
         let hash: String = g.model_hash().iter().map(|b| format!("{b:02x}")).collect();
         let summary = format!(
             "input {:?}, {} classes, model {}",
@@ -176,6 +171,18 @@ pub fn run(args: &InspectArgs) -> anyhow::Result<()> {
             hash
         );
         (layers_of_graph(&g), summary)
+    };
+    let (layers, summary) = match ModelFile::recognise(&args.path)? {
+        ModelFile::Artefact(Artefact::ScbF32 | Artefact::ScbInt8, bytes) => {
+            layers_of_scb(&bytes).with_context(|| args.path.display().to_string())?
+        }
+        ModelFile::Artefact(Artefact::OnnxDense | Artefact::OnnxSparse, bytes) => {
+            graph_listing(import::onnx::import_bytes(&bytes, &args.path)?)
+        }
+        ModelFile::Artefact(a @ (Artefact::CF32 | Artefact::CInt8), _) => {
+            anyhow::bail!("{}: a {a} artefact has no listing", args.path.display())
+        }
+        ModelFile::Checkpoint => graph_listing(import::checkpoint::import(&args.path)?),
     };
     if args.json {
         println!(

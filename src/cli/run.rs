@@ -5,13 +5,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::bail;
 
-use crate::budget::Budget;
+use crate::compile::artefact::{Artefact, ModelFile};
 use crate::compile::import;
 use crate::compile::interp;
-use crate::compile::ir::{Graph, Storage};
 use crate::compile::pipeline::images_f32;
 use crate::data::{self, Dataset};
-use crate::fsio;
 use crate::verify::runners;
 
 /// Arguments of `sculpt run`.
@@ -100,25 +98,12 @@ fn check_shape(path: &Path, model: [usize; 3], test: &Dataset) -> anyhow::Result
     Ok(())
 }
 
-/// Whether an imported ONNX graph came from `sparse_initializer`s (which tract cannot load).
-fn has_sparse_weights(g: &Graph) -> bool {
-    g.nodes.iter().any(|n| {
-        n.op.weight()
-            .is_some_and(|w| matches!(w.storage, Storage::Csr { .. }))
-    })
-}
-
 /// The logits of the first `n` test images under the model at `path`: `.scb` through the runtime crate,
 /// dense `.onnx` through tract, sparse `.onnx` through ONNX Runtime (or the reference interpreter when ONNX
 /// Runtime is not installed), a checkpoint through the reference interpreter.
 fn model_logits(path: &Path, test: &Dataset, n: usize) -> anyhow::Result<Vec<f32>> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    let read = || -> anyhow::Result<Vec<u8>> {
-        Ok(fsio::read_within(path, &Budget::default(), "the file")?)
-    };
-    let logits = match ext {
-        "scb" => {
-            let bytes = read()?;
+    let logits = match ModelFile::recognise(path)? {
+        ModelFile::Artefact(Artefact::ScbF32 | Artefact::ScbInt8, bytes) => {
             let m = sculpt_runtime::Model::parse(&bytes)
                 .map_err(|e| anyhow::anyhow!("{}: not a valid .scb model: {e}", path.display()))?;
             let b = m.input();
@@ -133,26 +118,31 @@ fn model_logits(path: &Path, test: &Dataset, n: usize) -> anyhow::Result<Vec<f32
             check_shape(path, shape, test)?;
             runners::runtime(path, &bytes, &images_f32(test, n))?
         }
-        "onnx" => {
-            let bytes = read()?;
+        ModelFile::Artefact(Artefact::OnnxDense | Artefact::OnnxSparse, bytes) => {
             let g = import::onnx::import_bytes(&bytes, path)?;
             check_shape(path, g.input.shape, test)?;
             let xs = images_f32(test, n);
-            if !has_sparse_weights(&g) {
-                runners::tract(path, &bytes, &g, &xs)?
-            } else if runners::ort_init().is_ok() {
-                runners::onnxruntime(path, &bytes, &g, &xs)?
-            } else {
-                eprintln!(
-                    "note: {} has sparse initializers and ONNX Runtime is not installed; running it with \
-                     sculpt's reference interpreter",
-                    path.display()
-                );
-                interp::run_batch(&g, &xs)?
+            match Artefact::of_onnx(&g) {
+                Artefact::OnnxDense => runners::tract(path, &bytes, &g, &xs)?,
+                _ if runners::ort_init().is_ok() => runners::onnxruntime(path, &bytes, &g, &xs)?,
+                _ => {
+                    eprintln!(
+                        "note: {} has sparse initializers and ONNX Runtime is not installed; running it with \
+                         sculpt's reference interpreter",
+                        path.display()
+                    );
+                    interp::run_batch(&g, &xs)?
+                }
             }
         }
-        _ => {
-            let g = import::import(path)?;
+        ModelFile::Artefact(a @ (Artefact::CF32 | Artefact::CInt8), _) => {
+            bail!(
+                "{}: a {a} artefact is run by `sculpt verify`, not `sculpt run`",
+                path.display()
+            )
+        }
+        ModelFile::Checkpoint => {
+            let g = import::checkpoint::import(path)?;
             check_shape(path, g.input.shape, test)?;
             interp::run_batch(&g, &images_f32(test, n))?
         }

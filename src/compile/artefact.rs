@@ -144,6 +144,61 @@ impl Artefact {
     }
 }
 
+/// A model file recognised by its content, never by its name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ModelFile {
+    /// An `.scb` (its magic bytes) or ONNX (a protobuf opening with `ir_version`) artefact, with its bytes.
+    Artefact(Artefact, Vec<u8>),
+    /// Anything else: a sculpt checkpoint (`NAME`, `NAME.json`, `NAME.safetensors`).
+    Checkpoint,
+}
+
+impl ModelFile {
+    /// Recognises the file at `path`. An `.scb` is `scb-int8` when its header says so (an unparsable one is
+    /// `scb` and fails where it is used); an ONNX file is `onnx-sparse` when any weight is stored sparse
+    /// (decided by the importer, see [`Artefact::of_onnx`]). A path that is not a readable file is a
+    /// checkpoint name.
+    pub fn recognise(path: &std::path::Path) -> crate::error::Result<ModelFile> {
+        if !path.is_file() {
+            return Ok(ModelFile::Checkpoint);
+        }
+        let bytes = crate::fsio::read_within(path, &crate::budget::Budget::default(), "the file")?;
+        Ok(match Self::kind_of(&bytes) {
+            Some(a) => ModelFile::Artefact(a, bytes),
+            None => ModelFile::Checkpoint,
+        })
+    }
+
+    /// The artefact kind of `bytes`, `None` when they are neither `.scb` nor ONNX.
+    pub fn kind_of(bytes: &[u8]) -> Option<Artefact> {
+        if bytes.get(..8) == Some(&sculpt_runtime::format::MAGIC[..]) {
+            let int8 = sculpt_runtime::Model::parse(bytes).is_ok_and(|m| m.is_int8());
+            return Some(if int8 {
+                Artefact::ScbInt8
+            } else {
+                Artefact::ScbF32
+            });
+        }
+        // ModelProto field 1 (`ir_version`, varint): tag byte 0x08, as every ONNX writer emits first.
+        (bytes.first() == Some(&0x08)).then_some(Artefact::OnnxDense)
+    }
+}
+
+impl Artefact {
+    /// `onnx-sparse` when the imported graph holds any sparse-stored weight, else `onnx`.
+    pub fn of_onnx(g: &crate::compile::ir::Graph) -> Artefact {
+        let sparse = g.nodes.iter().any(|n| {
+            n.op.weight()
+                .is_some_and(|w| matches!(w.storage, crate::compile::ir::Storage::Csr { .. }))
+        });
+        if sparse {
+            Artefact::OnnxSparse
+        } else {
+            Artefact::OnnxDense
+        }
+    }
+}
+
 impl std::fmt::Display for Artefact {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
@@ -163,5 +218,31 @@ mod tests {
             assert_eq!(a.int8(), a.name().ends_with("int8"));
         }
         assert!(serde_json::from_str::<Artefact>("\"scb-f16\"").is_err());
+    }
+
+    #[test]
+    fn model_files_are_recognised_by_content_not_name() {
+        let mut scb = sculpt_runtime::format::MAGIC.to_vec();
+        scb.extend_from_slice(&[0; 64]);
+        assert_eq!(ModelFile::kind_of(&scb), Some(Artefact::ScbF32));
+        assert_eq!(
+            ModelFile::kind_of(&[0x08, 0x09, 0x12]),
+            Some(Artefact::OnnxDense)
+        );
+        assert_eq!(ModelFile::kind_of(b"{\"arch\": 1}"), None);
+        assert_eq!(ModelFile::kind_of(&[]), None);
+        let dir = std::env::temp_dir().join(format!("sculpt-artefact-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let misnamed = dir.join("model.onnx");
+        std::fs::write(&misnamed, &scb).unwrap();
+        assert_eq!(
+            ModelFile::recognise(&misnamed).unwrap(),
+            ModelFile::Artefact(Artefact::ScbF32, scb)
+        );
+        assert_eq!(
+            ModelFile::recognise(&dir.join("absent")).unwrap(),
+            ModelFile::Checkpoint
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,13 +4,17 @@ pub mod onnx;
 
 use std::path::Path;
 
+use crate::compile::artefact::{Artefact, ModelFile};
 use crate::compile::ir::Graph;
 use crate::error::Result;
 
-/// Imports a checkpoint (`NAME`, `NAME.json` or `NAME.safetensors`) or an `.onnx` file, by extension.
+/// Imports an ONNX file or a checkpoint (`NAME`, `NAME.json` or `NAME.safetensors`), recognised by content
+/// ([`ModelFile::recognise`]).
 pub fn import(path: &Path) -> Result<Graph> {
-    match path.extension().and_then(|e| e.to_str()) {
-        Some("onnx") => onnx::import_file(path),
+    match ModelFile::recognise(path)? {
+        ModelFile::Artefact(Artefact::OnnxDense | Artefact::OnnxSparse, bytes) => {
+            onnx::import_bytes(&bytes, path)
+        }
         _ => checkpoint::import(path),
     }
 }
