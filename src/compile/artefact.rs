@@ -2,6 +2,7 @@
 //! its value type, the executors that verify it, the target budget rule and the bound it is verified to.
 
 use serde::{Deserialize, Serialize};
+use std::io::Read;
 
 /// One kind of artefact. Serialised (in `manifest.json`, `formats` of reports) by [`Artefact::name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -162,6 +163,13 @@ impl ModelFile {
         if !path.is_file() {
             return Ok(ModelFile::Checkpoint);
         }
+        let mut head = Vec::with_capacity(SNIFF_LEN);
+        std::fs::File::open(path)
+            .and_then(|f| f.take(SNIFF_LEN as u64).read_to_end(&mut head))
+            .map_err(|e| crate::error::Error::io(path, e))?;
+        if Self::kind_of(&head).is_none() {
+            return Ok(ModelFile::Checkpoint);
+        }
         let bytes = crate::fsio::read_within(path, &crate::budget::Budget::default(), "the file")?;
         Ok(match Self::kind_of(&bytes) {
             Some(a) => ModelFile::Artefact(a, bytes),
@@ -169,8 +177,12 @@ impl ModelFile {
         })
     }
 
-    /// The artefact kind of `bytes`, `None` when they are neither `.scb` nor ONNX.
+    /// The artefact kind of `bytes`, `None` when they are neither `.scb` nor ONNX. A safetensors file (a
+    /// little-endian u64 header length, then the JSON header) is never ONNX, whatever its first byte.
     pub fn kind_of(bytes: &[u8]) -> Option<Artefact> {
+        if looks_like_safetensors(bytes) {
+            return None;
+        }
         if bytes.get(..8) == Some(&sculpt_runtime::format::MAGIC[..]) {
             let int8 = sculpt_runtime::Model::parse(bytes).is_ok_and(|m| m.is_int8());
             return Some(if int8 {
@@ -181,6 +193,19 @@ impl ModelFile {
         }
         // ModelProto field 1 (`ir_version`, varint): tag byte 0x08, as every ONNX writer emits first.
         (bytes.first() == Some(&0x08)).then_some(Artefact::OnnxDense)
+    }
+}
+
+/// Bytes [`ModelFile::recognise`] reads to decide a file's kind before reading it whole.
+const SNIFF_LEN: usize = 16;
+
+/// Whether `bytes` open as a safetensors file: a header length that fits the file's own size limit, then `{`.
+fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    match (bytes.get(..8), bytes.get(8)) {
+        (Some(len), Some(b'{')) => {
+            u64::from_le_bytes(len.try_into().unwrap_or([0xff; 8])) < 1 << 40
+        }
+        _ => false,
     }
 }
 
@@ -231,6 +256,9 @@ mod tests {
         );
         assert_eq!(ModelFile::kind_of(b"{\"arch\": 1}"), None);
         assert_eq!(ModelFile::kind_of(&[]), None);
+        let mut safetensors = 0x108u64.to_le_bytes().to_vec();
+        safetensors.extend_from_slice(b"{\"__metadata__\":{}}");
+        assert_eq!(ModelFile::kind_of(&safetensors), None);
         let dir = std::env::temp_dir().join(format!("sculpt-artefact-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let misnamed = dir.join("model.onnx");
