@@ -174,7 +174,7 @@ fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
             args.model, options.threads
         );
         println!(
-            "{:>8}  {:<20} {:>10} {:>12} {:>12} {:>10}  {:>10}  {:>14} {:>14} {:>8}",
+            "{:>8}  {:<24} {:>10} {:>12} {:>12} {:>10}  {:>10}  {:>14} {:>14} {:>8}",
             "sparsity",
             "runner",
             "bytes",
@@ -205,7 +205,7 @@ fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
                     _ => String::new(),
                 };
                 println!(
-                    "{:>7.1}%  {:<20} {:>10} {:>12.4} {:>12.1} {:>9.2}x  {:>9.2}x{batch}",
+                    "{:>7.1}%  {:<24} {:>10} {:>12.4} {:>12.1} {:>9.2}x  {:>9.2}x{batch}",
                     100.0 * s,
                     f.runner,
                     f.bytes,
