@@ -174,7 +174,7 @@ fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
             args.model, options.threads
         );
         println!(
-            "{:>8}  {:<20} {:>10} {:>12} {:>12} {:>10}  {:>10}  {:>14} {:>14} {:>8}",
+            "{:>8}  {:<24} {:>10} {:>12} {:>12} {:>10}  {:>10}  {:>14} {:>14} {:>8}",
             "sparsity",
             "runner",
             "bytes",
@@ -197,7 +197,7 @@ fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
         let r = bench_graph(&args.model, s, graph, &calibration, &options)?;
         if !args.json {
             let base = &r.runners[0];
-            for f in &r.runners {
+            for f in r.runners.iter().chain(&r.onnxruntime) {
                 let batch = match (f.batch_images_per_s_1t, f.batch_images_per_s) {
                     (Some(one), Some(all)) => {
                         format!("  {one:>14.1} {all:>14.1} {:>7.2}x", all / one)
@@ -205,7 +205,7 @@ fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
                     _ => String::new(),
                 };
                 println!(
-                    "{:>7.1}%  {:<20} {:>10} {:>12.4} {:>12.1} {:>9.2}x  {:>9.2}x{batch}",
+                    "{:>7.1}%  {:<24} {:>10} {:>12.4} {:>12.1} {:>9.2}x  {:>9.2}x{batch}",
                     100.0 * s,
                     f.runner,
                     f.bytes,
@@ -215,6 +215,10 @@ fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
                     base.latency_ms / f.latency_ms
                 );
             }
+            if let Some(why) = &r.onnxruntime_unavailable {
+                println!("{:>7.1}%  ONNX Runtime did not run: {why}", 100.0 * s);
+            }
+            println!("{:>7.1}%  latency ratios: {}", 100.0 * s, ratios(&r.ratios));
         }
         all.push(r);
     }
@@ -222,6 +226,23 @@ fn infer(args: &BenchArgs, spec: &ModelSpec) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string_pretty(&all)?);
     }
     Ok(())
+}
+
+/// `int8/f32 0.52x, f32/ORT 0.61x, ...`; a ratio whose runner did not run reads `n/a`.
+fn ratios(r: &crate::compile::bench::Ratios) -> String {
+    [
+        ("f32/ORT", r.f32_over_ort),
+        ("int8/ORT", r.int8_over_ort),
+        ("int8/f32", r.int8_over_f32),
+        ("f32/tract", r.f32_over_tract),
+    ]
+    .iter()
+    .map(|(name, v)| match v {
+        Some(v) => format!("{name} {v:.2}x"),
+        None => format!("{name} n/a"),
+    })
+    .collect::<Vec<_>>()
+    .join(", ")
 }
 
 #[cfg(test)]

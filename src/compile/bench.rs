@@ -1,5 +1,6 @@
 //! Inference benchmarks of the compiled artefacts: the `.scb` model run by the runtime crate (f32 and int8)
-//! against the dense ONNX model run by tract, on the same model, inputs and thread count.
+//! against the dense ONNX model run by tract and by ONNX Runtime (when its library can be loaded), on the same
+//! model, inputs and thread count.
 //!
 //! Latency is the median of single-image runs on one thread. Throughput runs `threads` workers for a fixed
 //! time, each with its own model state (runtime arena or tract plan state), each on batch-1 inputs, and counts
@@ -28,7 +29,7 @@ use crate::compile::pipeline::{build_for, target_formats, Graphs};
 use crate::error::{Error, Result};
 use crate::nn::init::kaiming_init;
 use crate::nn::{ModelSpec, TensorRole};
-use crate::verify::runners::Tract;
+use crate::verify::runners::{ort_init, Tract};
 
 /// What the inference benchmark runs.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +71,149 @@ pub struct InferBench {
     /// Fraction of zeros in every prunable weight.
     pub sparsity: f64,
     pub threads: usize,
+    /// tract, runtime f32, then runtime int8 (when built).
     pub runners: Vec<RunnerFigures>,
+    /// ONNX Runtime (one intra-op thread per session) on the dense ONNX; `None` when it is unavailable.
+    pub onnxruntime: Option<RunnerFigures>,
+    /// Why ONNX Runtime did not run, when it did not.
+    pub onnxruntime_unavailable: Option<String>,
+    /// Latency ratios between the runners that ran.
+    pub ratios: Ratios,
+}
+
+/// Batch-1 latency ratios (smaller is faster for the numerator); `None` where a runner did not run.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Ratios {
+    pub f32_over_ort: Option<f64>,
+    pub int8_over_ort: Option<f64>,
+    pub int8_over_f32: Option<f64>,
+    pub f32_over_tract: Option<f64>,
+}
+
+impl Ratios {
+    /// The ratios of `runners` (tract, f32, int8 as in [`InferBench::runners`]) and `ort`.
+    pub fn of(runners: &[RunnerFigures], ort: Option<&RunnerFigures>) -> Self {
+        let find = |name: &str| {
+            runners
+                .iter()
+                .find(|f| f.runner == name)
+                .map(|f| f.latency_ms)
+        };
+        let (tract, f32, int8) = (
+            find(TRACT),
+            find("runtime (scb f32)"),
+            find("runtime (scb int8)"),
+        );
+        let ort = ort.map(|f| f.latency_ms);
+        let over = |a: Option<f64>, b: Option<f64>| Some(a? / b?);
+        Ratios {
+            f32_over_ort: over(f32, ort),
+            int8_over_ort: over(int8, ort),
+            int8_over_f32: over(int8, f32),
+            f32_over_tract: over(f32, tract),
+        }
+    }
+}
+
+const TRACT: &str = "tract (dense onnx)";
+
+/// Name of the ONNX Runtime runner.
+pub const ORT_RUNNER: &str = "onnxruntime (dense onnx)";
+
+/// An ONNX Runtime session on one intra-op thread, fed already normalised batch-1 inputs.
+struct OrtRunner {
+    session: ort::session::Session,
+    shape: [usize; 4],
+}
+
+impl OrtRunner {
+    fn load(bytes: &[u8], graph: &Graph) -> Result<Self> {
+        let fail = |what: &str, e: ort::Error| Error::Invalid(format!("ONNX Runtime {what}: {e}"));
+        let session = ort::session::Session::builder()
+            .and_then(|b| b.with_intra_threads(1))
+            .and_then(|b| b.commit_from_memory(bytes))
+            .map_err(|e| fail("cannot load the model", e))?;
+        let [c, h, w] = graph.input.shape;
+        Ok(OrtRunner {
+            session,
+            shape: [1, c, h, w],
+        })
+    }
+
+    fn run_normalised(&mut self, x: &[f32]) -> Result<Vec<f32>> {
+        let fail = |what: &str, e: ort::Error| Error::Invalid(format!("ONNX Runtime {what}: {e}"));
+        let input = ort::value::Tensor::from_array((self.shape, x.to_vec()))
+            .map_err(|e| fail("input", e))?;
+        let outputs = self
+            .session
+            .run(ort::inputs![onnx::INPUT => input])
+            .map_err(|e| fail("run", e))?;
+        let (_, data) = outputs[onnx::OUTPUT]
+            .try_extract_tensor::<f32>()
+            .map_err(|e| fail("output", e))?;
+        Ok(data.to_vec())
+    }
+}
+
+/// ONNX Runtime's figures on the dense ONNX `bytes`: latency on one session, throughput on one session per
+/// worker. Errors (library missing, model rejected, outputs not agreeing with tract) are returned as text.
+fn bench_ort(
+    bytes: &[u8],
+    graph: &Graph,
+    normalised: &[Vec<f32>],
+    reference: &[f32],
+    options: &InferBenchOptions,
+) -> std::result::Result<RunnerFigures, String> {
+    ort_init().map_err(|e| e.to_string())?;
+    let threads = options.threads.max(1);
+    let mut sessions = (0..threads)
+        .map(|_| OrtRunner::load(bytes, graph))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| e.to_string())?;
+    let first = sessions[0]
+        .run_normalised(&normalised[0])
+        .map_err(|e| e.to_string())?;
+    let worst = first
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs() / (1.0 + b.abs()))
+        .fold(0.0f32, f32::max);
+    if first.len() != reference.len() || worst > 1e-3 {
+        return Err(format!(
+            "ONNX Runtime's logits differ from tract's (relative difference {worst})"
+        ));
+    }
+    let (latency, spread) = measure_latency(options.seconds, |i| {
+        sessions[0]
+            .run_normalised(&normalised[i % normalised.len()])
+            .map(|_| ())
+    })
+    .map_err(|e| e.to_string())?;
+    let pool: Vec<std::sync::Mutex<OrtRunner>> =
+        sessions.into_iter().map(std::sync::Mutex::new).collect();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let rate = throughput(threads, options.seconds, || {
+        let slot = &pool[next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % pool.len()];
+        let mut i = 0usize;
+        move || {
+            i += 1;
+            let mut s = slot
+                .lock()
+                .map_err(|_| Error::Invalid("an ONNX Runtime worker panicked".into()))?;
+            s.run_normalised(&normalised[i % normalised.len()])
+                .map(|_| ())
+        }
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(RunnerFigures {
+        runner: ORT_RUNNER.into(),
+        bytes: bytes.len(),
+        latency_ms: latency,
+        latency_spread_ms: spread,
+        images_per_s: rate,
+        batch_images_per_s_1t: None,
+        batch_images_per_s: None,
+    })
 }
 
 const REPS: usize = 7;
@@ -186,8 +329,14 @@ pub fn bench_graph(
                 .map(|_| ())
         }
     })?;
+    let reference = tract.run_normalised(&normalised[0])?;
+    let (onnxruntime, onnxruntime_unavailable) =
+        match bench_ort(&onnx_bytes, &g.float, normalised, &reference, options) {
+            Ok(f) => (Some(f), None),
+            Err(why) => (None, Some(why)),
+        };
     runners.push(RunnerFigures {
-        runner: "tract (dense onnx)".into(),
+        runner: TRACT.into(),
         bytes: onnx_bytes.len(),
         latency_ms: latency,
         latency_spread_ms: spread,
@@ -245,11 +394,15 @@ pub fn bench_graph(
             batch_images_per_s: Some(batch_nt),
         });
     }
+    let ratios = Ratios::of(&runners, onnxruntime.as_ref());
     Ok(InferBench {
         model: model.into(),
         sparsity,
         threads: options.threads,
         runners,
+        onnxruntime,
+        onnxruntime_unavailable,
+        ratios,
     })
 }
 
@@ -347,5 +500,36 @@ mod tests {
         }
         assert_eq!(checked, 5);
         assert!(synthetic_graph(&spec, 1.0, 1).is_err());
+    }
+
+    #[test]
+    fn onnxruntime_runs_beside_tract_or_says_why_not() {
+        let spec = ModelSpec::from_name("lenet5", [1, 28, 28], 10).unwrap();
+        let g = synthetic_graph(&spec, 0.9, 1).unwrap();
+        let calibration = random_images(&g, 8, 7);
+        let options = InferBenchOptions {
+            threads: 2,
+            seconds: 0.05,
+            int8: true,
+        };
+        let r = bench_graph("lenet5", 0.9, g, &calibration, &options).unwrap();
+        assert_eq!(r.runners.len(), 3);
+        let lat = |i: usize| r.runners[i].latency_ms;
+        assert_eq!(r.ratios.int8_over_f32, Some(lat(2) / lat(1)));
+        assert_eq!(r.ratios.f32_over_tract, Some(lat(1) / lat(0)));
+        match (&r.onnxruntime, &r.onnxruntime_unavailable) {
+            (Some(f), None) => {
+                assert_eq!(f.runner, ORT_RUNNER);
+                assert!(f.latency_ms > 0.0 && f.images_per_s > 0.0);
+                assert_eq!(r.ratios.f32_over_ort, Some(lat(1) / f.latency_ms));
+                assert_eq!(r.ratios.int8_over_ort, Some(lat(2) / f.latency_ms));
+            }
+            (None, Some(why)) => {
+                assert!(why.contains("ONNX Runtime"), "{why}");
+                assert_eq!(r.ratios.f32_over_ort, None);
+                assert_eq!(r.ratios.int8_over_ort, None);
+            }
+            other => panic!("exactly one of figures and reason expected: {other:?}"),
+        }
     }
 }
