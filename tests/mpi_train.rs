@@ -68,16 +68,22 @@ fn recipe(len: Length) -> Recipe {
 
 /// `mpirun -np 2 sculpt --threads T train ARGS` (marked with `mark` in the ranks' environment).
 fn mpirun(threads: usize, args: &[&str], mark: &Path) -> Child {
-    Command::new("mpirun")
-        .args(["--allow-run-as-root", "--oversubscribe", "-np", "2"])
+    mpirun_command(threads, args, mark)
+        .spawn()
+        .expect("mpirun (install openmpi-bin: scripts/install-test-deps.sh)")
+}
+
+/// The command of [`mpirun`], not yet started.
+fn mpirun_command(threads: usize, args: &[&str], mark: &Path) -> Command {
+    let mut cmd = Command::new("mpirun");
+    cmd.args(["--allow-run-as-root", "--oversubscribe", "-np", "2"])
         .arg(env!("CARGO_BIN_EXE_sculpt"))
         .args(["--threads", &threads.to_string(), "train", "--quiet"])
         .args(args)
         .env("SCULPT_TEST_MARK", mark)
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("mpirun (install openmpi-bin: scripts/install-test-deps.sh)")
+        .stderr(Stdio::piped());
+    cmd
 }
 
 fn train_args(out: &Path, len: Length) -> Vec<String> {
@@ -182,6 +188,26 @@ fn two_mpi_ranks_equal_two_in_process_ranks_and_track_one_process() {
         flipped * 1000 <= total,
         "{flipped} of {total} pruned differently"
     );
+}
+
+#[test]
+fn small_overlapping_buckets_and_one_blocking_sum_give_the_same_bits_over_mpi() {
+    let dir = tempfile::tempdir().unwrap();
+    let want = in_process_two_ranks(&dir.path().join("threads"), SHORT);
+    // 1 KiB buckets put one or two gradients in each, so several immediate sums of both kinds (whole
+    // all-gathers and segment exchanges) are in flight at once; 0 is the blocking sum after backward.
+    for kib in ["1", "0"] {
+        let out = dir.path().join(format!("kib{kib}"));
+        let args = train_args(&out, SHORT);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut cmd = mpirun_command(1, &args, dir.path());
+        cmd.env("SCULPT_BUCKET_KIB", kib);
+        wait_ok(cmd.spawn().expect("mpirun"), "mpirun");
+        assert!(
+            final_tensors(&out) == want,
+            "buckets of {kib} KiB changed the result"
+        );
+    }
 }
 
 /// The pid of rank `rank` of the job whose ranks carry `mark` in their environment.

@@ -308,3 +308,107 @@ fn a_batch_smaller_than_the_ranks_is_an_error() {
         assert!(e.unwrap().contains("smaller than the 2 ranks"));
     }
 }
+
+/// Trains `recipe` in `out` on `size` ranks of one thread each with gradient buckets of `bytes`; returns
+/// rank 0's final weights.
+fn train_with_buckets(recipe: &Recipe, out: &Path, bytes: usize) -> Vec<(String, ArrayD<f32>)> {
+    on_ranks(2, 1, |comm| {
+        let dir = match comm.rank() {
+            0 => out.to_path_buf(),
+            r => out.with_extension(format!("rank{r}")),
+        };
+        let run = Run::start_in(recipe, Device::Cpu, &dir, recipe.method.build(), comm)
+            .unwrap()
+            .quiet(true)
+            .gradient_buckets(bytes);
+        let mut run = run;
+        while run.run_epoch().unwrap().is_some() {}
+        let w = weights(run.network());
+        run.finish().unwrap();
+        w
+    })
+    .swap_remove(0)
+}
+
+#[test]
+fn bucketed_gradient_sums_are_bit_identical_to_one_blocking_sum() {
+    let dir = tempfile::tempdir().unwrap();
+    let recipe = sculpt_recipe(&[]);
+    let blocking = train_with_buckets(&recipe, &dir.path().join("blocking"), 0);
+    for bytes in [4, 16 * 1024, 1 << 30] {
+        let got = train_with_buckets(&recipe, &dir.path().join(format!("b{bytes}")), bytes);
+        assert!(got == blocking, "buckets of {bytes} B changed the result");
+    }
+}
+
+#[test]
+fn the_streamed_gradients_are_those_of_the_backward_pass_once_each() {
+    let spec = ModelSpec::from_name("resnet20", [3, 32, 32], 10).unwrap();
+    let (x, y) = batch(4, 7);
+    let obj = |l: ndarray::ArrayView2<f32>| cross_entropy(l, &y, 0.0);
+    let mut net = CpuNetwork::new(&spec, 3).unwrap();
+    let mut seen: Vec<(String, Vec<f32>)> = Vec::new();
+    net.forward_backward_streaming(x.view(), true, &obj, &mut |i, g| {
+        seen.push((i.path.clone(), g.to_vec()))
+    })
+    .unwrap();
+    let params: Vec<String> = net
+        .tensors()
+        .iter()
+        .filter(|t| t.is_param())
+        .map(|t| t.path.clone())
+        .collect();
+    let mut paths: Vec<String> = seen.iter().map(|(p, _)| p.clone()).collect();
+    let layer = |p: &str| p.rsplit_once('.').map(|(l, _)| l.to_string());
+    assert_eq!(
+        layer(&paths[0]),
+        layer(params.last().unwrap()),
+        "the output layer comes first"
+    );
+    paths.sort();
+    let mut want = params.clone();
+    want.sort();
+    assert_eq!(paths, want, "every parameter exactly once");
+    for (p, g) in &seen {
+        assert_eq!(
+            net.grad(p).unwrap().as_slice().unwrap(),
+            g.as_slice(),
+            "{p}"
+        );
+    }
+    let mut plain = CpuNetwork::new(&spec, 3).unwrap();
+    plain.forward_backward(x.view(), true, &obj).unwrap();
+    for p in &params {
+        assert_eq!(plain.grad(p).unwrap(), net.grad(p).unwrap(), "{p}");
+    }
+}
+
+/// Two ranks of one thread against one process of two threads on the same batch of 8 (the chunks of 2
+/// samples coincide): the per-chunk partial sums are the same, but one process adds its four chunks in a
+/// row, `((c0 + c1) + c2) + c3`, while the ranks add `(c0 + c1) + (c2 + c3)` (convolution weight and bias
+/// gradients, batch-norm sums), and a linear layer's weight gradient is one GEMM over all 8 samples against
+/// two GEMMs over 4 added; so the gradients agree to f32 rounding, not bit for bit.
+#[test]
+fn two_ranks_of_one_thread_match_one_process_of_two_threads_to_rounding() {
+    let (x, y) = batch(8, 11);
+    let spec = ModelSpec::from_name("resnet20", [3, 32, 32], 10).unwrap();
+    let one = in_pool(2, || {
+        let mut net = CpuNetwork::new(&spec, 5).unwrap();
+        let obj = |l: ndarray::ArrayView2<f32>| cross_entropy(l, &y, 0.0);
+        net.forward_backward(x.view(), true, &obj).unwrap();
+        net.tensors()
+            .to_vec()
+            .iter()
+            .filter(|t| t.is_param())
+            .map(|t| (t.path.clone(), net.grad(&t.path).unwrap()))
+            .collect::<Vec<_>>()
+    });
+    let ranks = resnet_step(2, &x, &y);
+    let mut worst = 0.0f64;
+    for (path, a) in &one {
+        let b = &ranks[0].iter().find(|(p, _)| p == path).unwrap().1;
+        worst = worst.max(max_rel_diff(a, b));
+    }
+    eprintln!("largest relative gradient difference: {worst:.2e}");
+    assert!(worst < 1e-4, "{worst}");
+}

@@ -7,6 +7,7 @@
 //! keeps the replicas' weights equal without ever sending them, and makes every method decision taken from
 //! reduced values the same on every rank.
 
+mod buckets;
 #[cfg(feature = "mpi")]
 pub mod mpi;
 mod thread_group;
@@ -16,6 +17,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
+pub use buckets::{
+    bucket_bytes_from_env, summed_over_ranks, GradientBuckets, SummedGradients, BUCKET_ENV,
+    DEFAULT_BUCKET_BYTES,
+};
 pub use thread_group::ThreadGroup;
 
 /// A group of ranks training one model together.
@@ -41,6 +46,48 @@ pub trait Collective: Send + Sync {
 
     /// Seconds this process has spent inside the collectives so far.
     fn comm_seconds(&self) -> f64;
+
+    /// A queue of f32 sums that run while the caller goes on computing (see [`PendingSums`]). The default
+    /// sums each buffer with [`Collective::sum_f32`] when it is pushed (nothing overlaps).
+    fn pending_sums(&self) -> Box<dyn PendingSums + '_> {
+        Box::new(BlockingSums {
+            comm: self,
+            done: Vec::new(),
+        })
+    }
+}
+
+/// Sums over the ranks started one after the other and completed later, so that the exchange overlaps the
+/// caller's computation. Every rank pushes buffers of the same lengths in the same order; each result is
+/// bit-identical to [`Collective::sum_f32`] of the same buffer (the element-wise sum in rank order), however
+/// the exchange is split or scheduled. Dropping a queue waits for the sums still under way.
+pub trait PendingSums {
+    /// Starts summing `buf` over the ranks.
+    fn push(&mut self, buf: Vec<f32>);
+
+    /// Moves the sums under way on without blocking (a transport that progresses only inside its calls needs
+    /// this now and then).
+    fn progress(&mut self);
+
+    /// Waits for every sum pushed since the last `finish` and returns them in push order.
+    fn finish(&mut self) -> Vec<Vec<f32>>;
+}
+
+/// [`PendingSums`] that sums at once, blocking.
+struct BlockingSums<'a, C: ?Sized> {
+    comm: &'a C,
+    done: Vec<Vec<f32>>,
+}
+
+impl<C: Collective + ?Sized> PendingSums for BlockingSums<'_, C> {
+    fn push(&mut self, mut buf: Vec<f32>) {
+        self.comm.sum_f32(&mut buf);
+        self.done.push(buf);
+    }
+    fn progress(&mut self) {}
+    fn finish(&mut self) -> Vec<Vec<f32>> {
+        std::mem::take(&mut self.done)
+    }
 }
 
 /// One process alone: every collective is a no-op.

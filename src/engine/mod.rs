@@ -39,6 +39,10 @@ pub enum GradientMode {
 /// An objective on the logits: returns the scalar value and its gradient with respect to the logits.
 pub type Objective<'a> = dyn Fn(ArrayView2<f32>) -> (f64, Array2<f32>) + 'a;
 
+/// Receives a parameter's finished gradient during a backward pass (see
+/// [`Network::forward_backward_streaming`]).
+pub type GradientSink<'a> = dyn FnMut(&TensorInfo, &[f32]) + 'a;
+
 /// Replaces a buffer by its sum over the replicas of a data-parallel run, identically on every replica
 /// (see [`crate::distributed::Collective`]).
 pub type StatsReducer = std::sync::Arc<dyn Fn(&mut [f64]) + Send + Sync>;
@@ -81,6 +85,34 @@ pub trait Network: Send {
         train_mode: bool,
         objective: &Objective,
     ) -> Result<(f64, Array2<f32>)>;
+
+    /// [`Network::forward_backward`] that hands each parameter's gradient to `sink` as soon as the backward
+    /// pass has finished it, so that a data-parallel run can start summing it over the replicas while the
+    /// backward pass goes on. Contract:
+    /// - `sink` is called exactly once per parameter (every tensor of [`Network::tensors`] that
+    ///   [`TensorInfo::is_param`]), with the gradient [`Network::grad`] returns afterwards; the engine does
+    ///   not change that gradient again in this pass;
+    /// - the order of the calls depends on the graph only (the same on every call and every replica);
+    /// - the results are bit-identical to [`Network::forward_backward`].
+    ///
+    /// Engines that stream call `sink` at each layer boundary of the backward pass (output layer first). The
+    /// default calls it after the whole backward pass, in reverse graph order, through
+    /// [`Network::visit_gradients`] (an error where that is unsupported).
+    fn forward_backward_streaming(
+        &mut self,
+        images: ArrayView4<f32>,
+        train_mode: bool,
+        objective: &Objective,
+        sink: &mut GradientSink,
+    ) -> Result<(f64, Array2<f32>)> {
+        let out = self.forward_backward(images, train_mode, objective)?;
+        let mut finished = Vec::new();
+        self.visit_gradients(&mut |info, g| finished.push((info.clone(), g.to_vec())))?;
+        for (info, g) in finished.iter().rev() {
+            sink(info, g);
+        }
+        Ok(out)
+    }
 
     /// The gradient of a parameter from the last backward pass.
     fn grad(&self, path: &str) -> Result<ArrayD<f32>>;

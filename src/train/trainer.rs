@@ -13,14 +13,14 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{self, Normalization};
-use crate::distributed::{self, Collective};
+use crate::distributed::{self, summed_over_ranks, Collective, GradientBuckets};
 use crate::engine::bench::useful_macs;
 use crate::engine::{Device, GradientMode, Network};
 use crate::error::{Error, Result};
 use crate::fsio;
 use crate::method::{Method, MethodCtx, Phase};
 use crate::nn::loss::{count_correct, cross_entropy_part};
-use crate::nn::{ModelSpec, TensorRole};
+use crate::nn::ModelSpec;
 use crate::train::checkpoint::{
     checkpoint_paths, load_checkpoint, repair_metadata_copy, write_atomic, Checkpoint,
     CheckpointMeta, RngState, TrainState, FORMAT, VERSION,
@@ -95,8 +95,11 @@ pub struct Run {
     /// The metrics log (rank 0 only).
     log: Option<MetricsLog>,
     comm: Arc<dyn Collective>,
-    /// Flat gradient buffer of the data-parallel sum, reused across steps.
+    /// Flat gradient buffer of the blocking data-parallel sum, reused across steps.
     grad_buf: Vec<f32>,
+    /// Size of the buckets of the data-parallel gradient sum that overlaps the backward pass; 0 sums all
+    /// gradients in one blocking exchange after it.
+    bucket_bytes: usize,
     quiet: bool,
     epochs_run: usize,
     /// Training time of this invocation's epochs (evaluation excluded), seconds.
@@ -178,6 +181,7 @@ impl Run {
             log,
             comm,
             grad_buf: Vec::new(),
+            bucket_bytes: distributed::bucket_bytes_from_env().map_err(Error::Invalid)?,
             norm: data.norm.clone(),
             recipe,
             out: out.to_path_buf(),
@@ -309,6 +313,7 @@ impl Run {
             log,
             comm,
             grad_buf: Vec::new(),
+            bucket_bytes: distributed::bucket_bytes_from_env().map_err(Error::Invalid)?,
             norm: ckpt.meta.normalization.clone(),
             recipe,
             out: out.to_path_buf(),
@@ -323,6 +328,14 @@ impl Run {
             epochs_run: 0,
             train_seconds_run: 0.0,
         })
+    }
+
+    /// Sums the gradients of a data-parallel run in buckets of `bytes` started during the backward pass
+    /// (`0`: one blocking sum after it). The results are bit-identical for every size; the default is
+    /// [`distributed::BUCKET_ENV`] or else [`distributed::DEFAULT_BUCKET_BYTES`].
+    pub fn gradient_buckets(mut self, bytes: usize) -> Self {
+        self.bucket_bytes = bytes;
+        self
     }
 
     /// No progress bar and no per-epoch lines on stderr.
@@ -465,20 +478,10 @@ impl Run {
                 });
             }
         }
-        let eb = self.recipe.train.eval_batch_size;
-        let (loss, acc) = evaluate_split(
-            self.net.as_mut(),
-            &self.data.test,
-            &self.norm,
-            eb,
-            self.comm.as_ref(),
-        )?;
-        summary.final_test_acc = Some(acc);
-        summary.final_test_loss = Some(loss);
-        if let Some(v) = &self.data.val {
-            summary.final_val_acc =
-                Some(evaluate_split(self.net.as_mut(), v, &self.norm, eb, self.comm.as_ref())?.1);
-        }
+        let test = self.evaluate_on(Split::Test)?;
+        summary.final_test_loss = test.map(|r| r.0);
+        summary.final_test_acc = test.map(|r| r.1);
+        summary.final_val_acc = self.evaluate_on(Split::Val)?.map(|r| r.1);
         self.save(&ckpt)?;
         summary.final_checkpoint = self.save(&self.out.join(FINAL))?;
         if self.comm.rank() == 0 {
@@ -599,10 +602,16 @@ impl Run {
                 |logits: ndarray::ArrayView2<f32>| cross_entropy_part(logits, &y, ls, bs);
             let step = self.state.epoch_in_phase * spe + b;
             self.net.set_gradient_mode(self.method.gradient_mode(step));
-            let (mut loss, logits) = self.net.forward_backward(x.view(), true, &objective)?;
+            let (mut loss, logits) = forward_backward_summed(
+                self.net.as_mut(),
+                &self.comm,
+                self.bucket_bytes,
+                &mut self.grad_buf,
+                x.view(),
+                &objective,
+            )?;
             let mut batch_correct = count_correct(logits.view(), &y);
             if parallel {
-                sum_gradients(self.net.as_mut(), self.comm.as_ref(), &mut self.grad_buf)?;
                 let mut totals = [loss, batch_correct as f64];
                 self.comm.sum_f64(&mut totals);
                 loss = totals[0];
@@ -646,28 +655,33 @@ impl Run {
         ))
     }
 
+    /// Loss and accuracy of the current weights on `split`, the batches shared among the ranks (`None` for
+    /// the validation split of a run without one).
+    fn evaluate_on(&mut self, split: Split) -> Result<Option<(f64, f64)>> {
+        let ds = match split {
+            Split::Val => match &self.data.val {
+                Some(v) => v,
+                None => return Ok(None),
+            },
+            Split::Test => &self.data.test,
+        };
+        let eb = self.recipe.train.eval_batch_size;
+        evaluate_split(self.net.as_mut(), ds, &self.norm, eb, self.comm.as_ref()).map(Some)
+    }
+
     /// Validation and test loss and accuracy of the current weights; updates the best and last accuracies.
     #[allow(clippy::type_complexity)]
     fn evaluate_now(&mut self) -> Result<(Option<(f64, f64)>, Option<(f64, f64)>)> {
-        let eb = self.recipe.train.eval_batch_size;
-        let mut val = None;
-        if let Some(v) = &self.data.val {
-            let r = evaluate_split(self.net.as_mut(), v, &self.norm, eb, self.comm.as_ref())?;
+        let val = self.evaluate_on(Split::Val)?;
+        if let Some(r) = val {
             if self.state.best_val.is_none_or(|(b, _)| r.1 > b) {
                 self.state.best_val = Some((r.1, self.state.global_epoch));
             }
             self.state.last_val_acc = Some(r.1);
-            val = Some(r);
         }
-        let r = evaluate_split(
-            self.net.as_mut(),
-            &self.data.test,
-            &self.norm,
-            eb,
-            self.comm.as_ref(),
-        )?;
-        self.state.last_test_acc = Some(r.1);
-        Ok((val, Some(r)))
+        let test = self.evaluate_on(Split::Test)?;
+        self.state.last_test_acc = test.map(|r| r.1);
+        Ok((val, test))
     }
 
     /// Writes a checkpoint of everything (network, method, training state, RNG) under the stem `path`;
@@ -724,22 +738,56 @@ fn path_change(then: Option<&str>, now: Option<&str>) -> Option<String> {
     }
 }
 
-/// Sums the gradients of the last backward pass of `net` over the ranks of `comm` (through `buf`, reused),
-/// except the batch-norm scale and shift gradients, which synchronised batch norm already computed for the
-/// global batch.
+/// Train-mode forward and backward pass of `net` on this rank's share of the batch; in a data-parallel run
+/// the [`summed_over_ranks`] gradients are then summed over the ranks of `comm`, in buckets of
+/// `bucket_bytes` that overlap the backward pass ([`Network::forward_backward_streaming`]), or with
+/// `bucket_bytes == 0` in one blocking exchange after it (through `buf`). Both give the same bits.
+fn forward_backward_summed(
+    net: &mut dyn Network,
+    comm: &Arc<dyn Collective>,
+    bucket_bytes: usize,
+    buf: &mut Vec<f32>,
+    x: ndarray::ArrayView4<f32>,
+    objective: &crate::engine::Objective,
+) -> Result<(f64, ndarray::Array2<f32>)> {
+    if comm.size() == 1 {
+        return net.forward_backward(x, true, objective);
+    }
+    if bucket_bytes == 0 {
+        let out = net.forward_backward(x, true, objective)?;
+        sum_gradients(net, comm.as_ref(), buf)?;
+        return Ok(out);
+    }
+    let mut buckets = GradientBuckets::new(comm.pending_sums(), bucket_bytes);
+    let out = net.forward_backward_streaming(x, true, objective, &mut |info, g| {
+        if summed_over_ranks(info) {
+            buckets.add(&info.path, g);
+        }
+    })?;
+    buckets.finish()?.write_to(net)?;
+    Ok(out)
+}
+
+/// An evaluation split.
+#[derive(Debug, Clone, Copy)]
+enum Split {
+    Val,
+    Test,
+}
+
+/// Sums the [`summed_over_ranks`] gradients of the last backward pass of `net` over the ranks of `comm` in one
+/// blocking exchange (through `buf`, reused).
 fn sum_gradients(net: &mut dyn Network, comm: &dyn Collective, buf: &mut Vec<f32>) -> Result<()> {
-    let summed =
-        |i: &crate::nn::TensorInfo| !matches!(i.role, TensorRole::BnWeight | TensorRole::BnBias);
     buf.clear();
     net.visit_gradients(&mut |i, g| {
-        if summed(i) {
+        if summed_over_ranks(i) {
             buf.extend_from_slice(g);
         }
     })?;
     comm.sum_f32(buf);
     let mut at = 0;
     net.visit_gradients(&mut |i, g| {
-        if summed(i) {
+        if summed_over_ranks(i) {
             g.copy_from_slice(&buf[at..at + g.len()]);
             at += g.len();
         }

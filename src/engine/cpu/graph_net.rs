@@ -11,7 +11,7 @@ use super::kernels::{self, bn, conv, elementwise as ew, linear, pool, FlushDenor
 use super::plan::{Kernel, Plan};
 use super::simd::KernelPath;
 use super::sparse_layer::{SparseLayer, SparseScratch};
-use crate::engine::{GradientMode, Objective, StatsReducer};
+use crate::engine::{GradientMode, GradientSink, Objective, StatsReducer};
 use crate::error::{Error, Result};
 use crate::nn::{init::kaiming_init, Graph, TensorInfo, TensorRole};
 use crate::optim::{sgd::sgd_update, SgdConfig};
@@ -559,6 +559,16 @@ impl GraphNetwork {
 
     /// Backward from the gradient of the logits of the last forward pass; fills the parameter gradients.
     pub fn backward(&mut self, dlogits: ArrayView2<f32>) -> Result<()> {
+        self.backward_streaming(dlogits, &mut |_, _| {})
+    }
+
+    /// [`GraphNetwork::backward`] that hands each layer's parameter gradients to `sink` when the layer is
+    /// done (see [`crate::engine::Network::forward_backward_streaming`]).
+    pub fn backward_streaming(
+        &mut self,
+        dlogits: ArrayView2<f32>,
+        sink: &mut GradientSink,
+    ) -> Result<()> {
         let mode = self
             .ws
             .mode
@@ -586,9 +596,20 @@ impl GraphNetwork {
         self.ws.written[gl] = true;
         for i in (1..=last).rev() {
             self.backward_node(i, mode);
+            self.hand_gradients(i, sink);
         }
         self.has_grads = true;
         Ok(())
+    }
+
+    /// Hands the parameter gradients of node `i` to `sink`.
+    fn hand_gradients(&self, i: usize, sink: &mut GradientSink) {
+        let node = &self.plan.nodes[i];
+        if let Some(t) = node.first_tensor {
+            for t in t..t + trainable_tensors(&node.kernel) {
+                sink(&self.infos[t], &self.grads[t]);
+            }
+        }
     }
 
     fn backward_node(&mut self, i: usize, mode: Mode) {
@@ -775,10 +796,21 @@ impl GraphNetwork {
         train_mode: bool,
         objective: &Objective,
     ) -> Result<(f64, Array2<f32>)> {
+        self.forward_backward_streaming(images, train_mode, objective, &mut |_, _| {})
+    }
+
+    /// [`GraphNetwork::forward_backward`] with [`GraphNetwork::backward_streaming`].
+    pub fn forward_backward_streaming(
+        &mut self,
+        images: ArrayView4<f32>,
+        train_mode: bool,
+        objective: &Objective,
+        sink: &mut GradientSink,
+    ) -> Result<(f64, Array2<f32>)> {
         self.forward(images, if train_mode { Mode::Train } else { Mode::Eval })?;
         let logits = self.logits().to_owned();
         let (value, dlogits) = objective(logits.view());
-        self.backward(dlogits.view())?;
+        self.backward_streaming(dlogits.view(), sink)?;
         Ok((value, logits))
     }
 

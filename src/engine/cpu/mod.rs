@@ -17,7 +17,7 @@ use ndarray::{Array2, ArrayD, ArrayView4, ArrayViewD};
 
 pub use graph_net::{GraphNetwork, Mode, BN_EPS, PREDICT_CHUNK};
 
-use crate::engine::{GradientMode, Network, Objective, StatsReducer, StepStats};
+use crate::engine::{GradientMode, GradientSink, Network, Objective, StatsReducer, StepStats};
 use crate::error::{Error, Result};
 use crate::nn::{loss, ModelSpec, TensorInfo};
 use crate::optim::SgdConfig;
@@ -134,6 +134,16 @@ impl Network for CpuNetwork {
         objective: &Objective,
     ) -> Result<(f64, Array2<f32>)> {
         self.net.forward_backward(images, train_mode, objective)
+    }
+    fn forward_backward_streaming(
+        &mut self,
+        images: ArrayView4<f32>,
+        train_mode: bool,
+        objective: &Objective,
+        sink: &mut GradientSink,
+    ) -> Result<(f64, Array2<f32>)> {
+        self.net
+            .forward_backward_streaming(images, train_mode, objective, sink)
     }
     fn grad(&self, path: &str) -> Result<ArrayD<f32>> {
         self.net.grad(path)
