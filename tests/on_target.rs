@@ -1,8 +1,9 @@
 //! `verify --on-target`: the emitted C and the no_std runtime cross-compiled for Cortex-M boards and run under
 //! QEMU agree with the host reference (int8 bit-identical); the measured flash matches an image linked here
 //! with the toolchain directly and read by `arm-none-eabi-size`; an over-budget model fails with the measured
-//! figure; the int8 harness prepares inputs through model.h alone. Without the toolchains (see
-//! scripts/install-test-deps.sh) the tests say so and pass.
+//! figure, in `verify` and in `sculpt compile`, which decides the budget on it; the int8 harness prepares
+//! inputs through model.h alone. Without the toolchains (see scripts/install-test-deps.sh) the tests that
+//! need them say so and pass.
 
 mod compile_util;
 
@@ -11,10 +12,13 @@ use std::process::Command;
 
 use compile_util::*;
 use sculpt::compile::emit::c_harness::{self, Io};
-use sculpt::compile::pipeline::{compile, CompileOptions};
+use sculpt::compile::pipeline::{
+    compile, compile_measuring, read_manifest, Artefact, CompileOptions,
+};
 use sculpt::compile::target::Target;
 use sculpt::data::{load, DataSource, Dataset};
 use sculpt::nn::spec::ModelSpec;
+use sculpt::verify::on_target::OnTarget;
 use sculpt::verify::{verify, FormatResult, VerifyOptions, VerifyReport};
 
 fn targets_dir() -> PathBuf {
@@ -421,4 +425,152 @@ fn the_c_api_example_compiles_and_predicts_like_the_interpreter() {
             .collect();
         assert_eq!(got, want, "{sub}");
     }
+}
+
+/// `sculpt compile CHECKPOINT --out OUT --target TARGET` with `extra` flags; returns success and stderr.
+fn sculpt_compile(ck: &Path, out: &Path, target: &Path, extra: &[&str]) -> (bool, String, String) {
+    let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
+        .arg("compile")
+        .arg(ck)
+        .arg("--out")
+        .arg(out)
+        .arg("--target")
+        .arg(target)
+        .args(["--calibration", "64"])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+/// `targets/cortex-m4f.toml` renamed to `name`, with `edit` applied, written into `dir`.
+fn m4f_variant(dir: &Path, name: &str, edit: impl Fn(String) -> String) -> PathBuf {
+    let m4 = std::fs::read_to_string(targets_dir().join("cortex-m4f.toml")).unwrap();
+    let text = edit(m4.replace("name = \"cortex-m4f\"", &format!("name = \"{name}\"")));
+    let p = dir.join(format!("{name}.toml"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+#[test]
+fn compile_decides_the_budget_on_the_measured_flash() {
+    if !arm_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let ck = write_checkpoint(dir.path(), "m", &lenet5(), 0.9, 21);
+    let m4 = OnTarget::load("cortex-m4f", &targets_dir()).unwrap();
+    let out = dir.path().join("m4f");
+    let opts = CompileOptions {
+        calibration_samples: 64,
+        ..CompileOptions::default()
+    };
+    let a = compile_measuring(&ck, &out, Some(&m4.target), &opts, None, Some(&m4)).unwrap();
+    let file = |k: Artefact| a.manifest.files.iter().find(|f| f.format == k).unwrap();
+    for k in [Artefact::CF32, Artefact::CInt8] {
+        let f = file(k);
+        let measured = f
+            .measured
+            .unwrap_or_else(|| panic!("{k:?}: {:?}", f.unmeasured));
+        let d = out.join(&f.file).parent().unwrap().to_path_buf();
+        let linked = flash_by_hand(&d) as f64;
+        let reported = measured.flash_bytes as f64;
+        assert!(
+            (reported - linked).abs() <= 0.02 * linked,
+            "{k:?}: reported {reported} B, linked image {linked} B"
+        );
+        assert!(measured.ram_bytes > 0, "{f:?}");
+    }
+    assert!(
+        a.report.contains("measured in the image linked"),
+        "{}",
+        a.report
+    );
+    let on_disk = read_manifest(&out).unwrap();
+    assert_eq!(
+        on_disk.files, a.manifest.files,
+        "the manifest records the measured figures"
+    );
+
+    // A budget the int8 estimate fits and the linked int8 image does not.
+    let c8 = file(Artefact::CInt8);
+    let (estimate, measured) = (
+        c8.footprint.unwrap().flash_bytes,
+        c8.measured.unwrap().flash_bytes,
+    );
+    assert!(measured > estimate + 1000, "{c8:?}");
+    let budget = (estimate + measured) / 2;
+    let tiny = m4f_variant(dir.path(), "tiny-m4f", |t| {
+        t.replace("flash_bytes = 1048576", &format!("flash_bytes = {budget}"))
+            .replace("value_types = [\"f32\", \"i8\"]", "value_types = [\"i8\"]")
+    });
+    let (ok, _, err) = sculpt_compile(&ck, &dir.path().join("tiny"), &tiny, &[]);
+    assert!(
+        !ok,
+        "over budget on the measured figure, yet compile passed"
+    );
+    assert!(
+        err.contains(&format!("needs {measured} bytes, tiny-m4f has {budget}"))
+            && err.contains("measured in the linked image"),
+        "{err}"
+    );
+    let (ok, report, err) =
+        sculpt_compile(&ck, &dir.path().join("est"), &tiny, &["--estimate-only"]);
+    assert!(ok, "the estimate fits: {err}");
+    assert!(
+        report.contains("estimate: the .scb file and its arena"),
+        "{report}"
+    );
+}
+
+#[test]
+fn without_the_toolchain_compile_reports_what_the_estimate_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let ck = write_checkpoint(dir.path(), "m", &lenet5(), 0.9, 21);
+    let t = m4f_variant(dir.path(), "m4f-no-cc", |t| {
+        t.replace(
+            "cc = \"arm-none-eabi-gcc\"",
+            "cc = \"sculpt-test-no-such-cc\"",
+        )
+    });
+    let (ok, report, err) = sculpt_compile(&ck, &dir.path().join("art"), &t, &[]);
+    assert!(ok, "{err}");
+    assert!(
+        report.contains(
+            "not measured: the target's C compiler 'sculpt-test-no-such-cc' is not installed"
+        ) && report.contains("without the code (C kernels or the runtime)")
+            && report.contains("[fits]"),
+        "{report}"
+    );
+    let m = read_manifest(&dir.path().join("art")).unwrap();
+    for f in m.files.iter().filter(|f| f.footprint.is_some()) {
+        assert!(f.measured.is_none() && f.unmeasured.is_some(), "{f:?}");
+    }
+}
+
+#[test]
+fn an_unknown_target_name_or_a_missing_target_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = OnTarget::load("cortex-m99", &targets_dir())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("unknown target 'cortex-m99'") && e.contains("cortex-m0plus"),
+        "{e}"
+    );
+    let missing = dir.path().join("gone.toml");
+    let e = OnTarget::load(missing.to_str().unwrap(), &targets_dir())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("gone.toml") && e.contains("does not exist"),
+        "{e}"
+    );
+    let ck = write_checkpoint(dir.path(), "m", &lenet5(), 0.5, 3);
+    let (ok, _, err) = sculpt_compile(&ck, &dir.path().join("a"), Path::new("cortex-m99"), &[]);
+    assert!(!ok && err.contains("unknown target 'cortex-m99'"), "{err}");
 }

@@ -1,12 +1,15 @@
 //! `sculpt compile`: a checkpoint or ONNX file → every artefact for a target, with a size and budget report.
+//! For a target with a `[board]`, the embedded artefacts are linked with its toolchain where it is installed
+//! and the budget is decided on the measured flash and RAM (`--estimate-only` skips this).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 
-use crate::compile::pipeline::{compile_dumping, dump_ir, stages, CompileOptions};
-use crate::compile::target::Target;
+use crate::compile::pipeline::{compile_measuring, dump_ir, stages, CompileOptions, Measure};
+use crate::compile::target::{Target, TargetRef};
 use crate::compile::text;
+use crate::verify::on_target::{NotMeasured, OnTarget};
 
 /// Arguments of `sculpt compile`.
 #[derive(Debug, Clone, clap::Args)]
@@ -38,29 +41,44 @@ pub struct CompileArgs {
     /// as text (or write every stage to --dump-ir) and emit no artefacts.
     #[arg(long, value_name = "PASS")]
     pub stop_after: Option<String>,
+    /// Report the estimated flash and RAM only: do not link the embedded artefacts with the target's
+    /// toolchain to measure them.
+    #[arg(long)]
+    pub estimate_only: bool,
     /// Write the text IR of the source and of every pass into DIR (`00-source.ir`, `01-fold_bn.ir`, ...).
     #[arg(long, value_name = "DIR")]
     pub dump_ir: Option<PathBuf>,
 }
 
-/// Loads a target from a path when `name` ends in `.toml`, else by name from `dir`, else a built-in target.
+/// Loads the target `name` refers to ([`TargetRef`]: a `.toml` path, or a name in `dir`, built in or shipped).
 pub fn load_target(name: &str, dir: &Path) -> anyhow::Result<Target> {
-    let t = if name.ends_with(".toml") {
-        Target::load(Path::new(name))
-    } else if !dir.join(format!("{name}.toml")).exists() && Target::builtin(name).is_some() {
-        Ok(Target::builtin(name).expect("checked above"))
-    } else {
-        Target::load_named(dir, name)
-    };
-    t.with_context(|| format!("cannot load target '{name}'"))
+    let r: TargetRef = name.parse()?;
+    let found = r
+        .resolve(dir)
+        .with_context(|| format!("cannot load target '{name}'"))?;
+    Ok(found.target)
 }
 
 /// Runs `sculpt compile`.
 pub fn run(args: &CompileArgs) -> anyhow::Result<()> {
-    let target = match &args.target {
-        Some(t) => Some(load_target(t, &args.targets_dir)?),
+    let resolved = match &args.target {
+        Some(t) => Some(
+            t.parse::<TargetRef>()?
+                .resolve(&args.targets_dir)
+                .with_context(|| format!("cannot load target '{t}'"))?,
+        ),
         None => None,
     };
+    let measurer: Option<Box<dyn Measure>> = match &resolved {
+        Some(r) if r.target.board.is_some() && !args.estimate_only => {
+            Some(match OnTarget::new(r.target.clone(), &r.dir) {
+                Ok(t) => Box::new(t),
+                Err(e) => Box::new(NotMeasured(e.to_string())),
+            })
+        }
+        _ => None,
+    };
+    let target = resolved.map(|r| r.target);
     let options = CompileOptions {
         calibration_data: crate::cli::verify::parse_dataset(&args.calibration_data)?,
         calibration_samples: args.calibration,
@@ -79,12 +97,13 @@ pub fn run(args: &CompileArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let a = compile_dumping(
+    let a = compile_measuring(
         &args.input,
         &args.out,
         target.as_ref(),
         &options,
         args.dump_ir.as_deref(),
+        measurer.as_deref(),
     )
     .with_context(|| format!("compiling {}", args.input.display()))?;
     if let Some(d) = &args.dump_ir {

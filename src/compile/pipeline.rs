@@ -57,8 +57,21 @@ pub struct ArtefactFile {
     /// Path relative to the artefact directory.
     pub file: String,
     pub bytes: u64,
-    /// Flash and RAM for the binary formats (`.scb` and C share them).
+    /// Estimated flash and RAM for the binary formats (`.scb` and C share them): the `.scb` file and its arena.
     pub footprint: Option<Footprint>,
+    /// Flash and RAM measured in an image linked with the target's toolchain (code and helpers included;
+    /// static RAM, no stack), where it was measured; the budget check then uses it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<Footprint>,
+    /// Why a binary artefact was not measured (a missing toolchain, a failed build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmeasured: Option<String>,
+}
+
+/// Measures the binary artefacts of a folder for a target in the images its toolchain links, setting
+/// [`ArtefactFile::measured`] or [`ArtefactFile::unmeasured`] of each (`verify::on_target::OnTarget` does).
+pub trait Measure {
+    fn measure(&self, dir: &Path, files: &mut [ArtefactFile]);
 }
 
 /// `manifest.json`: what was compiled, how, and into what.
@@ -262,6 +275,19 @@ pub fn compile_dumping(
     options: &CompileOptions,
     dump: Option<&Path>,
 ) -> Result<Artefacts> {
+    compile_measuring(input, out_dir, target, options, dump, None)
+}
+
+/// [`compile_dumping`], with the binary artefacts measured by `measure` (with a target) before the budget
+/// check, which then decides on the measured figures where there are some.
+pub fn compile_measuring(
+    input: &Path,
+    out_dir: &Path,
+    target: Option<&Target>,
+    options: &CompileOptions,
+    dump: Option<&Path>,
+    measure: Option<&dyn Measure>,
+) -> Result<Artefacts> {
     let source = import::import(input)?;
     let calib = if options.int8 {
         Some(calibration_images(&source, options)?)
@@ -283,6 +309,8 @@ pub fn compile_dumping(
             file: kind.file().into(),
             bytes: bytes.len() as u64,
             footprint: fp,
+            measured: None,
+            unmeasured: None,
         });
         Ok(())
     };
@@ -309,6 +337,9 @@ pub fn compile_dumping(
         let c = lower::c(q, hash)?;
         put(Artefact::CInt8, c.source.as_bytes(), Some(fp))?;
         write_atomic(&out_dir.join("int8/model.h"), c.header.as_bytes())?;
+    }
+    if let (Some(m), Some(_)) = (measure, target) {
+        m.measure(out_dir, &mut files);
     }
     let source = copy_source(input, out_dir)?;
     let manifest = Manifest {
@@ -343,8 +374,10 @@ pub fn compile_dumping(
     }
 }
 
-/// A size table and, with a target, one budget line per binary artefact. The second value is `Err` with the
-/// overflow messages when no binary artefact of an allowed value type fits.
+/// A size table and, with a target, one budget line per binary artefact: the measured figure beside the
+/// estimate where there is one (a measured C artefact is checked on its own figure), else the estimate and
+/// what it leaves out. The second value is `Err` with the overflow messages when no binary artefact of an
+/// allowed value type fits.
 pub fn budget_report(
     m: &Manifest,
     target: Option<&Target>,
@@ -368,8 +401,11 @@ pub fn budget_report(
     let mut over = Vec::new();
     let mut any_fits = false;
     for f in &m.files {
-        let BudgetRule::Checked(vt) = f.format.budget() else {
-            continue;
+        let vt = match (f.format.budget(), f.measured) {
+            (BudgetRule::Checked(vt), _) => vt,
+            (BudgetRule::SharesScb, Some(_)) if f.format.int8() => "i8",
+            (BudgetRule::SharesScb, Some(_)) => "f32",
+            _ => continue,
         };
         let Some(fp) = f.footprint else { continue };
         let allowed = t.value_types.iter().any(|v| {
@@ -378,12 +414,27 @@ pub fn budget_report(
                 .and_then(|x| x.as_str().map(|s| s == vt))
                 .unwrap_or(false)
         });
-        s.push_str(&t.report(&f.file, &fp));
+        let (need, what) = match f.measured {
+            Some(measured) => {
+                s.push_str(&t.report_measured(&f.file, &measured, &fp));
+                (
+                    measured,
+                    format!("{} (measured in the linked image)", f.file),
+                )
+            }
+            None => {
+                s.push_str(&t.report(&f.file, &fp));
+                if let Some(why) = &f.unmeasured {
+                    s.push_str(&format!(" [not measured: {why}]"));
+                }
+                (fp, format!("{} (estimated)", f.file))
+            }
+        };
         if !allowed {
             s.push_str(&format!(" [value type {vt} not allowed on {}]\n", t.name));
             continue;
         }
-        match t.check(&f.file, &fp) {
+        match t.check(&what, &need) {
             Ok(()) => {
                 any_fits = true;
                 s.push_str(" [fits]\n");

@@ -29,8 +29,8 @@ use serde::{Deserialize, Serialize};
 use super::{compare, FormatResult};
 use crate::compile::artefact::{Artefact, Executor};
 use crate::compile::emit::c_harness::{self, Io};
-use crate::compile::pipeline::ArtefactFile;
-use crate::compile::target::{Board, Footprint, Target};
+use crate::compile::pipeline::{ArtefactFile, Measure};
+use crate::compile::target::{shipped_dir, Board, Footprint, Target, TargetRef};
 use crate::error::{Error, Result};
 use elf::ImageSize;
 
@@ -111,8 +111,7 @@ impl OnTarget {
             .iter()
             .chain(board.startup.iter())
             .collect();
-        let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("targets");
-        let dir = [targets_dir.to_path_buf(), shipped]
+        let dir = [targets_dir.to_path_buf(), shipped_dir()]
             .into_iter()
             .find(|d| wanted.iter().all(|f| d.join(f).is_file()))
             .ok_or_else(|| {
@@ -131,26 +130,12 @@ impl OnTarget {
         Ok(OnTarget { target, board, dir })
     }
 
-    /// Finds `name` (a `.toml` path, a file in `targets_dir` or a built-in target) and its board.
+    /// The target `name` refers to ([`TargetRef`]: a `.toml` path, or a name in `targets_dir`, built in or
+    /// shipped) on its board.
     pub fn load(name: &str, targets_dir: &Path) -> Result<OnTarget> {
-        let t = if name.ends_with(".toml") {
-            Target::load(Path::new(name))?
-        } else if targets_dir.join(format!("{name}.toml")).is_file() {
-            Target::load_named(targets_dir, name)?
-        } else if let Some(t) = Target::builtin(name) {
-            t
-        } else {
-            Target::load_named(&Path::new(env!("CARGO_MANIFEST_DIR")).join("targets"), name)?
-        };
-        let dir = if name.ends_with(".toml") {
-            Path::new(name)
-                .parent()
-                .map(Path::to_path_buf)
-                .unwrap_or_default()
-        } else {
-            targets_dir.to_path_buf()
-        };
-        OnTarget::new(t, &dir)
+        let r: TargetRef = name.parse()?;
+        let found = r.resolve(targets_dir)?;
+        OnTarget::new(found.target, &found.dir)
     }
 
     /// Runs the C model in `c_dir` (`model.c`, `model.h`) on the board on the samples `xs` and measures
@@ -158,23 +143,52 @@ impl OnTarget {
     pub fn check_c(&self, c_dir: &Path, xs: &[f32]) -> Outcome<(BoardRun, ImageSize)> {
         let work = workdir()?;
         let w = work.path();
-        for f in ["model.c", "model.h"] {
-            copy(&c_dir.join(f), &w.join(f))?;
-        }
-        let model = self.compile(w, "model.c")?;
-        let size = self.measure(w, std::slice::from_ref(&model), &[])?;
+        let model = self.build_c(w, c_dir)?;
+        let size = self.image_delta(w, std::slice::from_ref(&model), &[])?;
         let run = self.run_harness(w, &[model], &[], xs)?;
         Ok((run, size))
+    }
+
+    /// What the C model in `c_dir` takes in flash and RAM in the linked image, without running it.
+    pub fn measure_c(&self, c_dir: &Path) -> Outcome<ImageSize> {
+        let work = workdir()?;
+        let w = work.path();
+        let model = self.build_c(w, c_dir)?;
+        self.image_delta(w, &[model], &[])
     }
 
     /// Runs the `.scb` model `scb` with the no_std runtime built for the board's Rust target, behind the
     /// float C API, on the samples `xs`, and measures what runtime and model take together.
     pub fn check_runtime(&self, scb: &[u8], xs: &[f32]) -> Outcome<(BoardRun, ImageSize)> {
-        let m = sculpt_runtime::Model::parse(scb)
-            .map_err(|e| Error::Invalid(format!("not a valid .scb model: {e}")))?;
-        let lib = self.runtime_lib()?;
         let work = workdir()?;
         let w = work.path();
+        let (glue, lib) = self.build_runtime(w, scb)?;
+        let size = self.image_delta(w, std::slice::from_ref(&glue), std::slice::from_ref(&lib))?;
+        let run = self.run_harness(w, &[glue], &[lib], xs)?;
+        Ok((run, size))
+    }
+
+    /// What the no_std runtime and the `.scb` model `scb` take together in the linked image, without
+    /// running them.
+    pub fn measure_runtime(&self, scb: &[u8]) -> Outcome<ImageSize> {
+        let work = workdir()?;
+        let w = work.path();
+        let (glue, lib) = self.build_runtime(w, scb)?;
+        self.image_delta(w, &[glue], &[lib])
+    }
+
+    /// Copies `model.c` and `model.h` from `c_dir` into `w` and compiles the model.
+    fn build_c(&self, w: &Path, c_dir: &Path) -> Outcome<PathBuf> {
+        for f in ["model.c", "model.h"] {
+            copy(&c_dir.join(f), &w.join(f))?;
+        }
+        self.compile(w, "model.c")
+    }
+
+    /// Writes the C API over the runtime for `scb` into `w`; returns its object and the runtime library.
+    fn build_runtime(&self, w: &Path, scb: &[u8]) -> Outcome<(PathBuf, PathBuf)> {
+        let m = sculpt_runtime::Model::parse(scb)
+            .map_err(|e| Error::Invalid(format!("not a valid .scb model: {e}")))?;
         write(
             &w.join("model.h"),
             &c_harness::runtime_header(m.input_len(), m.output_len()),
@@ -184,9 +198,7 @@ impl OnTarget {
             &c_harness::runtime_glue(scb, m.arena_size()),
         )?;
         let glue = self.compile(w, "model.c")?;
-        let size = self.measure(w, std::slice::from_ref(&glue), std::slice::from_ref(&lib))?;
-        let run = self.run_harness(w, &[glue], &[lib], xs)?;
-        Ok((run, size))
+        Ok((glue, self.runtime_lib()?))
     }
 
     fn cc(&self, w: &Path, args: &[&std::ffi::OsStr], what: &str) -> Outcome<()> {
@@ -245,7 +257,7 @@ impl OnTarget {
     }
 
     /// What `objs` + `libs` add to an image over the stub: the size probe linked with each.
-    fn measure(&self, w: &Path, objs: &[PathBuf], libs: &[PathBuf]) -> Outcome<ImageSize> {
+    fn image_delta(&self, w: &Path, objs: &[PathBuf], libs: &[PathBuf]) -> Outcome<ImageSize> {
         write(&w.join("probe.c"), c_harness::SIZE_PROBE)?;
         write(&w.join("stub.c"), c_harness::SIZE_STUB)?;
         let probe = self.compile(w, "probe.c")?;
@@ -316,7 +328,7 @@ impl OnTarget {
         (icount && 1_000_000_000 % hz == 0).then(|| 1_000_000_000 / hz)
     }
 
-    /// Builds (once per Rust target, cached) the staticlib of [`c_harness::RUNTIME_LIB_RS`].
+    /// Builds (once per Rust target and optimisation level, cached) the staticlib of [`c_harness::RUNTIME_LIB_RS`].
     fn runtime_lib(&self) -> Outcome<PathBuf> {
         let Some(triple) = self.board.rust_target.clone() else {
             return Err(Failure::Unavailable(format!(
@@ -350,10 +362,14 @@ impl OnTarget {
         let base = std::env::var_os("SCULPT_ON_TARGET_CACHE")
             .map(PathBuf::from)
             .unwrap_or_else(|| std::env::temp_dir().join("sculpt-on-target"));
-        let dir = base.join(&triple);
+        let opt = self.board.runtime_opt_level.unwrap_or_default();
+        let dir = base.join(format!("{triple}-opt-{}", opt.name()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         for (file, text) in [
-            ("Cargo.toml", c_harness::runtime_cargo_toml(&runtime)),
+            (
+                "Cargo.toml",
+                c_harness::runtime_cargo_toml(&runtime, opt.cargo_value()),
+            ),
             ("lib.rs", c_harness::RUNTIME_LIB_RS.to_string()),
         ] {
             let p = dir.join(file);
@@ -371,6 +387,10 @@ impl OnTarget {
             .env_remove("RUSTFLAGS")
             .env_remove("CARGO_ENCODED_RUSTFLAGS")
             .env_remove("CARGO_BUILD_TARGET")
+            .env_remove("CARGO_PROFILE_RELEASE_OPT_LEVEL")
+            .env_remove("CARGO_PROFILE_RELEASE_LTO")
+            .env_remove("CARGO_PROFILE_RELEASE_CODEGEN_UNITS")
+            .env_remove("CARGO_PROFILE_RELEASE_PANIC")
             .current_dir(&dir)
             .output()
             .map_err(|e| missing(&cargo, e, "cargo"))?;
@@ -385,6 +405,50 @@ impl OnTarget {
             .join(&triple)
             .join("release")
             .join("libsculpt_on_target.a"))
+    }
+}
+
+impl Measure for OnTarget {
+    /// Measures the C artefacts and, with the no_std runtime, the `.scb` ones; a skipped or failed
+    /// measurement leaves the reason in [`ArtefactFile::unmeasured`].
+    fn measure(&self, dir: &Path, files: &mut [ArtefactFile]) {
+        for f in files {
+            let path = dir.join(&f.file);
+            let size = match f.format {
+                Artefact::CF32 | Artefact::CInt8 => {
+                    self.measure_c(path.parent().unwrap_or(Path::new(".")))
+                }
+                Artefact::ScbF32 | Artefact::ScbInt8 => std::fs::read(&path)
+                    .map_err(|e| Failure::Failed(Error::io(&path, e)))
+                    .and_then(|b| self.measure_runtime(&b)),
+                Artefact::OnnxDense | Artefact::OnnxSparse => continue,
+            };
+            match size {
+                Ok(s) => {
+                    f.measured = Some(Footprint {
+                        flash_bytes: s.flash_bytes,
+                        ram_bytes: s.ram_bytes,
+                    })
+                }
+                Err(Failure::Unavailable(why)) => f.unmeasured = Some(why),
+                Err(Failure::Failed(e)) => {
+                    f.unmeasured =
+                        Some(format!("the {} image did not build: {e}", self.target.name))
+                }
+            }
+        }
+    }
+}
+
+/// A [`Measure`] for a target whose images cannot be built (its board files are missing): every binary
+/// artefact is left unmeasured with this reason.
+pub struct NotMeasured(pub String);
+
+impl Measure for NotMeasured {
+    fn measure(&self, _dir: &Path, files: &mut [ArtefactFile]) {
+        for f in files.iter_mut().filter(|f| f.footprint.is_some()) {
+            f.unmeasured = Some(self.0.clone());
+        }
     }
 }
 

@@ -393,12 +393,16 @@ fn panic(_: &core::panic::PanicInfo) -> ! {
 }
 "#;
 
-/// `Cargo.toml` of the runtime's staticlib; `runtime_dir` is the `sculpt-runtime` crate.
-pub fn runtime_cargo_toml(runtime_dir: &std::path::Path) -> String {
+/// `Cargo.toml` of the runtime's staticlib; `runtime_dir` is the `sculpt-runtime` crate, `opt_level` the
+/// value of `opt-level` (`OptLevel::cargo_value`). The profile keeps the image small: one codegen unit and
+/// fat LTO (unused code and the parse-time checks' duplicates go), `panic = "abort"` with a panic handler
+/// that loops (no unwinding tables, no `core::fmt`), no debug assertions or overflow checks.
+pub fn runtime_cargo_toml(runtime_dir: &std::path::Path, opt_level: &str) -> String {
     format!(
         "[package]\nname = \"sculpt-on-target\"\nversion = \"0.0.0\"\nedition = \"2021\"\npublish = false\n\n\
          [lib]\ncrate-type = [\"staticlib\"]\npath = \"lib.rs\"\n\n[dependencies]\nsculpt-runtime = {{ path = {} }}\n\n\
-         [profile.release]\npanic = \"abort\"\nlto = true\ncodegen-units = 1\ndebug = false\n\n[workspace]\n",
+         [profile.release]\nopt-level = {opt_level}\npanic = \"abort\"\nlto = true\ncodegen-units = 1\ndebug = false\n\
+         debug-assertions = false\noverflow-checks = false\n\n[workspace]\n",
         toml_string(&runtime_dir.display().to_string())
     )
 }
