@@ -27,6 +27,11 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "SIZE", value_parser = crate::budget::parse_size)]
     pub max_memory: Option<u64>,
 
+    /// Which masked convolution and linear layers of the CPU engine run on the sparse kernels: `auto` (where
+    /// the per-layer cost model predicts a gain), `always` or `never` (dense kernels on masked weights).
+    #[arg(long, global = true, value_name = "POLICY", default_value = "auto")]
+    pub sparse_kernels: crate::engine::cpu::cost::SparsePolicy,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -69,6 +74,7 @@ pub fn init_threads(threads: Option<usize>) -> anyhow::Result<()> {
 /// Runs the parsed command line.
 pub fn dispatch(cli: Cli) -> anyhow::Result<()> {
     init_threads(cli.threads.or_else(crate::distributed::default_threads))?;
+    crate::engine::cpu::cost::SparsePolicy::set_process_default(cli.sparse_kernels);
     if let Some(limit) = cli.max_memory {
         crate::budget::set_default_limit(limit);
     }

@@ -9,6 +9,10 @@
 //! with AVX-512 (`benches/conv.rs`, `sculpt bench train --sparsity`); only their ratios matter. The choice is a
 //! pure function of shape, mask and path, so it never depends on timing and keeps runs deterministic.
 
+use std::fmt;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use serde::{Deserialize, Serialize};
 
 use super::kernels::conv::ConvGeom;
@@ -102,13 +106,88 @@ pub fn sparse_cost(work: &Work, path: KernelPath) -> f64 {
     lanes / r.sparse_lane + work.moved as f64 / r.moved
 }
 
+/// The policy of networks built from now on, as a [`SparsePolicy::ALL`] index.
+static PROCESS_DEFAULT: AtomicU8 = AtomicU8::new(0);
+
 impl SparsePolicy {
+    /// Every policy, in the order of [`SparsePolicy::name`]'s list.
+    pub const ALL: [SparsePolicy; 3] = [
+        SparsePolicy::Auto,
+        SparsePolicy::Always,
+        SparsePolicy::Never,
+    ];
+
+    /// The policy's name as written on the command line: `auto`, `always` or `never`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SparsePolicy::Auto => "auto",
+            SparsePolicy::Always => "always",
+            SparsePolicy::Never => "never",
+        }
+    }
+
+    /// The policy every CPU network of this process starts with ([`SparsePolicy::Auto`] unless
+    /// [`SparsePolicy::set_process_default`] chose another); a network's own policy is changed with
+    /// [`crate::engine::cpu::GraphNetwork::set_sparse_policy`].
+    pub fn process_default() -> SparsePolicy {
+        Self::ALL[PROCESS_DEFAULT.load(Ordering::Relaxed) as usize]
+    }
+
+    /// Sets the policy of the CPU networks this process builds from now on (the command line's
+    /// `--sparse-kernels`, like `--threads` for the thread pool); networks already built keep theirs.
+    pub fn set_process_default(policy: SparsePolicy) {
+        let index = Self::ALL
+            .iter()
+            .position(|&p| p == policy)
+            .expect("ALL lists every policy");
+        PROCESS_DEFAULT.store(index as u8, Ordering::Relaxed);
+    }
+
     /// Whether a masked layer whose sparse kernels do `work` runs sparse under this policy.
     pub fn runs_sparse(self, kernel: &Kernel, work: &Work, path: KernelPath) -> bool {
         match self {
             SparsePolicy::Always => true,
             SparsePolicy::Never => false,
             SparsePolicy::Auto => sparse_cost(work, path) < MARGIN * dense_cost(kernel, path),
+        }
+    }
+}
+
+impl fmt::Display for SparsePolicy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for SparsePolicy {
+    type Err = crate::error::Error;
+
+    /// Parses [`SparsePolicy::name`].
+    fn from_str(text: &str) -> crate::error::Result<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name() == text.trim())
+            .ok_or_else(|| {
+                crate::error::Error::Invalid(format!(
+                    "unknown sparse-kernel policy '{text}' (known: auto, always, never)"
+                ))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policies_parse_and_print_back() {
+        for p in SparsePolicy::ALL {
+            assert_eq!(p.name().parse::<SparsePolicy>().unwrap(), p);
+            assert_eq!(p.to_string(), p.name());
+        }
+        for bad in ["", "sparse", "AUTO", "dense"] {
+            let e = bad.parse::<SparsePolicy>().unwrap_err().to_string();
+            assert!(e.contains("auto, always, never"), "{e}");
         }
     }
 }

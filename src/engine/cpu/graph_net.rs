@@ -87,8 +87,8 @@ impl std::fmt::Debug for BnSync {
 
 impl GraphNetwork {
     /// A network over `graph` with Kaiming-initialised weights drawn from a ChaCha8 generator seeded by `seed`,
-    /// on the kernel path of [`KernelPath::from_env`], sparse kernels where the cost model predicts a gain, and
-    /// dense gradients.
+    /// on the kernel path of [`KernelPath::from_env`], sparse kernels as [`SparsePolicy::process_default`] says
+    /// (by default where the cost model predicts a gain), and dense gradients.
     pub fn new(graph: Graph, seed: u64) -> Result<Self> {
         let path = KernelPath::from_env()?;
         let plan = Plan::new(&graph)?;
@@ -119,7 +119,7 @@ impl GraphNetwork {
             bn_batches: 0,
             ws: Workspace::default(),
             path,
-            policy: SparsePolicy::Auto,
+            policy: SparsePolicy::process_default(),
             gradients: GradientMode::Dense,
             sparse: (0..n).map(|_| None).collect(),
             bn_reducer: None,
@@ -137,6 +137,11 @@ impl GraphNetwork {
         self.path = path;
         self.refresh_all_sparse();
         Ok(())
+    }
+
+    /// Which masked layers run on the sparse kernels.
+    pub fn sparse_policy(&self) -> SparsePolicy {
+        self.policy
     }
 
     /// Which masked layers run on the sparse kernels from now on.

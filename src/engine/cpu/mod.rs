@@ -23,6 +23,22 @@ use crate::nn::{loss, ModelSpec, TensorInfo};
 use crate::optim::SgdConfig;
 use crate::sparsity::Mask;
 
+/// How a [`CpuNetwork`] is built, beyond its model and seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CpuOptions {
+    /// Which masked layers run on the sparse kernels.
+    pub sparse_policy: cost::SparsePolicy,
+}
+
+impl Default for CpuOptions {
+    /// [`cost::SparsePolicy::process_default`].
+    fn default() -> Self {
+        CpuOptions {
+            sparse_policy: cost::SparsePolicy::process_default(),
+        }
+    }
+}
+
 /// A [`ModelSpec`] run by the CPU engine.
 #[derive(Debug)]
 pub struct CpuNetwork {
@@ -33,10 +49,18 @@ pub struct CpuNetwork {
 impl CpuNetwork {
     /// The model of `spec` with Kaiming-initialised weights (ChaCha8 generator seeded by `seed`), BN scales one,
     /// shifts and biases zero, running statistics (0, 1).
+    /// Sparse kernels as [`cost::SparsePolicy::process_default`] says.
     pub fn new(spec: &ModelSpec, seed: u64) -> Result<Self> {
+        Self::with_options(spec, seed, CpuOptions::default())
+    }
+
+    /// [`CpuNetwork::new`] with `options`.
+    pub fn with_options(spec: &ModelSpec, seed: u64, options: CpuOptions) -> Result<Self> {
+        let mut net = GraphNetwork::new(spec.graph()?, seed)?;
+        net.set_sparse_policy(options.sparse_policy);
         Ok(CpuNetwork {
             spec: spec.clone(),
-            net: GraphNetwork::new(spec.graph()?, seed)?,
+            net,
         })
     }
 
