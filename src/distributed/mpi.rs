@@ -85,6 +85,12 @@ pub fn init() -> Result<MpiGuard, String> {
     })
 }
 
+/// Sums `blocks`, one block of `out.len()` elements per rank in rank order, into `out` in rank order.
+fn sum_rank_blocks<T: Copy + std::ops::AddAssign>(out: &mut [T], blocks: &[T]) {
+    let parts: Vec<&[T]> = blocks.chunks(out.len()).collect();
+    sum_in_rank_order(out, &parts);
+}
+
 impl MpiWorld {
     fn sum<T>(&self, buf: &mut [T])
     where
@@ -100,8 +106,7 @@ impl MpiWorld {
             if n < SMALL {
                 let mut all = vec![T::default(); n * p];
                 comm.all_gather_into(&buf[..], &mut all[..]);
-                let parts: Vec<&[T]> = all.chunks(n).collect();
-                sum_in_rank_order(buf, &parts);
+                sum_rank_blocks(buf, &all);
                 return;
             }
             let seg = n.div_ceil(p);
@@ -110,8 +115,7 @@ impl MpiWorld {
             let mut recv = vec![T::default(); seg * p];
             comm.all_to_all_into(&send[..], &mut recv[..]);
             let mut mine = vec![T::default(); seg];
-            let parts: Vec<&[T]> = recv.chunks(seg).collect();
-            sum_in_rank_order(&mut mine, &parts);
+            sum_rank_blocks(&mut mine, &recv);
             comm.all_gather_into(&mine[..], &mut send[..]);
             buf.copy_from_slice(&send[..n]);
         })
@@ -275,15 +279,13 @@ impl MpiSums<'_> {
             p.stage = match std::mem::replace(&mut p.stage, Stage::Done(Vec::new())) {
                 Stage::Whole { all, .. } => {
                     let mut sum = vec![0.0; p.n];
-                    let parts: Vec<&[f32]> = all.chunks(p.n).collect();
-                    sum_in_rank_order(&mut sum, &parts);
+                    sum_rank_blocks(&mut sum, &all);
                     Stage::Done(sum)
                 }
                 Stage::Scatter { send, recv } => {
                     let seg = send.len() / size;
                     let mut mine = vec![0.0; seg];
-                    let parts: Vec<&[f32]> = recv.chunks(seg).collect();
-                    sum_in_rank_order(&mut mine, &parts);
+                    sum_rank_blocks(&mut mine, &recv);
                     let mut out = send;
                     p.request = start_all_gather(comms.second.as_raw(), &mine, &mut out);
                     Stage::Gather { mine, out }
