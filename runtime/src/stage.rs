@@ -25,7 +25,7 @@ pub(crate) unsafe fn stage_f32<S: Lanes>(x: &[f32], staged: &mut [f32], g: &Conv
         // SAFETY: the path is available (the caller's contract); lengths checked above.
         unsafe { unit_f32::<S>(x, staged, g) };
     } else {
-        general_f32(x, staged, g);
+        general(x, staged, g, 0.0, |v| v);
     }
     staged[n..].fill(0.0);
 }
@@ -62,26 +62,6 @@ unsafe fn unit_f32<S: Lanes>(x: &[f32], staged: &mut [f32], g: &ConvGeom) {
             }
         }
         sp[(rows - 1 + p) * ws + p + w..].fill(0.0);
-    }
-}
-
-/// [`stage_f32`] for any stride and padding: the planes zeroed, then every value placed.
-fn general_f32(x: &[f32], staged: &mut [f32], g: &ConvGeom) {
-    let (ws, s, p) = (g.phase_w(), g.s, g.p);
-    let plane = g.phase_h() * ws;
-    staged[..g.c * s * s * plane].fill(0.0);
-    for (ci, xp) in x.chunks_exact(g.h * g.w).take(g.c).enumerate() {
-        for (iy, xr) in xp.chunks_exact(g.w).enumerate() {
-            let py = iy + p;
-            for (b, j0, cols) in phase_columns(g) {
-                let ph = (ci * s + py % s) * s + b;
-                let dst = &mut staged[ph * plane + (py / s) * ws..][j0..j0 + cols];
-                let first = j0 * s + b - p;
-                for (d, &v) in dst.iter_mut().zip(xr[first..].iter().step_by(s)) {
-                    *d = v;
-                }
-            }
-        }
     }
 }
 
@@ -167,7 +147,7 @@ pub(crate) fn stage_i8_planes(x: &[i8], staged: &mut [u8], g: &ConvGeom, unsigne
     if g.s == 1 && 2 * g.p <= 8 && g.w + 2 * g.p >= 8 {
         unit_i8_planes(x, staged, g, flip);
     } else {
-        general_i8_planes(x, staged, g, flip);
+        general(x, staged, g, flip, |v: i8| v as u8 ^ flip);
     }
     staged[n..n + STAGE_SLACK].fill(flip);
 }
@@ -214,21 +194,38 @@ fn unit_i8_planes(x: &[i8], staged: &mut [u8], g: &ConvGeom, flip: u8) {
     }
 }
 
-/// [`stage_i8_planes`] for any stride and padding: the planes filled with the padding value, then every
-/// value placed.
-fn general_i8_planes(x: &[i8], staged: &mut [u8], g: &ConvGeom, flip: u8) {
+/// The staging of any stride and padding: the planes filled with `pad`, then `f(v)` placed for every input
+/// value `v`; stride 2 splits each row into its two column phases in one pass.
+fn general<X: Copy, T: Copy>(x: &[X], staged: &mut [T], g: &ConvGeom, pad: T, f: impl Fn(X) -> T) {
     let (ws, s, p) = (g.phase_w(), g.s, g.p);
     let plane = g.phase_h() * ws;
-    staged[..g.c * s * s * plane].fill(flip);
+    staged[..g.c * s * s * plane].fill(pad);
     for (ci, xp) in x.chunks_exact(g.h * g.w).take(g.c).enumerate() {
         for (iy, xr) in xp.chunks_exact(g.w).enumerate() {
             let py = iy + p;
+            let row = |b: usize| ((ci * s + py % s) * s + b) * plane + (py / s) * ws;
+            if s == 2 {
+                let (lo, hi) = staged.split_at_mut(row(1));
+                let (d0, d1) = (&mut lo[row(0)..row(0) + ws], &mut hi[..ws]);
+                let (even, odd) = if p % 2 == 0 { (d0, d1) } else { (d1, d0) };
+                let (je, jo) = (p / 2, p.div_ceil(2));
+                let pairs = xr.chunks_exact(2);
+                if let [last] = pairs.remainder() {
+                    if let Some(d) = even.get_mut(je + g.w / 2) {
+                        *d = f(*last);
+                    }
+                }
+                for ((pr, e), o) in pairs.zip(&mut even[je..]).zip(&mut odd[jo..]) {
+                    *e = f(pr[0]);
+                    *o = f(pr[1]);
+                }
+                continue;
+            }
             for (b, j0, cols) in phase_columns(g) {
-                let ph = (ci * s + py % s) * s + b;
-                let dst = &mut staged[ph * plane + (py / s) * ws..][j0..j0 + cols];
+                let dst = &mut staged[row(b)..][j0..j0 + cols];
                 let first = j0 * s + b - p;
                 for (d, &v) in dst.iter_mut().zip(xr[first..].iter().step_by(s)) {
-                    *d = v as u8 ^ flip;
+                    *d = f(v);
                 }
             }
         }
