@@ -307,6 +307,49 @@ fn shapes_of_the_benchmarked_models() {
     }
 }
 
+/// Every way an input is staged: stride 1 with paddings of up to 6 (wider than one short pad store on every
+/// path), rows narrower than 8 bytes, stride 2 with even and odd paddings and widths, and stride 3.
+#[test]
+fn every_staging_of_the_input() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    let cases = [
+        (3, 9, 11, 5, 7, 1, 6),
+        (2, 6, 20, 3, 7, 1, 5),
+        (2, 5, 1, 3, 3, 1, 1),
+        (3, 4, 5, 2, 3, 1, 1),
+        (5, 9, 13, 4, 3, 2, 1),
+        (5, 10, 12, 4, 4, 2, 2),
+        (4, 7, 9, 3, 3, 2, 0),
+        (3, 11, 10, 2, 5, 3, 2),
+    ];
+    for &(c, h, w, co, k, s, p) in &cases {
+        for (density, store) in [(0.3, Store::Csr(IndexFormat::Gap8)), (1.0, Store::Dense)] {
+            let case = ConvCase {
+                c,
+                h,
+                w,
+                co,
+                k,
+                s,
+                p,
+                density,
+                relu: false,
+                residual: false,
+            };
+            let g = conv_graph(&case, &mut rng);
+            for value in [Value::F32, Value::I8] {
+                check(
+                    &g,
+                    value,
+                    store,
+                    &mut rng,
+                    &format!("{case:?} {value:?} {store:?}"),
+                );
+            }
+        }
+    }
+}
+
 #[test]
 fn random_gemms_every_value_type_and_encoding() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);

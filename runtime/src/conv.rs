@@ -185,168 +185,6 @@ fn as_i32s(b: &mut [u8]) -> &mut [i32] {
     mid
 }
 
-/// For each column phase `b` of a strided staging: `(b, j0, n)`, the phase-plane columns `j0 .. j0 + n` that
-/// hold input columns (padded column `j · S + b`, input column `j · S + b − P` in `0..W`).
-fn phase_columns(g: &ConvGeom) -> impl Iterator<Item = (usize, usize, usize)> {
-    let (s, p, w) = (g.s, g.p, g.w);
-    (0..s).filter_map(move |b| {
-        let j0 = if p > b { (p - b).div_ceil(s) } else { 0 };
-        let end = (w + p).saturating_sub(b).div_ceil(s);
-        (end > j0).then_some((b, j0, end - j0))
-    })
-}
-
-/// Stages a float input: for each channel and stride phase, the zero-padded phase plane; then zeros.
-fn stage_f32(x: &[f32], staged: &mut [f32], g: &ConvGeom) {
-    let (hs, ws, s, p) = (g.phase_h(), g.phase_w(), g.s, g.p);
-    let plane = hs * ws;
-    if s == 1 {
-        for (ci, xp) in x.chunks_exact(g.h * g.w).take(g.c).enumerate() {
-            let sp = &mut staged[ci * plane..(ci + 1) * plane];
-            sp[..p * ws].fill(0.0);
-            for (iy, xr) in xp.chunks_exact(g.w).enumerate() {
-                let row = &mut sp[(iy + p) * ws..(iy + p + 1) * ws];
-                row[..p].fill(0.0);
-                row[p..p + g.w].copy_from_slice(xr);
-                row[p + g.w..].fill(0.0);
-            }
-            sp[(g.h + p) * ws..].fill(0.0);
-        }
-    } else {
-        let n = g.c * s * s * plane;
-        staged[..n].fill(0.0);
-        for (ci, xp) in x.chunks_exact(g.h * g.w).take(g.c).enumerate() {
-            for (iy, xr) in xp.chunks_exact(g.w).enumerate() {
-                let py = iy + p;
-                for (b, j0, cols) in phase_columns(g) {
-                    let ph = (ci * s + py % s) * s + b;
-                    let dst = &mut staged[ph * plane + (py / s) * ws..][j0..j0 + cols];
-                    let first = j0 * s + b - p;
-                    for (d, &v) in dst.iter_mut().zip(xr[first..].iter().step_by(s)) {
-                        *d = v;
-                    }
-                }
-            }
-        }
-    }
-    let n = g.c * s * s * plane;
-    staged[n..].fill(0.0);
-}
-
-/// Stages an int8 input as channel quads: position `(group, phase, y, x)` holds channels `4·group .. +4`,
-/// each byte offset by 128 when `unsigned` (padding and missing channels are the value 0).
-fn stage_i8(x: &[i8], staged: &mut [u8], g: &ConvGeom, unsigned: bool) {
-    let (hs, ws, s, p) = (g.phase_h(), g.phase_w(), g.s, g.p);
-    let plane = hs * ws;
-    let flip = if unsigned { 0x8080_8080u32 } else { 0 };
-    let zero = flip.to_le_bytes();
-    let hw = g.h * g.w;
-    let planes = g.groups() * s * s;
-    // SAFETY: u32 has no invalid bit patterns; align_to only yields aligned elements.
-    let (head, words, _) = unsafe { staged.align_to_mut::<u32>() };
-    if !head.is_empty() || words.len() < planes * plane {
-        return;
-    }
-    let channel = |ci: usize| x.get(ci * hw..(ci + 1) * hw);
-    const NONE: &[i8] = &[];
-    for grp in 0..g.groups() {
-        let ch: [&[i8]; 4] = core::array::from_fn(|j| channel(4 * grp + j).unwrap_or(NONE));
-        if s == 1 {
-            let wp = &mut words[grp * plane..(grp + 1) * plane];
-            wp[..p * ws].fill(flip);
-            for iy in 0..g.h {
-                let row = &mut wp[(iy + p) * ws..(iy + p + 1) * ws];
-                row[..p].fill(flip);
-                row[p + g.w..].fill(flip);
-                let r: [&[i8]; 4] =
-                    core::array::from_fn(|j| ch[j].get(iy * g.w..(iy + 1) * g.w).unwrap_or(NONE));
-                let dst = &mut row[p..p + g.w];
-                if r.iter().all(|c| c.len() == g.w) {
-                    for (ix, d) in dst.iter_mut().enumerate() {
-                        let b = [
-                            r[0][ix] as u8,
-                            r[1][ix] as u8,
-                            r[2][ix] as u8,
-                            r[3][ix] as u8,
-                        ];
-                        *d = u32::from_le_bytes(b) ^ flip;
-                    }
-                } else {
-                    for (ix, d) in dst.iter_mut().enumerate() {
-                        let b: [u8; 4] =
-                            core::array::from_fn(|j| r[j].get(ix).map_or(0, |&v| v as u8));
-                        *d = u32::from_le_bytes(b) ^ flip;
-                    }
-                }
-            }
-            wp[(g.h + p) * ws..].fill(flip);
-        } else {
-            let first = grp * s * s * plane;
-            words[first..first + s * s * plane].fill(flip);
-            for iy in 0..g.h {
-                let py = iy + p;
-                for (b, j0, cols) in phase_columns(g) {
-                    let ph = (grp * s + py % s) * s + b;
-                    let dst = &mut words[ph * plane + (py / s) * ws..][j0..j0 + cols];
-                    let first = iy * g.w + j0 * s + b - p;
-                    for (jj, d) in dst.iter_mut().enumerate() {
-                        let at = first + jj * s;
-                        let q: [u8; 4] =
-                            core::array::from_fn(|j| ch[j].get(at).map_or(0, |&v| v as u8));
-                        *d = u32::from_le_bytes(q) ^ flip;
-                    }
-                }
-            }
-        }
-    }
-    for w in words[planes * plane..].iter_mut() {
-        *w = u32::from_le_bytes(zero);
-    }
-}
-
-/// Stages an int8 input as byte planes, one per channel and stride phase (the layout of [`stage_f32`]),
-/// each byte offset by 128 when `unsigned` (padding is the value 0); then [`STAGE_SLACK`] zero values.
-fn stage_i8_planes(x: &[i8], staged: &mut [u8], g: &ConvGeom, unsigned: bool) {
-    let (hs, ws, s, p) = (g.phase_h(), g.phase_w(), g.s, g.p);
-    let plane = hs * ws;
-    let flip = if unsigned { 0x80u8 } else { 0 };
-    let n = g.c * s * s * plane;
-    if staged.len() < n + STAGE_SLACK || x.len() < g.c * g.h * g.w {
-        return;
-    }
-    if s == 1 {
-        for (ci, xp) in x.chunks_exact(g.h * g.w).take(g.c).enumerate() {
-            let sp = &mut staged[ci * plane..(ci + 1) * plane];
-            sp[..p * ws].fill(flip);
-            for (iy, xr) in xp.chunks_exact(g.w).enumerate() {
-                let row = &mut sp[(iy + p) * ws..(iy + p + 1) * ws];
-                row[..p].fill(flip);
-                for (d, &v) in row[p..p + g.w].iter_mut().zip(xr) {
-                    *d = v as u8 ^ flip;
-                }
-                row[p + g.w..].fill(flip);
-            }
-            sp[(g.h + p) * ws..].fill(flip);
-        }
-    } else {
-        staged[..n].fill(flip);
-        for (ci, xp) in x.chunks_exact(g.h * g.w).take(g.c).enumerate() {
-            for (iy, xr) in xp.chunks_exact(g.w).enumerate() {
-                let py = iy + p;
-                for (b, j0, cols) in phase_columns(g) {
-                    let ph = (ci * s + py % s) * s + b;
-                    let dst = &mut staged[ph * plane + (py / s) * ws..][j0..j0 + cols];
-                    let first = j0 * s + b - p;
-                    for (d, &v) in dst.iter_mut().zip(xr[first..].iter().step_by(s)) {
-                        *d = v as u8 ^ flip;
-                    }
-                }
-            }
-        }
-    }
-    staged[n..n + STAGE_SLACK].fill(flip);
-}
-
 /// The offsets of taps `(u, ky, kx)` for `u` in `0..units`, in that (row-major) order, scaled by `unit`
 /// bytes or elements: the offsets of unit 0 plus `u` times the stride of one unit's planes.
 fn fill_taps(taps: &mut [u32], g: &ConvGeom, units: usize, unit: u32) {
@@ -382,7 +220,7 @@ fn quad_taps(taps: &mut [u32], g: &ConvGeom) {
     fill_taps(taps, g, g.groups(), 4);
 }
 
-/// Input byte offsets in the byte planes of [`stage_i8_planes`] of channel `4 · group` at each quad column
+/// Input byte offsets in the byte planes of [`crate::stage::stage_i8_planes`] of channel `4 · group` at each quad column
 /// `group · K² + ky · K + kx` (channel `4 · group + j` lies `j` channel strides further).
 fn plane_taps(taps: &mut [u32], g: &ConvGeom) {
     fill_taps(taps, g, g.groups(), 1);
@@ -667,7 +505,8 @@ pub(crate) unsafe fn conv_f32<S: Lanes>(
     };
     let staged = as_f32s(staged);
     let acc_plane = as_f32s(acc_plane);
-    stage_f32(x, staged, g);
+    // SAFETY: the caller runs path `S` only where the CPU has it.
+    unsafe { crate::stage::stage_f32::<S>(x, staged, g) };
     float_taps(taps, g);
     let plane = g.oh * g.ow;
     let (t, data) = (&w.desc, w.data);
@@ -1026,7 +865,7 @@ pub(crate) unsafe fn conv_i8<S: Lanes>(
     let vlen = g.virtual_len();
     let cols = t.cols();
     if t.encoding == crate::format::encoding::DENSE {
-        stage_i8(x, staged, g, S::UNSIGNED_QUADS);
+        crate::stage::stage_i8_quads(x, staged, g, S::UNSIGNED_QUADS);
         quad_taps(taps, g);
         dense_rows_i8::<S>(staged, y, g, vals, cols, taps, bias, &rq, &ep);
         return true;
@@ -1036,7 +875,7 @@ pub(crate) unsafe fn conv_i8<S: Lanes>(
     {
         return false;
     }
-    stage_i8_planes(x, staged, g, S::UNSIGNED_QUADS);
+    crate::stage::stage_i8_planes(x, staged, g, S::UNSIGNED_QUADS);
     plane_taps(taps, g);
     crate::rows::with_rows!(data, t, |rows| group_rows::<S>(
         rows, vals, staged, y, acc_plane, g, taps, bias, &rq, &ep

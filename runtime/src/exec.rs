@@ -195,17 +195,19 @@ impl Model<'_> {
         Ok(&mut arena[pad..])
     }
 
-    /// Calls `put(i, v)` with every normalised input value (channel-major), per the model's normalisation if any.
-    fn normalized(&self, input: &[f32], mut put: impl FnMut(usize, f32)) {
+    /// Writes `f(v)` for every normalised input value `v` (channel-major, per the model's normalisation if
+    /// any) to the same position of `out`.
+    #[inline(always)]
+    fn normalized<T>(&self, input: &[f32], out: &mut [T], f: impl Fn(f32) -> T) {
         match self.normalization() {
-            None => input.iter().enumerate().for_each(|(i, &v)| put(i, v)),
+            None => out.iter_mut().zip(input).for_each(|(d, &v)| *d = f(v)),
             Some((mean, std)) => {
                 let b = self.input();
                 let plane = (b.dims[1] as usize * b.dims[2] as usize).max(1);
-                for (c, xs) in input.chunks(plane).enumerate() {
+                for (c, (xs, ds)) in input.chunks(plane).zip(out.chunks_mut(plane)).enumerate() {
                     let (m, s) = (f32_at(mean, 4 * c), f32_at(std, 4 * c));
-                    for (j, &v) in xs.iter().enumerate() {
-                        put(c * plane + j, (v - m) / s);
+                    for (d, &v) in ds.iter_mut().zip(xs) {
+                        *d = f((v - m) / s);
                     }
                 }
             }
@@ -242,19 +244,9 @@ impl Model<'_> {
         let ib = self.input();
         let region = &mut arena[ib.offset as usize..ib.offset as usize + ib.bytes()];
         if self.is_int8() {
-            let q = i8s_mut(region);
-            self.normalized(input, |i, v| {
-                if let Some(d) = q.get_mut(i) {
-                    *d = quant::quantize(v, ib.scale);
-                }
-            });
+            self.normalized(input, i8s_mut(region), |v| quant::quantize(v, ib.scale));
         } else {
-            let d = f32s_mut(region);
-            self.normalized(input, |i, v| {
-                if let Some(d) = d.get_mut(i) {
-                    *d = v;
-                }
-            });
+            self.normalized(input, f32s_mut(region), |v| v);
         }
         self.run_ops(arena, path);
         let ob = self.output();

@@ -26,6 +26,7 @@ mod ops;
 pub mod quant;
 mod rice;
 mod rows;
+mod stage;
 mod weights;
 
 pub use bytes::f16_to_f32;

@@ -52,20 +52,12 @@ pub fn add(a: i8, ma: i32, b: i8, mb: i32, sh: u32, relu: bool) -> i8 {
 /// from zero, saturated to `[-128, 127]`; NaN gives 0.
 #[inline]
 pub fn quantize(x: f32, s: f32) -> i8 {
-    let v = x / s;
-    if v.is_nan() {
-        return 0;
-    }
-    let v = v.clamp(-129.0, 128.0);
+    // Without branches, so that loops over inputs vectorise: a NaN stays NaN through the clamp, converts to
+    // 0, and fails both rounding comparisons.
+    let v = (x / s).clamp(-129.0, 128.0);
     let t = v as i32;
     let frac = v - t as f32;
-    let r = if frac >= 0.5 {
-        t + 1
-    } else if frac <= -0.5 {
-        t - 1
-    } else {
-        t
-    };
+    let r = t + i32::from(frac >= 0.5) - i32::from(frac <= -0.5);
     r.clamp(-128, 127) as i8
 }
 
@@ -129,6 +121,53 @@ mod tests {
             ),
             -1
         );
+    }
+
+    /// The branching statement of [`quantize`]'s contract.
+    fn quantize_by_cases(x: f32, s: f32) -> i8 {
+        let v = x / s;
+        if v.is_nan() {
+            return 0;
+        }
+        let v = v.clamp(-129.0, 128.0);
+        let t = v as i32;
+        let frac = v - t as f32;
+        let r = if frac >= 0.5 {
+            t + 1
+        } else if frac <= -0.5 {
+            t - 1
+        } else {
+            t
+        };
+        r.clamp(-128, 127) as i8
+    }
+
+    #[test]
+    fn branch_free_quantisation_agrees_with_the_cases() {
+        let mut bits = 0x1234_5678u32;
+        for i in 0..200_000u32 {
+            bits = bits.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            let x = match i % 4 {
+                0 => f32::from_bits(bits),
+                1 => (bits as i32 as f32) / 16_777_216.0,
+                2 => (i as f32 - 100_000.0) / 512.0,
+                _ => ((bits >> 8) % 600) as f32 * 0.5 - 150.0,
+            };
+            for s in [1.0f32, 0.1, 0.0173, 3.0e-5, 7.5] {
+                assert_eq!(quantize(x, s), quantize_by_cases(x, s), "{x:e} / {s}");
+            }
+        }
+        for x in [
+            f32::NAN,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            0.0,
+            -0.0,
+            127.5,
+            -128.5,
+        ] {
+            assert_eq!(quantize(x, 1.0), quantize_by_cases(x, 1.0), "{x}");
+        }
     }
 
     #[test]
