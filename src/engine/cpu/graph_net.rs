@@ -43,6 +43,12 @@ struct Workspace {
     /// Per node: the mean and inverse standard deviation the last forward normalised with.
     bn_mean: Vec<Vec<f32>>,
     bn_invstd: Vec<Vec<f32>>,
+    /// Per node: the scale and shift of the last forward's batch-norm affine (for its fused ReLU's mask).
+    bn_scale: Vec<Vec<f32>>,
+    bn_shift: Vec<Vec<f32>>,
+    /// Per node with [`crate::engine::cpu::plan::NodePlan::sums_for_bn`]: the output's per-channel sums of
+    /// this train-mode forward, until its batch norm takes them.
+    sums: Vec<Option<Vec<[f64; 2]>>>,
     conv: Vec<conv::ConvScratch>,
     /// Transposed convolution weight, shared by the chunks of one layer.
     wt: Vec<f32>,
@@ -417,6 +423,9 @@ impl GraphNetwork {
         let nn = self.plan.nodes.len();
         ws.bn_mean.resize_with(nn, Vec::new);
         ws.bn_invstd.resize_with(nn, Vec::new);
+        ws.bn_scale.resize_with(nn, Vec::new);
+        ws.bn_shift.resize_with(nn, Vec::new);
+        ws.sums.resize_with(nn, || None);
         for node in &self.plan.nodes {
             ws.acts[node.act].resize(batch * node.numel, 0.0);
         }
@@ -475,28 +484,32 @@ impl GraphNetwork {
             Kernel::Conv { geom, bias } => {
                 let t = node.first_tensor.expect("conv has a weight");
                 let b = bias.then(|| self.values[t + 1].as_slice());
+                let mut sums = (mode == Mode::Train && node.sums_for_bn)
+                    .then(|| ws.sums[i].take().unwrap_or_default());
                 if let Some(layer) = self.sparse[t].as_mut() {
-                    layer.forward(&self.values[t], b, relu, x, &mut out, &mut ws.sparse);
-                    ws.acts[node.act] = out;
-                    return;
+                    let w = &self.values[t];
+                    layer.forward(w, b, relu, x, &mut out, &mut ws.sparse, sums.as_mut());
+                } else {
+                    conv::forward_with_sums(
+                        self.path,
+                        geom,
+                        x,
+                        &self.values[t],
+                        b,
+                        relu,
+                        &mut out,
+                        &mut ws.conv,
+                        &mut ws.wt,
+                        sums.as_mut(),
+                    );
                 }
-                conv::forward(
-                    self.path,
-                    geom,
-                    x,
-                    &self.values[t],
-                    b,
-                    relu,
-                    &mut out,
-                    &mut ws.conv,
-                    &mut ws.wt,
-                );
+                ws.sums[i] = sums;
             }
             &Kernel::Linear { nin, nout, bias } => {
                 let t = node.first_tensor.expect("linear has a weight");
                 let b = bias.then(|| self.values[t + 1].as_slice());
                 if let Some(layer) = self.sparse[t].as_mut() {
-                    layer.forward(&self.values[t], b, relu, x, &mut out, &mut ws.sparse);
+                    layer.forward(&self.values[t], b, relu, x, &mut out, &mut ws.sparse, None);
                     ws.acts[node.act] = out;
                     return;
                 }
@@ -507,9 +520,14 @@ impl GraphNetwork {
                 let sh = bn::BnShape { n: ws.batch, c, hw };
                 let (mean, invstd): (Vec<f32>, Vec<f32>) = match mode {
                     Mode::Train => {
-                        let (mean, var, count) = match &self.bn_reducer {
-                            Some(r) => bn::reduced_batch_stats(sh, x, r.0.as_ref()),
-                            None => {
+                        let reduce = self
+                            .bn_reducer
+                            .as_ref()
+                            .map(|r| r.0.as_ref() as &bn::SumOverReplicas);
+                        let (mean, var, count) = match (ws.sums[node.inputs[0]].take(), reduce) {
+                            (Some(sums), reduce) => bn::stats_from_sums(sums, sh.count(), reduce),
+                            (None, Some(r)) => bn::reduced_batch_stats(sh, x, r),
+                            (None, None) => {
                                 let (mean, var) = bn::batch_stats(sh, x);
                                 (mean, var, sh.count() as f64)
                             }
@@ -548,6 +566,8 @@ impl GraphNetwork {
                 bn::affine(sh, x, &scale, &shift, relu, &mut out);
                 ws.bn_mean[i] = mean;
                 ws.bn_invstd[i] = invstd;
+                ws.bn_scale[i] = scale;
+                ws.bn_shift[i] = shift;
             }
             Kernel::Relu => ew::relu(x, &mut out),
             Kernel::MaxPool { geom } => pool::max_forward(geom, x, &mut out),
@@ -653,7 +673,13 @@ impl GraphNetwork {
             Kernel::Input | Kernel::Flatten => {}
             Kernel::FusedRelu => {
                 let mut dy = dy;
-                ew::relu_mask_inplace(&ws.acts[node.act], &mut dy);
+                // A batch norm or a sum masks the gradient of its ReLU inside its own backward.
+                if !matches!(
+                    nodes[node.inputs[0]].kernel,
+                    Kernel::BatchNorm { .. } | Kernel::Add
+                ) {
+                    ew::relu_mask_inplace(&ws.acts[node.act], &mut dy);
+                }
                 ws.grads[node.grad] = dy;
                 return;
             }
@@ -742,6 +768,8 @@ impl GraphNetwork {
                     &mut gw[0],
                     &mut gb[0],
                     reduce,
+                    node.relu_after
+                        .then(|| (ws.bn_scale[i].as_slice(), ws.bn_shift[i].as_slice())),
                 );
                 if let (Some((b, _)), Some(v)) = (tgt, dxbuf) {
                     ws.grads[b] = v;
@@ -768,14 +796,20 @@ impl GraphNetwork {
                 }
             }
             Kernel::Add => {
+                let mut dy = dy;
                 let t1 = target(1, &mut ws.written);
-                if let Some((b, acc)) = t1 {
-                    ew::copy_or_add(&dy, &mut ws.grads[b], acc);
+                let relu_y = node.relu_after.then(|| ws.acts[node.act].as_slice());
+                match (t1, relu_y) {
+                    (Some((b, acc)), Some(y)) => {
+                        ew::relu_mask_copy(y, &mut dy, &mut ws.grads[b], acc)
+                    }
+                    (Some((b, acc)), None) => ew::copy_or_add(&dy, &mut ws.grads[b], acc),
+                    (None, Some(y)) => ew::relu_mask_inplace(y, &mut dy),
+                    (None, None) => {}
                 }
                 match target(0, &mut ws.written) {
                     // The gradient passes through unchanged: hand the buffer over instead of copying it.
                     Some((b, false)) if t1.is_none_or(|(b1, _)| b1 != b) => {
-                        let mut dy = dy;
                         std::mem::swap(&mut dy, &mut ws.grads[b]);
                         ws.grads[node.grad] = dy;
                         return;
@@ -783,6 +817,8 @@ impl GraphNetwork {
                     Some((b, acc)) => ew::copy_or_add(&dy, &mut ws.grads[b], acc),
                     None => {}
                 }
+                ws.grads[node.grad] = dy;
+                return;
             }
             Kernel::SubsamplePad(sp) => {
                 if let Some((b, acc)) = target(0, &mut ws.written) {

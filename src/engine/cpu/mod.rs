@@ -199,6 +199,9 @@ impl Network for CpuNetwork {
     fn kernel_path_name(&self) -> Option<&'static str> {
         Some(self.kernel_path().name())
     }
+    fn sparse_policy_name(&self) -> Option<&'static str> {
+        Some(self.net.sparse_policy().name())
+    }
     fn visit_gradients(&mut self, visit: &mut dyn FnMut(&TensorInfo, &mut [f32])) -> Result<()> {
         self.net.visit_gradients(visit)
     }
