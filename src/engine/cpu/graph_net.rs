@@ -20,6 +20,9 @@ use crate::sparsity::Mask;
 /// Batch-norm epsilon (PyTorch's default).
 pub const BN_EPS: f32 = 1e-5;
 
+/// The batch [`GraphNetwork::sparse_layers`] reports for.
+pub const NOMINAL_BATCH: usize = 128;
+
 /// Largest batch evaluated at once by [`GraphNetwork::predict`]; larger batches are split (eval mode has no
 /// batch dependence, so the result is the same) to bound activation memory.
 pub const PREDICT_CHUNK: usize = 256;
@@ -53,6 +56,8 @@ struct Workspace {
     /// Transposed convolution weight, shared by the chunks of one layer.
     wt: Vec<f32>,
     sparse: SparseScratch,
+    /// Per tensor: the weight runs on its sparse kernels for the batch of the last forward pass.
+    active: Vec<bool>,
     /// Mode of the last forward pass.
     mode: Option<Mode>,
 }
@@ -156,12 +161,30 @@ impl GraphNetwork {
         self.refresh_all_sparse();
     }
 
-    /// Paths of the weights that currently run on the sparse kernels, in graph order.
+    /// Paths of the weights that run on the sparse kernels at batch [`NOMINAL_BATCH`], in graph order.
     pub fn sparse_layers(&self) -> Vec<&str> {
+        self.sparse_layers_at(NOMINAL_BATCH)
+    }
+
+    /// Paths of the weights that run on the sparse kernels for a batch of `batch` samples, in graph order.
+    pub fn sparse_layers_at(&self, batch: usize) -> Vec<&str> {
         (0..self.infos.len())
-            .filter(|&t| self.sparse[t].is_some())
+            .filter(|&t| self.runs_sparse(t, batch))
             .map(|t| self.infos[t].path.as_str())
             .collect()
+    }
+
+    /// Whether weight `t` runs on its sparse kernels for a batch of `batch` samples.
+    fn runs_sparse(&self, t: usize, batch: usize) -> bool {
+        let Some(layer) = &self.sparse[t] else {
+            return false;
+        };
+        self.plan.nodes.iter().any(|n| {
+            n.first_tensor == Some(t)
+                && self
+                    .policy
+                    .runs_sparse(&n.kernel, &layer.work(), self.path, batch)
+        })
     }
 
     /// Which gradients the following backward passes compute (see [`GradientMode`]).
@@ -192,7 +215,7 @@ impl GraphNetwork {
         if let Some(layer) = SparseLayer::new(&node.kernel, &keep, self.path) {
             if self
                 .policy
-                .runs_sparse(&node.kernel, &layer.work(), self.path)
+                .may_run_sparse(&node.kernel, &layer.work(), self.path)
             {
                 self.sparse[t] = Some(layer);
             }
@@ -453,6 +476,10 @@ impl GraphNetwork {
             self.bn_batches += 1;
         }
         self.prepare(batch);
+        let active = (0..self.infos.len())
+            .map(|t| self.runs_sparse(t, batch))
+            .collect();
+        self.ws.active = active;
         let _ftz = FlushDenormals::new();
         let input = &mut self.ws.acts[self.plan.nodes[0].act];
         match images.as_slice() {
@@ -486,7 +513,7 @@ impl GraphNetwork {
                 let b = bias.then(|| self.values[t + 1].as_slice());
                 let mut sums = (mode == Mode::Train && node.sums_for_bn)
                     .then(|| ws.sums[i].take().unwrap_or_default());
-                if let Some(layer) = self.sparse[t].as_mut() {
+                if let Some(layer) = self.sparse[t].as_mut().filter(|_| ws.active[t]) {
                     let w = &self.values[t];
                     layer.forward(w, b, relu, x, &mut out, &mut ws.sparse, sums.as_mut());
                 } else {
@@ -508,7 +535,7 @@ impl GraphNetwork {
             &Kernel::Linear { nin, nout, bias } => {
                 let t = node.first_tensor.expect("linear has a weight");
                 let b = bias.then(|| self.values[t + 1].as_slice());
-                if let Some(layer) = self.sparse[t].as_mut() {
+                if let Some(layer) = self.sparse[t].as_mut().filter(|_| ws.active[t]) {
                     layer.forward(&self.values[t], b, relu, x, &mut out, &mut ws.sparse, None);
                     ws.acts[node.act] = out;
                     return;
@@ -692,7 +719,7 @@ impl GraphNetwork {
                 let dx = dxbuf
                     .as_mut()
                     .map(|v| (v.as_mut_slice(), tgt.expect("target").1));
-                if let Some(layer) = self.sparse[t].as_mut() {
+                if let Some(layer) = self.sparse[t].as_mut().filter(|_| ws.active[t]) {
                     let w = &self.values[t];
                     layer.backward(w, x, &dy, dx, &mut gw[0], dbias, &mut ws.sparse);
                     if self.gradients == GradientMode::Dense {
@@ -728,7 +755,7 @@ impl GraphNetwork {
                 let dx = dxbuf
                     .as_mut()
                     .map(|v| (v.as_mut_slice(), tgt.expect("target").1));
-                if let Some(layer) = self.sparse[t].as_mut() {
+                if let Some(layer) = self.sparse[t].as_mut().filter(|_| ws.active[t]) {
                     let w = &self.values[t];
                     layer.backward(w, x, &dy, dx, &mut gw[0], dbias, &mut ws.sparse);
                     if self.gradients == GradientMode::Dense {

@@ -15,7 +15,7 @@ pub mod sparse_layer;
 
 use ndarray::{Array2, ArrayD, ArrayView4, ArrayViewD};
 
-pub use graph_net::{GraphNetwork, Mode, BN_EPS, PREDICT_CHUNK};
+pub use graph_net::{GraphNetwork, Mode, BN_EPS, NOMINAL_BATCH, PREDICT_CHUNK};
 
 use crate::engine::{GradientMode, GradientSink, Network, Objective, StatsReducer, StepStats};
 use crate::error::{Error, Result};

@@ -226,6 +226,7 @@ impl SparseConv {
             input_grad: dx,
             moved: (self.xq_len() + 2 * g.cout * self.out_len_v() + self.dyq_len() + 2 * g.in_len())
                 as u64,
+            passes: 2,
         }
     }
 
