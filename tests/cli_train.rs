@@ -414,3 +414,45 @@ fn checkpoints_record_the_kernel_path_and_a_resume_on_another_warns() {
         );
     }
 }
+
+#[test]
+fn checkpoints_record_the_sparse_kernel_policy_and_a_resume_under_another_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
+        .args(["--threads", "1", "--sparse-kernels", "never"])
+        .args(["train", "--epochs", "1", "--quiet"])
+        .args([
+            "--set",
+            "data.train_limit=256",
+            "--set",
+            "data.test_limit=100",
+        ])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("checkpoint.json")).unwrap()).unwrap();
+    assert_eq!(meta["sparse_kernels"], "never");
+
+    let resume = |policy: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
+            .args(["--threads", "1", "--sparse-kernels", policy])
+            .args(["train", "--quiet", "--resume"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", text(&o).1);
+        text(&o).1
+    };
+    assert!(!resume("never").contains("warning"));
+    let err = resume("always");
+    assert!(
+        err.contains("warning")
+            && err.contains("--sparse-kernels never")
+            && err.contains("uses always"),
+        "{err}"
+    );
+}

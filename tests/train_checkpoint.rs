@@ -82,6 +82,7 @@ fn sample() -> Checkpoint {
             method: Some("dense".into()),
             training: Some(training),
             kernel_path: Some("avx2".into()),
+            sparse_kernels: Some("auto".into()),
             tensors_sha256: None,
         },
         tensors,

@@ -94,14 +94,14 @@ struct Subject {
     sparse_layers: usize,
 }
 
-/// The network of `spec` on `device`, seed 0, masked at `sparsity` by [`mask_uniform`].
-fn subject(spec: &ModelSpec, device: Device, sparsity: f64) -> Result<Subject> {
+/// The network of `spec` on `device`, seed 0, masked at `sparsity` by [`mask_uniform`], for batches of `batch`.
+fn subject(spec: &ModelSpec, device: Device, sparsity: f64, batch: usize) -> Result<Subject> {
     let (net, kernel_path, sparse_layers): (Box<dyn Network>, String, usize) =
         if device == Device::Cpu {
             let mut net = CpuNetwork::new(spec, 0)?;
             mask_uniform(&mut net, sparsity)?;
             let path = net.kernel_path().name().to_string();
-            let sparse = net.graph_network().sparse_layers().len();
+            let sparse = net.graph_network().sparse_layers_at(batch).len();
             (Box::new(net), path, sparse)
         } else {
             let mut net = device.network(spec, 0)?;
@@ -220,7 +220,7 @@ pub fn bench_train(
     seconds: f64,
     device: Device,
 ) -> Result<BenchReport> {
-    let mut s = subject(spec, device, sparsity)?;
+    let mut s = subject(spec, device, sparsity, batch)?;
     s.net.set_gradient_mode(GradientMode::Kept);
     let (x, y) = random_batch(spec, batch);
     let cfg = SgdConfig {
@@ -250,7 +250,7 @@ pub fn bench_infer(
     seconds: f64,
     device: Device,
 ) -> Result<BenchReport> {
-    let mut s = subject(spec, device, 0.0)?;
+    let mut s = subject(spec, device, 0.0, batch)?;
     let (x, _) = random_batch(spec, batch);
     s.net.predict(x.view())?;
     let net = &mut s.net;

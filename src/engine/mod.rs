@@ -149,6 +149,13 @@ pub trait Network: Send {
         None
     }
 
+    /// The name of the policy that decides which masked layers run on the engine's sparse kernels, for engines
+    /// that have one (`None` otherwise). Sparse and dense kernels sum in different orders, so checkpoints
+    /// record it beside the kernel path and a resume under another policy is warned about.
+    fn sparse_policy_name(&self) -> Option<&'static str> {
+        None
+    }
+
     /// Visits the gradient of every parameter from the last backward pass, in graph order, for changing it
     /// in place (data-parallel training sums them over the replicas before the step). Engines that do not
     /// support this return an error.

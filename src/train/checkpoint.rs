@@ -180,6 +180,10 @@ pub struct CheckpointMeta {
     /// The engine's kernel path when the checkpoint was written ([`crate::engine::Network::kernel_path_name`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel_path: Option<String>,
+    /// The CPU engine's sparse-kernel policy when the checkpoint was written
+    /// ([`crate::engine::Network::sparse_policy_name`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sparse_kernels: Option<String>,
     /// SHA-256 (hex) of the safetensors file written with this metadata; set by [`Checkpoint::save`] and checked
     /// by [`load_checkpoint`], so a pair torn by a kill between the two writes is detected.
     #[serde(default, skip_serializing_if = "Option::is_none")]

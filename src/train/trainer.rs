@@ -298,9 +298,14 @@ impl Run {
             });
         }
         let rank0 = comm.rank() == 0;
-        if let Some(warning) =
-            path_change(ckpt.meta.kernel_path.as_deref(), net.kernel_path_name()).filter(|_| rank0)
-        {
+        let changes = [
+            path_change(ckpt.meta.kernel_path.as_deref(), net.kernel_path_name()),
+            policy_change(
+                ckpt.meta.sparse_kernels.as_deref(),
+                net.sparse_policy_name(),
+            ),
+        ];
+        for warning in changes.into_iter().flatten().filter(|_| rank0) {
             eprintln!("warning: {}: {warning}", json.display());
         }
         method.restore(&state.method_state, ckpt.method_tensors.clone())?;
@@ -701,6 +706,7 @@ impl Run {
             method: Some(self.recipe.method.kind().to_string()),
             training: Some(self.state.clone()),
             kernel_path: self.net.kernel_path_name().map(str::to_string),
+            sparse_kernels: self.net.sparse_policy_name().map(str::to_string),
             tensors_sha256: None,
         };
         let mut ck = Checkpoint::capture(self.net.as_ref(), meta, self.method.tensors())?;
@@ -733,6 +739,18 @@ fn path_change(then: Option<&str>, now: Option<&str>) -> Option<String> {
             "was written on the {then} kernel path and this run uses {now}: it continues with results that \
              differ from an uninterrupted run in rounding (run with {}={then} to continue bit-identically)",
             crate::engine::cpu::simd::PATH_ENV
+        )),
+        _ => None,
+    }
+}
+
+/// The warning for a resume under sparse-kernel policy `now` of a checkpoint written under `then`.
+fn policy_change(then: Option<&str>, now: Option<&str>) -> Option<String> {
+    match (then, now) {
+        (Some(then), Some(now)) if then != now => Some(format!(
+            "was written with --sparse-kernels {then} and this run uses {now}: it continues with results that \
+             differ from an uninterrupted run in rounding (run with --sparse-kernels {then} to continue \
+             bit-identically)"
         )),
         _ => None,
     }

@@ -5,9 +5,11 @@
 //! The dense cost is the layer's multiply-adds (forward, weight gradient, input gradient) at the throughput of
 //! the dense kernel that runs that shape; the sparse cost is the lane multiply-adds the sparse kernels actually
 //! execute for the mask (whole vectors over the output rows, see [`Work`]) plus the values their packing
-//! steps move. The throughputs are per kernel path, measured on ResNet-20 and LeNet shapes on an Intel Xeon
-//! with AVX-512 (`benches/conv.rs`, `sculpt bench train --sparsity`); only their ratios matter. The choice is a
-//! pure function of shape, mask and path, so it never depends on timing and keeps runs deterministic.
+//! steps move; both add a fixed cost per parallel pass over the batch, so a small layer whose sparse kernels
+//! need more passes than the dense GEMM stays dense at small batches. The throughputs are per kernel path,
+//! measured on ResNet-20 and LeNet shapes on an Intel Xeon with AVX-512 (`benches/conv.rs`, `sculpt bench
+//! train --sparsity`); only their ratios matter. The choice is a pure function of shape, mask, path and batch
+//! size, so it never depends on timing and keeps runs deterministic.
 
 use std::fmt;
 use std::str::FromStr;
@@ -74,6 +76,14 @@ fn rates(path: KernelPath) -> Rates {
         },
     }
 }
+
+/// Fixed cost of one parallel pass over a batch (dispatch, synchronisation and the per-call set-up of the
+/// packing), in the model's units: fitted so that LeNet-300-100's 300×100 layer at 90% sparsity, whose
+/// sparse kernels lose to the dense GEMM at batch 128 on the Intel Xeon (AVX-512) measured, runs dense.
+const PASS: f64 = 2.5e6;
+
+/// Parallel passes over the batch of one forward and backward on the dense kernels.
+const DENSE_PASSES: f64 = 3.0;
 
 /// The sparse kernels must be predicted at least this much faster than the dense ones.
 const MARGIN: f64 = 0.85;
@@ -143,13 +153,25 @@ impl SparsePolicy {
         PROCESS_DEFAULT.store(index as u8, Ordering::Relaxed);
     }
 
-    /// Whether a masked layer whose sparse kernels do `work` runs sparse under this policy.
-    pub fn runs_sparse(self, kernel: &Kernel, work: &Work, path: KernelPath) -> bool {
+    /// Whether a masked layer whose sparse kernels do `work` runs sparse on a batch of `batch` samples under
+    /// this policy: under [`SparsePolicy::Auto`] where the predicted time of the batch, `batch` times the
+    /// per-sample cost plus [`Work::passes`] fixed pass costs, is below the dense kernels'.
+    pub fn runs_sparse(self, kernel: &Kernel, work: &Work, path: KernelPath, batch: usize) -> bool {
         match self {
             SparsePolicy::Always => true,
             SparsePolicy::Never => false,
-            SparsePolicy::Auto => sparse_cost(work, path) < MARGIN * dense_cost(kernel, path),
+            SparsePolicy::Auto => {
+                let b = batch.max(1) as f64;
+                let sparse = b * sparse_cost(work, path) + work.passes as f64 * PASS;
+                let dense = b * dense_cost(kernel, path) + DENSE_PASSES * PASS;
+                sparse < MARGIN * dense
+            }
         }
+    }
+
+    /// Whether the policy may run the layer sparse at some batch size (a layout is worth building).
+    pub fn may_run_sparse(self, kernel: &Kernel, work: &Work, path: KernelPath) -> bool {
+        self.runs_sparse(kernel, work, path, usize::MAX >> 12)
     }
 }
 
@@ -178,6 +200,47 @@ impl FromStr for SparsePolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn keep(n: usize, density: f64) -> Vec<bool> {
+        (0..n)
+            .map(|i| ((i as u64).wrapping_mul(2654435761) % 1000) as f64 / 1000.0 < density)
+            .collect()
+    }
+
+    #[test]
+    fn auto_weighs_the_fixed_costs_of_a_batch() {
+        use crate::engine::cpu::sparse_layer::SparseLayer;
+        let path = KernelPath::best();
+        let fc = Kernel::Linear {
+            nin: 300,
+            nout: 100,
+            bias: true,
+        };
+        let layer = SparseLayer::new(&fc, &keep(30_000, 0.1), path).unwrap();
+        let auto = SparsePolicy::Auto;
+        assert!(
+            !auto.runs_sparse(&fc, &layer.work(), path, 128),
+            "small fc at batch 128"
+        );
+        assert!(
+            auto.runs_sparse(&fc, &layer.work(), path, 1 << 16),
+            "same fc, huge batch"
+        );
+        assert!(auto.may_run_sparse(&fc, &layer.work(), path));
+        let geom = ConvGeom::new(16, 16, 32, 32, 3, 1, 1).unwrap();
+        let conv = Kernel::Conv { geom, bias: false };
+        for (density, sparse) in [(0.1, true), (0.05, true), (1.0, false)] {
+            let layer = SparseLayer::new(&conv, &keep(16 * 144, density), path).unwrap();
+            let w = layer.work();
+            assert_eq!(
+                auto.runs_sparse(&conv, &w, path, 128),
+                sparse,
+                "density {density}"
+            );
+            assert!(SparsePolicy::Always.runs_sparse(&conv, &w, path, 1));
+            assert!(!SparsePolicy::Never.may_run_sparse(&conv, &w, path));
+        }
+    }
 
     #[test]
     fn policies_parse_and_print_back() {

@@ -20,6 +20,9 @@ use crate::sparsity::Mask;
 /// Batch-norm epsilon (PyTorch's default).
 pub const BN_EPS: f32 = 1e-5;
 
+/// The batch [`GraphNetwork::sparse_layers`] reports for.
+pub const NOMINAL_BATCH: usize = 128;
+
 /// Largest batch evaluated at once by [`GraphNetwork::predict`]; larger batches are split (eval mode has no
 /// batch dependence, so the result is the same) to bound activation memory.
 pub const PREDICT_CHUNK: usize = 256;
@@ -43,10 +46,18 @@ struct Workspace {
     /// Per node: the mean and inverse standard deviation the last forward normalised with.
     bn_mean: Vec<Vec<f32>>,
     bn_invstd: Vec<Vec<f32>>,
+    /// Per node: the scale and shift of the last forward's batch-norm affine (for its fused ReLU's mask).
+    bn_scale: Vec<Vec<f32>>,
+    bn_shift: Vec<Vec<f32>>,
+    /// Per node with [`crate::engine::cpu::plan::NodePlan::sums_for_bn`]: the output's per-channel sums of
+    /// this train-mode forward, until its batch norm takes them.
+    sums: Vec<Option<Vec<[f64; 2]>>>,
     conv: Vec<conv::ConvScratch>,
     /// Transposed convolution weight, shared by the chunks of one layer.
     wt: Vec<f32>,
     sparse: SparseScratch,
+    /// Per tensor: the weight runs on its sparse kernels for the batch of the last forward pass.
+    active: Vec<bool>,
     /// Mode of the last forward pass.
     mode: Option<Mode>,
 }
@@ -150,12 +161,30 @@ impl GraphNetwork {
         self.refresh_all_sparse();
     }
 
-    /// Paths of the weights that currently run on the sparse kernels, in graph order.
+    /// Paths of the weights that run on the sparse kernels at batch [`NOMINAL_BATCH`], in graph order.
     pub fn sparse_layers(&self) -> Vec<&str> {
+        self.sparse_layers_at(NOMINAL_BATCH)
+    }
+
+    /// Paths of the weights that run on the sparse kernels for a batch of `batch` samples, in graph order.
+    pub fn sparse_layers_at(&self, batch: usize) -> Vec<&str> {
         (0..self.infos.len())
-            .filter(|&t| self.sparse[t].is_some())
+            .filter(|&t| self.runs_sparse(t, batch))
             .map(|t| self.infos[t].path.as_str())
             .collect()
+    }
+
+    /// Whether weight `t` runs on its sparse kernels for a batch of `batch` samples.
+    fn runs_sparse(&self, t: usize, batch: usize) -> bool {
+        let Some(layer) = &self.sparse[t] else {
+            return false;
+        };
+        self.plan.nodes.iter().any(|n| {
+            n.first_tensor == Some(t)
+                && self
+                    .policy
+                    .runs_sparse(&n.kernel, &layer.work(), self.path, batch)
+        })
     }
 
     /// Which gradients the following backward passes compute (see [`GradientMode`]).
@@ -186,7 +215,7 @@ impl GraphNetwork {
         if let Some(layer) = SparseLayer::new(&node.kernel, &keep, self.path) {
             if self
                 .policy
-                .runs_sparse(&node.kernel, &layer.work(), self.path)
+                .may_run_sparse(&node.kernel, &layer.work(), self.path)
             {
                 self.sparse[t] = Some(layer);
             }
@@ -417,6 +446,9 @@ impl GraphNetwork {
         let nn = self.plan.nodes.len();
         ws.bn_mean.resize_with(nn, Vec::new);
         ws.bn_invstd.resize_with(nn, Vec::new);
+        ws.bn_scale.resize_with(nn, Vec::new);
+        ws.bn_shift.resize_with(nn, Vec::new);
+        ws.sums.resize_with(nn, || None);
         for node in &self.plan.nodes {
             ws.acts[node.act].resize(batch * node.numel, 0.0);
         }
@@ -444,6 +476,10 @@ impl GraphNetwork {
             self.bn_batches += 1;
         }
         self.prepare(batch);
+        let active = (0..self.infos.len())
+            .map(|t| self.runs_sparse(t, batch))
+            .collect();
+        self.ws.active = active;
         let _ftz = FlushDenormals::new();
         let input = &mut self.ws.acts[self.plan.nodes[0].act];
         match images.as_slice() {
@@ -475,28 +511,32 @@ impl GraphNetwork {
             Kernel::Conv { geom, bias } => {
                 let t = node.first_tensor.expect("conv has a weight");
                 let b = bias.then(|| self.values[t + 1].as_slice());
-                if let Some(layer) = self.sparse[t].as_mut() {
-                    layer.forward(&self.values[t], b, relu, x, &mut out, &mut ws.sparse);
-                    ws.acts[node.act] = out;
-                    return;
+                let mut sums = (mode == Mode::Train && node.sums_for_bn)
+                    .then(|| ws.sums[i].take().unwrap_or_default());
+                if let Some(layer) = self.sparse[t].as_mut().filter(|_| ws.active[t]) {
+                    let w = &self.values[t];
+                    layer.forward(w, b, relu, x, &mut out, &mut ws.sparse, sums.as_mut());
+                } else {
+                    conv::forward_with_sums(
+                        self.path,
+                        geom,
+                        x,
+                        &self.values[t],
+                        b,
+                        relu,
+                        &mut out,
+                        &mut ws.conv,
+                        &mut ws.wt,
+                        sums.as_mut(),
+                    );
                 }
-                conv::forward(
-                    self.path,
-                    geom,
-                    x,
-                    &self.values[t],
-                    b,
-                    relu,
-                    &mut out,
-                    &mut ws.conv,
-                    &mut ws.wt,
-                );
+                ws.sums[i] = sums;
             }
             &Kernel::Linear { nin, nout, bias } => {
                 let t = node.first_tensor.expect("linear has a weight");
                 let b = bias.then(|| self.values[t + 1].as_slice());
-                if let Some(layer) = self.sparse[t].as_mut() {
-                    layer.forward(&self.values[t], b, relu, x, &mut out, &mut ws.sparse);
+                if let Some(layer) = self.sparse[t].as_mut().filter(|_| ws.active[t]) {
+                    layer.forward(&self.values[t], b, relu, x, &mut out, &mut ws.sparse, None);
                     ws.acts[node.act] = out;
                     return;
                 }
@@ -507,9 +547,14 @@ impl GraphNetwork {
                 let sh = bn::BnShape { n: ws.batch, c, hw };
                 let (mean, invstd): (Vec<f32>, Vec<f32>) = match mode {
                     Mode::Train => {
-                        let (mean, var, count) = match &self.bn_reducer {
-                            Some(r) => bn::reduced_batch_stats(sh, x, r.0.as_ref()),
-                            None => {
+                        let reduce = self
+                            .bn_reducer
+                            .as_ref()
+                            .map(|r| r.0.as_ref() as &bn::SumOverReplicas);
+                        let (mean, var, count) = match (ws.sums[node.inputs[0]].take(), reduce) {
+                            (Some(sums), reduce) => bn::stats_from_sums(sums, sh.count(), reduce),
+                            (None, Some(r)) => bn::reduced_batch_stats(sh, x, r),
+                            (None, None) => {
                                 let (mean, var) = bn::batch_stats(sh, x);
                                 (mean, var, sh.count() as f64)
                             }
@@ -548,6 +593,8 @@ impl GraphNetwork {
                 bn::affine(sh, x, &scale, &shift, relu, &mut out);
                 ws.bn_mean[i] = mean;
                 ws.bn_invstd[i] = invstd;
+                ws.bn_scale[i] = scale;
+                ws.bn_shift[i] = shift;
             }
             Kernel::Relu => ew::relu(x, &mut out),
             Kernel::MaxPool { geom } => pool::max_forward(geom, x, &mut out),
@@ -653,7 +700,13 @@ impl GraphNetwork {
             Kernel::Input | Kernel::Flatten => {}
             Kernel::FusedRelu => {
                 let mut dy = dy;
-                ew::relu_mask_inplace(&ws.acts[node.act], &mut dy);
+                // A batch norm or a sum masks the gradient of its ReLU inside its own backward.
+                if !matches!(
+                    nodes[node.inputs[0]].kernel,
+                    Kernel::BatchNorm { .. } | Kernel::Add
+                ) {
+                    ew::relu_mask_inplace(&ws.acts[node.act], &mut dy);
+                }
                 ws.grads[node.grad] = dy;
                 return;
             }
@@ -666,7 +719,7 @@ impl GraphNetwork {
                 let dx = dxbuf
                     .as_mut()
                     .map(|v| (v.as_mut_slice(), tgt.expect("target").1));
-                if let Some(layer) = self.sparse[t].as_mut() {
+                if let Some(layer) = self.sparse[t].as_mut().filter(|_| ws.active[t]) {
                     let w = &self.values[t];
                     layer.backward(w, x, &dy, dx, &mut gw[0], dbias, &mut ws.sparse);
                     if self.gradients == GradientMode::Dense {
@@ -702,7 +755,7 @@ impl GraphNetwork {
                 let dx = dxbuf
                     .as_mut()
                     .map(|v| (v.as_mut_slice(), tgt.expect("target").1));
-                if let Some(layer) = self.sparse[t].as_mut() {
+                if let Some(layer) = self.sparse[t].as_mut().filter(|_| ws.active[t]) {
                     let w = &self.values[t];
                     layer.backward(w, x, &dy, dx, &mut gw[0], dbias, &mut ws.sparse);
                     if self.gradients == GradientMode::Dense {
@@ -742,6 +795,8 @@ impl GraphNetwork {
                     &mut gw[0],
                     &mut gb[0],
                     reduce,
+                    node.relu_after
+                        .then(|| (ws.bn_scale[i].as_slice(), ws.bn_shift[i].as_slice())),
                 );
                 if let (Some((b, _)), Some(v)) = (tgt, dxbuf) {
                     ws.grads[b] = v;
@@ -768,14 +823,20 @@ impl GraphNetwork {
                 }
             }
             Kernel::Add => {
+                let mut dy = dy;
                 let t1 = target(1, &mut ws.written);
-                if let Some((b, acc)) = t1 {
-                    ew::copy_or_add(&dy, &mut ws.grads[b], acc);
+                let relu_y = node.relu_after.then(|| ws.acts[node.act].as_slice());
+                match (t1, relu_y) {
+                    (Some((b, acc)), Some(y)) => {
+                        ew::relu_mask_copy(y, &mut dy, &mut ws.grads[b], acc)
+                    }
+                    (Some((b, acc)), None) => ew::copy_or_add(&dy, &mut ws.grads[b], acc),
+                    (None, Some(y)) => ew::relu_mask_inplace(y, &mut dy),
+                    (None, None) => {}
                 }
                 match target(0, &mut ws.written) {
                     // The gradient passes through unchanged: hand the buffer over instead of copying it.
                     Some((b, false)) if t1.is_none_or(|(b1, _)| b1 != b) => {
-                        let mut dy = dy;
                         std::mem::swap(&mut dy, &mut ws.grads[b]);
                         ws.grads[node.grad] = dy;
                         return;
@@ -783,6 +844,8 @@ impl GraphNetwork {
                     Some((b, acc)) => ew::copy_or_add(&dy, &mut ws.grads[b], acc),
                     None => {}
                 }
+                ws.grads[node.grad] = dy;
+                return;
             }
             Kernel::SubsamplePad(sp) => {
                 if let Some((b, acc)) = target(0, &mut ws.written) {

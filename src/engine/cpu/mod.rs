@@ -15,7 +15,7 @@ pub mod sparse_layer;
 
 use ndarray::{Array2, ArrayD, ArrayView4, ArrayViewD};
 
-pub use graph_net::{GraphNetwork, Mode, BN_EPS, PREDICT_CHUNK};
+pub use graph_net::{GraphNetwork, Mode, BN_EPS, NOMINAL_BATCH, PREDICT_CHUNK};
 
 use crate::engine::{GradientMode, GradientSink, Network, Objective, StatsReducer, StepStats};
 use crate::error::{Error, Result};
@@ -198,6 +198,9 @@ impl Network for CpuNetwork {
     }
     fn kernel_path_name(&self) -> Option<&'static str> {
         Some(self.kernel_path().name())
+    }
+    fn sparse_policy_name(&self) -> Option<&'static str> {
+        Some(self.net.sparse_policy().name())
     }
     fn visit_gradients(&mut self, visit: &mut dyn FnMut(&TensorInfo, &mut [f32])) -> Result<()> {
         self.net.visit_gradients(visit)

@@ -3,7 +3,9 @@
 //!
 //! A ReLU whose producer (conv, linear, batch norm or add) has no other consumer is computed in place by the
 //! producer: the ReLU node then shares the producer's activation and gradient buffers and only masks the
-//! gradient in its backward. A flatten shares its input's buffers (same data, different per-sample shape).
+//! gradient in its backward (a batch norm applies that mask inside its own backward instead). A flatten
+//! shares its input's buffers (same data, different per-sample shape). A convolution that feeds only a batch
+//! norm hands it the statistics of its output, collected as it writes it.
 
 use super::kernels::{conv::ConvGeom, elementwise::SubsamplePad, pool::PoolGeom};
 use crate::error::{Error, Result};
@@ -61,6 +63,9 @@ pub struct NodePlan {
     pub first_tensor: Option<usize>,
     /// The output depends on parameters, so its gradient is needed.
     pub requires_grad: bool,
+    /// A convolution whose only consumer is a batch norm: train-mode forwards collect the per-channel sums of
+    /// its output while writing it, and the batch norm takes its statistics from them.
+    pub sums_for_bn: bool,
 }
 
 /// The plan of a whole graph.
@@ -279,7 +284,17 @@ impl Plan {
                 relu_after: false,
                 first_tensor,
                 requires_grad,
+                sums_for_bn: false,
             });
+        }
+        for i in 0..n {
+            if let (Kernel::BatchNorm { .. }, Some(&p)) =
+                (&nodes[i].kernel, nodes[i].inputs.first())
+            {
+                if consumers[p] == 1 && matches!(nodes[p].kernel, Kernel::Conv { .. }) {
+                    nodes[p].sums_for_bn = true;
+                }
+            }
         }
         Ok(Plan { nodes, buffers })
     }

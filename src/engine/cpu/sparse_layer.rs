@@ -90,7 +90,10 @@ impl SparseLayer {
         }
     }
 
-    /// Forward over a batch with the kept entries of the dense `weight`; optional bias and ReLU.
+    /// Forward over a batch with the kept entries of the dense `weight`; optional bias and ReLU. A
+    /// convolution also writes its output's per-channel sums into `sums` when given (see
+    /// [`SparseConv::forward`]); a linear layer must not be given `sums`.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &mut self,
         weight: &[f32],
@@ -99,13 +102,15 @@ impl SparseLayer {
         x: &[f32],
         y: &mut [f32],
         scratch: &mut SparseScratch,
+        sums: Option<&mut Vec<[f64; 2]>>,
     ) {
         match &mut self.layout {
             Layout::Conv(c) => {
                 c.taps().gather_values(weight, &mut self.vals);
-                c.forward(x, &self.vals, bias, relu, y, &mut scratch.conv);
+                c.forward(x, &self.vals, bias, relu, y, &mut scratch.conv, sums);
             }
             Layout::Linear(l) => {
+                assert!(sums.is_none(), "a linear layer collects no channel sums");
                 l.taps().gather_values(weight, &mut self.vals);
                 l.forward(x, &self.vals, bias, relu, y, &mut scratch.linear);
             }

@@ -8,8 +8,8 @@
 
 use rayon::prelude::*;
 
-use super::direct;
 use super::nt::{gemm_nt, Rows};
+use super::{bn, direct};
 use super::{chunk_size, reduce_in_order, sgemm, FlushDenormals};
 use crate::engine::cpu::simd::KernelPath;
 
@@ -106,6 +106,8 @@ pub struct ConvScratch {
     dyt: Vec<f32>,
     /// Window offsets of the input-gradient geometry.
     dstarts: Vec<usize>,
+    /// The chunk's per-channel output sums of [`forward_with_sums`].
+    sums: Vec<[f64; 2]>,
 }
 
 fn grow(v: &mut Vec<f32>, len: usize) -> &mut [f32] {
@@ -192,9 +194,33 @@ pub fn forward(
     scratch: &mut [ConvScratch],
     wt: &mut Vec<f32>,
 ) {
+    forward_with_sums(path, g, x, weight, bias, relu, y, scratch, wt, None);
+}
+
+/// [`forward`] that also writes into `sums` (when given) the per-channel (sum, sum of squares) of the output,
+/// collected while each sample's output is still in cache, bit for bit [`bn::batch_stats`]' sums of `y` (so
+/// a batch norm that reads `y` need not pass over it again).
+#[allow(clippy::too_many_arguments)]
+pub fn forward_with_sums(
+    path: KernelPath,
+    g: &ConvGeom,
+    x: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+    relu: bool,
+    y: &mut [f32],
+    scratch: &mut [ConvScratch],
+    wt: &mut Vec<f32>,
+    sums: Option<&mut Vec<[f64; 2]>>,
+) {
     let batch = x.len() / g.in_len();
     let cs = chunk_size(batch);
     let (kdim, ohw) = (g.kdim(), g.out_hw());
+    let want_sums = sums.is_some();
+    for s in scratch.iter_mut().take(batch.div_ceil(cs)) {
+        s.sums.clear();
+        s.sums.resize(if want_sums { g.cout } else { 0 }, [0.0; 2]);
+    }
     if direct::forward_supported(path, g) {
         direct::pack_weight(g, weight, wt);
         let packed = &*wt;
@@ -209,8 +235,12 @@ pub fn forward(
                     direct::pad_sample(path, g, xn, xp);
                     direct::forward_sample(path, g, xp, packed, &s.starts, yn, false);
                     bias_relu(g, bias, relu, yn);
+                    if want_sums {
+                        bn::add_sample_sums(ohw, yn, &mut s.sums);
+                    }
                 }
             });
+        collect_sums(scratch, batch.div_ceil(cs), sums);
         return;
     }
     let wt = grow(wt, kdim * g.cout);
@@ -247,8 +277,23 @@ pub fn forward(
                     (ohw, 1),
                 );
                 bias_relu(g, bias, relu, yn);
+                if want_sums {
+                    bn::add_sample_sums(ohw, yn, &mut s.sums);
+                }
             }
         });
+    collect_sums(scratch, batch.div_ceil(cs), sums);
+}
+
+/// Reduces the chunk sums of [`forward_with_sums`] in chunk order into `sums`.
+fn collect_sums(scratch: &[ConvScratch], chunks: usize, sums: Option<&mut Vec<[f64; 2]>>) {
+    if let Some(total) = sums {
+        total.clear();
+        total.resize(scratch.first().map_or(0, |s| s.sums.len()), [0.0; 2]);
+        for s in &scratch[..chunks] {
+            bn::add_chunk_sums(total, &s.sums);
+        }
+    }
 }
 
 /// Adds the bias and applies ReLU to one output sample `y[Cout, OH·OW]`, as requested.
@@ -353,6 +398,7 @@ fn backward_chunk(
         starts,
         dyt,
         dstarts,
+        ..
     } = s;
     let direct_wgrad = direct::weight_grad_supported(path, g);
     if direct_wgrad {
@@ -666,5 +712,63 @@ mod tests {
         let lhs: f64 = col.iter().zip(&c).map(|(a, b)| (a * b) as f64).sum();
         let rhs: f64 = x.iter().zip(&back).map(|(a, b)| (a * b) as f64).sum();
         assert!((lhs - rhs).abs() < 1e-4, "{lhs} vs {rhs}");
+    }
+
+    #[test]
+    fn forward_sums_are_the_batch_statistics_of_the_output() {
+        // (cin, cout, h, w, k, s, p, batch, bias, relu): shifted-window and GEMM shapes.
+        let cases = [
+            (3, 8, 9, 9, 3, 1, 1, 5, true, false),
+            (4, 16, 8, 8, 3, 2, 1, 7, false, false),
+            (5, 6, 7, 6, 1, 1, 0, 3, true, true),
+            (2, 3, 6, 10, 5, 1, 2, 1, false, false),
+        ];
+        for (ci, &(cin, cout, h, w, k, s, p, n, bias, relu)) in cases.iter().enumerate() {
+            let g = ConvGeom::new(cin, cout, h, w, k, s, p).unwrap();
+            let x: Vec<f32> = (0..n * g.in_len())
+                .map(|i| ((i * 7 + ci) as f32 * 0.37).sin())
+                .collect();
+            let wt: Vec<f32> = (0..cout * g.kdim())
+                .map(|i| ((i + 3 * ci) as f32 * 0.21).cos())
+                .collect();
+            let b: Vec<f32> = (0..cout).map(|o| o as f32 * 0.1 - 0.2).collect();
+            let b = bias.then_some(b.as_slice());
+            for path in KernelPath::available() {
+                let mut scratch: Vec<ConvScratch> = (0..8).map(|_| Default::default()).collect();
+                let (mut y, mut y2) = (vec![0.0; n * g.out_len()], vec![0.0; n * g.out_len()]);
+                let mut sums = vec![[f64::NAN; 2]; 1];
+                forward_with_sums(
+                    path,
+                    &g,
+                    &x,
+                    &wt,
+                    b,
+                    relu,
+                    &mut y,
+                    &mut scratch,
+                    &mut Vec::new(),
+                    Some(&mut sums),
+                );
+                forward(
+                    path,
+                    &g,
+                    &x,
+                    &wt,
+                    b,
+                    relu,
+                    &mut y2,
+                    &mut scratch,
+                    &mut Vec::new(),
+                );
+                assert_eq!(y, y2, "case {ci} {path}: the sums leave the output alone");
+                let sh = bn::BnShape {
+                    n,
+                    c: cout,
+                    hw: g.out_hw(),
+                };
+                let (mean, var, _) = bn::stats_from_sums(sums, sh.count(), None);
+                assert_eq!((mean, var), bn::batch_stats(sh, &y), "case {ci} {path}");
+            }
+        }
     }
 }

@@ -23,9 +23,23 @@ pub fn relu_mask_inplace(y: &[f32], g: &mut [f32]) {
     g.par_chunks_mut(GRAIN)
         .zip(y.par_chunks(GRAIN))
         .for_each(|(gc, yc)| {
-            gc.iter_mut()
-                .zip(yc)
-                .for_each(|(d, &v)| *d = if v > 0.0 { *d } else { 0.0 })
+            gc.iter_mut().zip(yc).for_each(|(d, &v)| {
+                *d = super::keep_if(*d, v > 0.0);
+            })
+        });
+}
+
+/// Zeroes `g` where the ReLU output `y` is not positive, in place, and writes or adds (`accumulate`) the
+/// masked `g` to `dst` in the same pass: [`relu_mask_inplace`] then [`copy_or_add`], bit for bit.
+pub fn relu_mask_copy(y: &[f32], g: &mut [f32], dst: &mut [f32], accumulate: bool) {
+    dst.par_chunks_mut(GRAIN)
+        .zip(g.par_chunks_mut(GRAIN).zip(y.par_chunks(GRAIN)))
+        .for_each(|(dc, (gc, yc))| {
+            for ((d, g), &v) in dc.iter_mut().zip(gc.iter_mut()).zip(yc) {
+                let m = super::keep_if(*g, v > 0.0);
+                *g = m;
+                *d = if accumulate { *d + m } else { m };
+            }
         });
 }
 
@@ -36,9 +50,9 @@ pub fn relu_backward(y: &[f32], dy: &[f32], dx: &mut [f32], accumulate: bool) {
         .for_each(|(o, (d, yc))| {
             let it = o.iter_mut().zip(d.iter().zip(yc));
             if accumulate {
-                it.for_each(|(o, (&g, &v))| *o += if v > 0.0 { g } else { 0.0 });
+                it.for_each(|(o, (&g, &v))| *o += super::keep_if(g, v > 0.0));
             } else {
-                it.for_each(|(o, (&g, &v))| *o = if v > 0.0 { g } else { 0.0 });
+                it.for_each(|(o, (&g, &v))| *o = super::keep_if(g, v > 0.0));
             }
         });
 }

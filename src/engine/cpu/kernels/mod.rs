@@ -119,6 +119,13 @@ impl Drop for FlushDenormals {
     }
 }
 
+/// `g` where `keep`, else `+0.0`, without a branch (so masking loops vectorise and never mispredict): bit for
+/// bit `if keep { g } else { 0.0 }`.
+#[inline(always)]
+pub fn keep_if(g: f32, keep: bool) -> f32 {
+    f32::from_bits(g.to_bits() & (keep as u32).wrapping_neg())
+}
+
 /// `dst = src` or `dst += src`.
 #[inline]
 pub fn store(dst: &mut [f32], src: &[f32], accumulate: bool) {

@@ -17,6 +17,7 @@ use rayon::prelude::*;
 
 use super::micro::{fold_lanes, gather_row, sampled_row};
 use super::{aligned, Taps, Work};
+use crate::engine::cpu::kernels::bn;
 use crate::engine::cpu::kernels::conv::ConvGeom;
 use crate::engine::cpu::kernels::{chunk_size, direct, reduce_in_order, FlushDenormals};
 use crate::engine::cpu::simd::KernelPath;
@@ -70,6 +71,8 @@ pub struct Scratch {
     acc: Vec<f32>,
     packed: Vec<f32>,
     db: Vec<f32>,
+    /// The chunk's per-channel output sums (see [`SparseConv::forward`]).
+    sums: Vec<[f64; 2]>,
 }
 
 impl SparseConv {
@@ -223,6 +226,7 @@ impl SparseConv {
             input_grad: dx,
             moved: (self.xq_len() + 2 * g.cout * self.out_len_v() + self.dyq_len() + 2 * g.in_len())
                 as u64,
+            passes: 2,
         }
     }
 
@@ -308,6 +312,9 @@ impl SparseConv {
 
     /// Forward over a batch: `y[N, Cout, OH, OW]` from `x[N, Cin, H, W]` with the packed kept weights `vals`
     /// (in [`SparseConv::taps`] order), optional bias, optional ReLU. `scratch` needs one entry per chunk.
+    /// When `sums` is given it receives the per-channel (sum, sum of squares) of `y`, collected while each
+    /// sample's output is in cache, bit for bit [`bn::batch_stats`]' sums of `y`.
+    #[allow(clippy::too_many_arguments)]
     pub fn forward(
         &self,
         x: &[f32],
@@ -316,12 +323,19 @@ impl SparseConv {
         relu: bool,
         y: &mut [f32],
         scratch: &mut [Scratch],
+        sums: Option<&mut Vec<[f64; 2]>>,
     ) {
         let g = &self.g;
         assert_eq!(vals.len(), self.nnz());
         let batch = x.len() / g.in_len();
         assert_eq!(y.len(), batch * g.out_len());
         let cs = chunk_size(batch);
+        let chunks = batch.div_ceil(cs);
+        let want_sums = sums.is_some();
+        for s in scratch.iter_mut().take(chunks) {
+            s.sums.clear();
+            s.sums.resize(if want_sums { g.cout } else { 0 }, [0.0; 2]);
+        }
         y.par_chunks_mut(cs * g.out_len())
             .zip(x.par_chunks(cs * g.in_len()))
             .zip(scratch.par_iter_mut())
@@ -345,8 +359,18 @@ impl SparseConv {
                             }
                         }
                     }
+                    if want_sums {
+                        bn::add_sample_sums(g.out_hw(), yn, &mut s.sums);
+                    }
                 }
             });
+        if let Some(total) = sums {
+            total.clear();
+            total.resize(if chunks > 0 { g.cout } else { 0 }, [0.0; 2]);
+            for s in &scratch[..chunks] {
+                bn::add_chunk_sums(total, &s.sums);
+            }
+        }
     }
 
     /// Backward over a batch. Writes the weight gradient at the kept positions into `dweight` (packed, in
@@ -631,10 +655,33 @@ mod tests {
                 sc.transposed_values(&wm, &mut vt);
                 let mut sscr: Vec<Scratch> = (0..8).map(|_| Scratch::default()).collect();
                 let mut y = vec![f32::NAN; want.len()];
-                sc.forward(&x, &v, Some(&bias), true, &mut y, &mut sscr);
+                sc.forward(&x, &v, Some(&bias), true, &mut y, &mut sscr, None);
                 for (a, b) in y.iter().zip(&want) {
                     assert!((a - b).abs() < 1e-4, "case {ci} {path} forward {a} vs {b}");
                 }
+                let mut sums = Vec::new();
+                let mut y2 = vec![f32::NAN; want.len()];
+                sc.forward(
+                    &x,
+                    &v,
+                    Some(&bias),
+                    true,
+                    &mut y2,
+                    &mut sscr,
+                    Some(&mut sums),
+                );
+                assert_eq!(y2, y, "case {ci} {path}: the sums leave the output alone");
+                let sh = bn::BnShape {
+                    n: batch,
+                    c: cout,
+                    hw: g.out_hw(),
+                };
+                let (mean, var, _) = bn::stats_from_sums(sums, sh.count(), None);
+                assert_eq!(
+                    (mean, var),
+                    bn::batch_stats(sh, &y),
+                    "case {ci} {path} sums"
+                );
                 let mut dx = vec![0.5; x.len()];
                 let mut pdw = vec![0.0; sc.nnz()];
                 let mut db = vec![0.0; cout];

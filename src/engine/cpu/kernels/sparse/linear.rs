@@ -75,6 +75,7 @@ impl SparseLinear {
             weight_grad: nnz,
             input_grad: nnz,
             moved: 3 * (self.nin + self.nout) as u64,
+            passes: 8,
         }
     }
 

@@ -121,6 +121,8 @@ pub struct Work {
     pub input_grad: u64,
     /// Values written or read by the packing steps (padding, phase splits, transposes).
     pub moved: u64,
+    /// Parallel passes over the batch of one forward and backward (a fixed cost per batch, not per sample).
+    pub passes: u64,
 }
 
 /// Rounds `n` up to a multiple of `m`.
