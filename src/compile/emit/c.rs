@@ -6,9 +6,9 @@
 
 use std::fmt::Write as _;
 
-use sculpt_runtime::format::{align_up, dtype, encoding, opcode, NONE};
+use sculpt_runtime::format::{align_up, IndexEncoding, Opcode, ValueType, NONE};
 
-use super::binary::{plan_arena, CsrBytes, Encoded, IndexEncoding, ScbModel, TensorSpec};
+use super::binary::{plan_arena, CsrBytes, Encoded, ScbModel, TensorSpec};
 use super::rice;
 use crate::error::{Error, Result};
 
@@ -680,10 +680,10 @@ static void sc_subsample_pad_i8(const int8_t *x, int8_t *y, int32_t c, int32_t h
 
 /// The library functions `model` calls, in dependency order.
 fn c_library(model: &ScbModel) -> String {
-    let has = |code: u8| model.ops.iter().any(|o| o.opcode == code);
+    let has = |code: Opcode| model.ops.iter().any(|o| o.opcode == code);
     let sfx = if model.int8 { "i8" } else { "f32" };
     let mut want: Vec<String> = Vec::new();
-    let weighted = has(opcode::CONV) || has(opcode::GEMM);
+    let weighted = has(Opcode::Conv) || has(Opcode::Gemm);
     if weighted {
         want.extend(["sc_types", "sc_next", "sc_iter_init"].map(String::from));
         if model.int8 {
@@ -704,17 +704,17 @@ fn c_library(model: &ScbModel) -> String {
             .map(String::from),
         );
     }
-    if has(opcode::CONV) {
+    if has(Opcode::Conv) {
         want.extend(["sc_geom".into(), "sc_span".into(), format!("sc_conv_{sfx}")]);
     }
     for (code, name) in [
-        (opcode::GEMM, "sc_gemm"),
-        (opcode::MAX_POOL, "sc_max_pool"),
-        (opcode::AVG_POOL, "sc_avg_pool"),
-        (opcode::GLOBAL_AVG_POOL, "sc_gap"),
-        (opcode::ADD, "sc_add"),
-        (opcode::RELU, "sc_relu"),
-        (opcode::SUBSAMPLE_PAD, "sc_subsample_pad"),
+        (Opcode::Gemm, "sc_gemm"),
+        (Opcode::MaxPool, "sc_max_pool"),
+        (Opcode::AvgPool, "sc_avg_pool"),
+        (Opcode::GlobalAvgPool, "sc_gap"),
+        (Opcode::Add, "sc_add"),
+        (Opcode::Relu, "sc_relu"),
+        (Opcode::SubsamplePad, "sc_subsample_pad"),
     ] {
         if has(code) {
             want.push(format!("{name}_{sfx}"));
@@ -775,28 +775,33 @@ fn le_chunks<const N: usize>(b: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
     })
 }
 
-fn values_array(out: &mut String, name: &str, vtype: u8, bytes: &[u8]) -> Result<&'static str> {
+fn values_array(
+    out: &mut String,
+    name: &str,
+    vtype: ValueType,
+    bytes: &[u8],
+) -> Result<&'static str> {
     match vtype {
-        dtype::F32 => {
+        ValueType::F32 => {
             let items = le_chunks::<4>(bytes)
                 .map(|c| c_float(f32::from_le_bytes(c)))
                 .collect::<Result<Vec<_>>>()?;
             array(out, "float", name, &items);
             Ok("float")
         }
-        dtype::F16 => {
+        ValueType::F16 => {
             let items: Vec<String> = le_chunks::<2>(bytes)
                 .map(|c| format!("0x{:04X}u", u16::from_le_bytes(c)))
                 .collect();
             array(out, "uint16_t", name, &items);
             Ok("uint16_t")
         }
-        dtype::I8 => {
+        ValueType::I8 => {
             let items: Vec<String> = bytes.iter().map(|&b| (b as i8).to_string()).collect();
             array(out, "int8_t", name, &items);
             Ok("int8_t")
         }
-        _ => {
+        ValueType::I32 => {
             let items: Vec<String> = le_chunks::<4>(bytes)
                 .map(|c| c_i32(i32::from_le_bytes(c)))
                 .collect();
@@ -810,18 +815,14 @@ fn values_array(out: &mut String, name: &str, vtype: u8, bytes: &[u8]) -> Result
 /// smaller of dense, u8 gaps and u16 indices, which the kernels read without bit decoding; the entries keep
 /// their row-major order, so every sum runs in the same order as the runtime's. Other encodings are kept.
 fn c_layout(t: &TensorSpec, cols: usize) -> Result<Encoded> {
-    if t.data.encoding != encoding::RICE {
+    if t.data.encoding != IndexEncoding::Rice {
         return Ok(t.data.clone());
     }
     let rows = t.dims[0];
     let bad = || Error::Invalid("C emitter: Rice stream does not match its tensor".into());
     let positions =
         rice::decode(&t.data.index, t.data.index_len, t.data.param, t.data.nnz).ok_or_else(bad)?;
-    let elem = match t.dtype {
-        dtype::F16 => 2,
-        dtype::I8 => 1,
-        _ => 4,
-    };
+    let elem = t.dtype.size();
     if t.data.values.len() != positions.len() * elem {
         return Err(bad());
     }
@@ -845,7 +846,7 @@ fn c_layout(t: &TensorSpec, cols: usize) -> Result<Encoded> {
     while csr.indptr.len() <= rows {
         csr.indptr.push(csr.indices.len());
     }
-    Ok(csr.smallest(&[IndexEncoding::Gap8, IndexEncoding::Idx16]))
+    Ok(csr.smallest(&[IndexEncoding::CsrGap8, IndexEncoding::CsrIdx16]))
 }
 
 /// Generates `model.h` and `model.c` for `model` (whose tensors and ops are already lowered and encoded).
@@ -858,7 +859,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         .map(|b| b.dims.iter().product::<usize>() * elem)
         .collect();
     for op in &model.ops {
-        if model.int8 && op.opcode == opcode::CONV {
+        if model.int8 && op.opcode == Opcode::Conv {
             let d = &model.buffers[op.out as usize].dims;
             sizes[op.out as usize] = align_up(sizes[op.out as usize]) + 4 * d[1] * d[2];
         }
@@ -927,7 +928,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
     c.push('\n');
     for (i, t) in model.tensors.iter().enumerate() {
         let rows = t.dims[0];
-        let cols: usize = if t.dtype == dtype::I8 && t.dims.len() == 4 {
+        let cols: usize = if t.dtype == ValueType::I8 && t.dims.len() == 4 {
             t.dims[1].div_ceil(4) * 4 * t.dims[2] * t.dims[3]
         } else {
             t.dims[1..].iter().product()
@@ -936,21 +937,21 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         let vname = format!("sc_t{i}_values");
         values_array(&mut c, &vname, t.dtype, &data.values)?;
         let index = match data.encoding {
-            encoding::DENSE => "0".to_string(),
+            IndexEncoding::Dense => "0".to_string(),
             enc => {
                 let name = format!("sc_t{i}_index");
                 let items: Vec<String> = match enc {
-                    encoding::CSR_IDX16 => le_chunks::<2>(&data.index)
+                    IndexEncoding::CsrIdx16 => le_chunks::<2>(&data.index)
                         .map(|b| u16::from_le_bytes(b).to_string())
                         .collect(),
-                    encoding::CSR_IDX32 => le_chunks::<4>(&data.index)
+                    IndexEncoding::CsrIdx32 => le_chunks::<4>(&data.index)
                         .map(|b| format!("{}u", u32::from_le_bytes(b)))
                         .collect(),
                     _ => data.index.iter().map(|b| b.to_string()).collect(),
                 };
                 let ty = match enc {
-                    encoding::CSR_IDX16 => "uint16_t",
-                    encoding::CSR_IDX32 => "uint32_t",
+                    IndexEncoding::CsrIdx16 => "uint16_t",
+                    IndexEncoding::CsrIdx32 => "uint32_t",
                     _ => "uint8_t",
                 };
                 array(&mut c, ty, &name, &items);
@@ -986,7 +987,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         let _ = writeln!(
             c,
             "static const sc_tensor sc_t{i} = {{{}, {}, {}, {rows}, {cols}, {}, {}, {vname}, {index}, {indptr}, {scales}}};\n",
-            data.encoding, data.param, t.dtype, data.nnz, data.index_len
+            data.encoding.code(), data.param, t.dtype.code(), data.nnz, data.index_len
         );
     }
     if let Some((mean, std)) = &model.normalization {
@@ -1049,7 +1050,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
             )
         };
         match op.opcode {
-            opcode::CONV => {
+            Opcode::Conv => {
                 let _ = writeln!(
                     c,
                     "    {{\n        static const sc_geom g = {{{}, {}, {}, {}, {}, {}, {}, {}}};",
@@ -1073,7 +1074,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                     );
                 }
             }
-            opcode::GEMM => {
+            Opcode::Gemm => {
                 if model.int8 {
                     let _ = writeln!(
                         c,
@@ -1088,7 +1089,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                     );
                 }
             }
-            opcode::MAX_POOL => {
+            Opcode::MaxPool => {
                 let sfx = if model.int8 { "i8" } else { "f32" };
                 let _ = writeln!(
                     c,
@@ -1096,7 +1097,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                     xd[0], xd[1], xd[2], op.kernel, op.stride
                 );
             }
-            opcode::AVG_POOL => {
+            Opcode::AvgPool => {
                 if model.int8 {
                     let _ = writeln!(
                         c,
@@ -1111,7 +1112,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                     );
                 }
             }
-            opcode::GLOBAL_AVG_POOL => {
+            Opcode::GlobalAvgPool => {
                 if model.int8 {
                     let _ = writeln!(
                         c,
@@ -1123,7 +1124,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                     let _ = writeln!(c, "    sc_gap_f32({x}, {y}, {}, {});", xd[0], xd[1] * xd[2]);
                 }
             }
-            opcode::ADD => {
+            Opcode::Add => {
                 let z = buf(op.in1);
                 if model.int8 {
                     let _ = writeln!(
@@ -1139,7 +1140,7 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                     );
                 }
             }
-            opcode::SUBSAMPLE_PAD => {
+            Opcode::SubsamplePad => {
                 let sfx = if model.int8 { "i8" } else { "f32" };
                 let _ = writeln!(
                     c,
@@ -1147,11 +1148,10 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                     xd[0], xd[1], xd[2], op.stride, op.pad, yd[0]
                 );
             }
-            opcode::RELU => {
+            Opcode::Relu => {
                 let sfx = if model.int8 { "i8" } else { "f32" };
                 let _ = writeln!(c, "    sc_relu_{sfx}({x}, {y}, {});", numel(op.out));
             }
-            other => return Err(Error::Invalid(format!("C emitter: unknown opcode {other}"))),
         }
     }
     c.push_str("}\n\n");
