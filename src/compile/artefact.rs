@@ -186,6 +186,14 @@ impl ModelFile {
         })
     }
 
+    /// Whether the file at `path` is an ONNX model, judged by its content as [`ModelFile::recognise`] does.
+    pub fn is_onnx(path: &std::path::Path) -> crate::error::Result<bool> {
+        Ok(matches!(
+            Self::recognise(path)?,
+            ModelFile::Artefact(Artefact::OnnxDense | Artefact::OnnxSparse, _)
+        ))
+    }
+
     /// The artefact kind of `bytes`, `None` when they are neither `.scb` nor ONNX. A safetensors file (a
     /// little-endian u64 header length, then the JSON header) is never ONNX, whatever its first byte.
     pub fn kind_of(bytes: &[u8]) -> Option<Artefact> {
@@ -276,6 +284,10 @@ mod tests {
             ModelFile::recognise(&misnamed).unwrap(),
             ModelFile::Artefact(Artefact::ScbF32, scb)
         );
+        assert!(!ModelFile::is_onnx(&misnamed).unwrap());
+        let onnx_named_bin = dir.join("model.bin");
+        std::fs::write(&onnx_named_bin, [0x08, 0x09, 0x12]).unwrap();
+        assert!(ModelFile::is_onnx(&onnx_named_bin).unwrap());
         assert_eq!(
             ModelFile::recognise(&dir.join("absent")).unwrap(),
             ModelFile::Checkpoint

@@ -463,7 +463,7 @@ fn copy_source(input: &Path, out_dir: &Path) -> Result<PathBuf> {
         write_atomic(&out_dir.join(&rel), &bytes)?;
         Ok(rel)
     };
-    if input.extension().and_then(|e| e.to_str()) == Some("onnx") {
+    if crate::compile::artefact::ModelFile::is_onnx(input)? {
         return copy(input);
     }
     let (st, json) = import::checkpoint::paths(input);

@@ -46,7 +46,7 @@ pub struct Probe {
 /// one of a checkpoint (`None` when it has none), or for ONNX seeded images run through the file by tract
 /// (by ONNX Runtime when tract cannot plan the file; an error when neither can run it).
 pub fn source_probe(source: &Path, graph: &Graph) -> Result<Option<Probe>> {
-    if source.extension().and_then(|e| e.to_str()) == Some("onnx") {
+    if crate::compile::artefact::ModelFile::is_onnx(source)? {
         let per: usize = graph.input.shape.iter().product();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ONNX_PROBE_SEED);
         let inputs: Vec<f32> = (0..per * ONNX_PROBE_SAMPLES)
