@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use compile_util::*;
 use ndarray::{Array2, ArrayD};
 use sculpt::compile::interp;
-use sculpt::compile::ir::{DType, IndexFormat, Op, Storage};
+use sculpt::compile::ir::{IndexEncoding, Op, Storage, ValueType};
 use sculpt::compile::passes::{fold_bn::fold_bn, fuse::fuse, layout, quantize};
 use sculpt::nn::spec::{ModelSpec, Op as NnOp};
 
@@ -235,10 +235,10 @@ fn layout_picks_the_smallest_encoding_and_keeps_outputs() {
     let spec = lenet5();
     let g = fuse(fold_bn(graph(&spec, 0.95, 9)).unwrap()).unwrap();
     let all = [
-        IndexFormat::Gap8,
-        IndexFormat::U16,
-        IndexFormat::U32,
-        IndexFormat::Rice,
+        IndexEncoding::CsrGap8,
+        IndexEncoding::CsrIdx16,
+        IndexEncoding::CsrIdx32,
+        IndexEncoding::Rice,
     ];
     let l = layout::layout(g.clone(), &all).unwrap();
     for n in &l.nodes {
@@ -286,7 +286,7 @@ fn quantisation_stays_within_tolerance() {
         assert!(q
             .nodes
             .iter()
-            .all(|n| n.op.weight().is_none_or(|w| w.dtype == DType::I8)));
+            .all(|n| n.op.weight().is_none_or(|w| w.dtype == ValueType::I8)));
         let per: usize = spec.input.iter().product();
         let xs = inputs(&spec, 64, 200);
         let mut agree = 0;

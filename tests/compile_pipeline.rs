@@ -145,13 +145,13 @@ fn pipeline_writes_every_artefact_with_one_hash_and_checks_the_budget() {
     assert!(e.contains("RAM") && e.contains("over by"), "{e}");
     // a target allowing only some index encodings gets only those
     let mut t = target(2 << 20, 512 << 10);
-    t.index_encodings = vec![IndexEncoding::Idx16];
+    t.index_encodings = vec![IndexEncoding::CsrIdx16];
     let a = compile(&ck, &dir.path().join("o4"), Some(&t), &opts).unwrap();
     for n in &a.float.nodes {
         if let Some(sculpt::compile::ir::Storage::Csr { index, .. }) =
             n.op.weight().map(|w| &w.storage)
         {
-            assert_eq!(*index, sculpt::compile::ir::IndexFormat::U16);
+            assert_eq!(*index, sculpt::compile::ir::IndexEncoding::CsrIdx16);
         }
     }
 }

@@ -9,11 +9,10 @@ use std::path::Path;
 use compile_util::*;
 use sculpt::compile::emit::onnx::{self, Variant};
 use sculpt::compile::interp;
-use sculpt::compile::ir::{Graph, IndexFormat, Storage};
+use sculpt::compile::ir::{Graph, IndexEncoding, Storage};
 use sculpt::compile::lower;
 use sculpt::compile::pipeline::{build, target_formats, Graphs};
 use sculpt::verify::runners;
-use sculpt_runtime::format::encoding;
 use sculpt_runtime::Model;
 
 fn graphs(source: Graph) -> Graphs {
@@ -25,7 +24,7 @@ fn graphs(source: Graph) -> Graphs {
 fn all_rice(mut g: Graph) -> Graph {
     for n in &mut g.nodes {
         if let Some(w) = n.op.weight_mut() {
-            w.storage = w.to_csr(IndexFormat::Rice);
+            w.storage = w.to_csr(IndexEncoding::Rice);
         }
     }
     g.validate().unwrap();
@@ -49,7 +48,7 @@ fn rice_int8_runtime_and_c_are_bit_identical_to_the_interpreter() {
         assert_eq!(weights.len(), 5);
         assert!(weights
             .iter()
-            .all(|&w| m.tensor(w).encoding == encoding::RICE));
+            .all(|&w| m.tensor(w).encoding == IndexEncoding::Rice.code()));
         assert_eq!(
             runners::runtime(Path::new("model.scb"), &bytes, &xs).unwrap(),
             want,

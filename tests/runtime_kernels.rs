@@ -7,29 +7,27 @@
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use sculpt::compile::batch::run_batch;
-use sculpt::compile::emit::binary::{
-    BufferSpec, CsrBytes, IndexEncoding, OpSpec, ScbModel, TensorSpec,
-};
+use sculpt::compile::emit::binary::{BufferSpec, CsrBytes, OpSpec, ScbModel, TensorSpec};
 use sculpt::compile::interp;
-use sculpt::compile::ir::{Bias, Graph, IndexFormat, InputSpec, Op, Storage, Weight};
+use sculpt::compile::ir::{Bias, Graph, IndexEncoding, InputSpec, Op, Storage, Weight};
 use sculpt::compile::lower;
 use sculpt::compile::passes::quantize::{quantize, to_f16};
-use sculpt_runtime::format::{dtype, opcode};
+use sculpt_runtime::format::{Opcode, ValueType};
 use sculpt_runtime::{KernelPath, Model};
 
 /// The storage a test forces on every weight: dense, or CSR in one index format.
 #[derive(Debug, Clone, Copy)]
 enum Store {
     Dense,
-    Csr(IndexFormat),
+    Csr(IndexEncoding),
 }
 
 const STORES: [Store; 5] = [
     Store::Dense,
-    Store::Csr(IndexFormat::Gap8),
-    Store::Csr(IndexFormat::U16),
-    Store::Csr(IndexFormat::U32),
-    Store::Csr(IndexFormat::Rice),
+    Store::Csr(IndexEncoding::CsrGap8),
+    Store::Csr(IndexEncoding::CsrIdx16),
+    Store::Csr(IndexEncoding::CsrIdx32),
+    Store::Csr(IndexEncoding::Rice),
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -292,7 +290,7 @@ fn shapes_of_the_benchmarked_models() {
             let store = if density >= 1.0 {
                 Store::Dense
             } else {
-                Store::Csr(IndexFormat::Gap8)
+                Store::Csr(IndexEncoding::CsrGap8)
             };
             for value in [Value::F32, Value::I8] {
                 check(
@@ -393,7 +391,10 @@ fn long_rows_take_several_chunks() {
         residual: false,
     };
     let g = conv_graph(&case, &mut rng);
-    for store in [Store::Csr(IndexFormat::Rice), Store::Csr(IndexFormat::U16)] {
+    for store in [
+        Store::Csr(IndexEncoding::Rice),
+        Store::Csr(IndexEncoding::CsrIdx16),
+    ] {
         for value in [Value::F32, Value::F16, Value::I8] {
             check(
                 &g,
@@ -436,7 +437,7 @@ fn gap8_fillers_for_long_gaps() {
     wt[256 + 256 + 1] = 3.0;
     wt[cols + 699] = 4.0;
     let csr = CsrBytes::from_dense(2, cols, &f32_bytes(&wt), 4);
-    let enc = csr.encode(IndexEncoding::Gap8).unwrap();
+    let enc = csr.encode(IndexEncoding::CsrGap8).unwrap();
     assert_eq!(
         enc.nnz,
         4 + 1 + 2,
@@ -444,7 +445,7 @@ fn gap8_fillers_for_long_gaps() {
     );
     let m = ScbModel {
         tensors: vec![TensorSpec {
-            dtype: dtype::F32,
+            dtype: ValueType::F32,
             dims: vec![2, cols],
             data: enc,
             scales: None,
@@ -461,7 +462,7 @@ fn gap8_fillers_for_long_gaps() {
         ],
         ops: vec![OpSpec {
             weight: 0,
-            ..OpSpec::simple(opcode::GEMM, 0, 1)
+            ..OpSpec::simple(Opcode::Gemm, 0, 1)
         }],
         input: 0,
         output: 1,
@@ -507,7 +508,7 @@ fn batches_split_across_threads_give_the_per_sample_results() {
     let g = conv_graph(&case, &mut rng);
     let calib: Vec<f32> = images(&g, 8, &mut rng).concat();
     for typed in [g.clone(), quantize(&g, &calib).unwrap()] {
-        let typed = restore(typed, Store::Csr(IndexFormat::Gap8));
+        let typed = restore(typed, Store::Csr(IndexEncoding::CsrGap8));
         let bytes = lower::scb(&typed, [1; 32]).unwrap();
         let model = Model::parse(&bytes).unwrap();
         let xs: Vec<f32> = images(&typed, 7, &mut rng).concat();

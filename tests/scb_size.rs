@@ -19,7 +19,7 @@ use sculpt::compile::emit::binary::{
 };
 use sculpt::compile::lower::requant_params;
 use sculpt_runtime::conv::quad_column;
-use sculpt_runtime::format::{dtype, opcode, NONE};
+use sculpt_runtime::format::{Opcode, ValueType, NONE};
 use sculpt_runtime::Model;
 
 /// Row-major int8 values of a (CO, CI, K, K) weight in channel-quad column order, and the padded columns.
@@ -57,7 +57,7 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
         let density = densities[layer];
         layer += 1;
         dense_bytes += 4 * (rows * cols + rows);
-        let (vals, elem, dt): (Vec<u8>, usize, u8) = if int8 {
+        let (vals, elem, dt): (Vec<u8>, usize, ValueType) = if int8 {
             (
                 (0..rows * cols)
                     .map(|_| {
@@ -69,7 +69,7 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
                     })
                     .collect(),
                 1,
-                dtype::I8,
+                ValueType::I8,
             )
         } else {
             (
@@ -84,7 +84,7 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
                     })
                     .collect(),
                 4,
-                dtype::F32,
+                ValueType::F32,
             )
         };
         let (vals, cols) = if int8 && dims.len() == 4 {
@@ -92,7 +92,7 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
         } else {
             (vals, cols)
         };
-        let data = CsrBytes::from_dense(rows, cols, &vals, elem).smallest(&IndexEncoding::ALL);
+        let data = CsrBytes::from_dense(rows, cols, &vals, elem).smallest(&IndexEncoding::SPARSE);
         let scales = int8.then(|| vec![0.01f32; rows]);
         m.tensors.push(TensorSpec {
             dtype: dt,
@@ -101,9 +101,9 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
             scales,
         });
         let bias = if int8 {
-            TensorSpec::dense(dtype::I32, vec![rows], vec![0; 4 * rows])
+            TensorSpec::dense(ValueType::I32, vec![rows], vec![0; 4 * rows])
         } else {
-            TensorSpec::dense(dtype::F32, vec![rows], vec![0; 4 * rows])
+            TensorSpec::dense(ValueType::F32, vec![rows], vec![0; 4 * rows])
         };
         m.tensors.push(bias);
         ((m.tensors.len() - 2) as u32, (m.tensors.len() - 1) as u32)
@@ -112,7 +112,7 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
     let (w, b) = weights(&mut m, vec![6, 1, 5, 5], &mut rng);
     let c1 = buf(&mut m, vec![6, 28, 28], &mut rng);
     m.ops.push(OpSpec {
-        opcode: opcode::CONV,
+        opcode: Opcode::Conv,
         relu: true,
         in0: x,
         in1: NONE,
@@ -122,7 +122,7 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
         kernel: 5,
         stride: 1,
         pad: 2,
-        ..OpSpec::simple(opcode::CONV, x, c1)
+        ..OpSpec::simple(Opcode::Conv, x, c1)
     });
     let s = m.buffers[c1 as usize].scale;
     m.buffers.push(BufferSpec {
@@ -133,12 +133,12 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
     m.ops.push(OpSpec {
         kernel: 2,
         stride: 2,
-        ..OpSpec::simple(opcode::MAX_POOL, c1, p1)
+        ..OpSpec::simple(Opcode::MaxPool, c1, p1)
     });
     let (w, b) = weights(&mut m, vec![16, 6, 5, 5], &mut rng);
     let c2 = buf(&mut m, vec![16, 10, 10], &mut rng);
     m.ops.push(OpSpec {
-        opcode: opcode::CONV,
+        opcode: Opcode::Conv,
         relu: true,
         in0: p1,
         in1: NONE,
@@ -148,7 +148,7 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
         kernel: 5,
         stride: 1,
         pad: 0,
-        ..OpSpec::simple(opcode::CONV, p1, c2)
+        ..OpSpec::simple(Opcode::Conv, p1, c2)
     });
     let s = m.buffers[c2 as usize].scale;
     m.buffers.push(BufferSpec {
@@ -159,7 +159,7 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
     m.ops.push(OpSpec {
         kernel: 2,
         stride: 2,
-        ..OpSpec::simple(opcode::MAX_POOL, c2, h)
+        ..OpSpec::simple(Opcode::MaxPool, c2, h)
     });
     for (i, (fi, fo)) in [(400, 120), (120, 84), (84, 10)].into_iter().enumerate() {
         let (w, b) = weights(&mut m, vec![fo, fi], &mut rng);
@@ -168,7 +168,7 @@ fn lenet5(int8: bool, densities: [f64; 5]) -> (ScbModel, usize) {
             weight: w,
             bias: b,
             relu: i < 2,
-            ..OpSpec::simple(opcode::GEMM, h, y)
+            ..OpSpec::simple(Opcode::Gemm, h, y)
         });
         h = y;
     }

@@ -40,10 +40,21 @@ fn every_artefact_agrees_and_a_swapped_one_is_caught() {
         assert!(formats.contains(&f), "{f} missing from {formats:?}");
     }
     for row in &r.rows {
-        if row.format.ends_with("int8") && row.format != "int8-reference" {
+        assert_eq!(
+            row.artefact.is_some(),
+            !matches!(row.format.as_str(), "int8-reference" | "probe")
+                && !row.format.starts_with("pass "),
+            "{}",
+            row.format
+        );
+        if row.artefact.is_some_and(|a| a.int8()) {
             assert_eq!(row.max_abs_dlogit, Some(0.0), "{}", row.format);
         }
     }
+    assert!(r
+        .rows
+        .iter()
+        .all(|x| x.passed != matches!(x.outcome, sculpt::verify::Outcome::Failed { .. })));
     let json = serde_json::to_string(&r).unwrap();
     assert!(json.contains("\"top1_agreement\""));
 
@@ -59,11 +70,15 @@ fn every_artefact_agrees_and_a_swapped_one_is_caught() {
     assert!(!r.passed);
     let bad = r.rows.iter().find(|r| r.format == "onnx-sparse").unwrap();
     assert!(!bad.passed);
-    if bad
-        .note
-        .as_deref()
-        .is_some_and(|n| n.starts_with("skipped"))
-    {
-        println!("SKIPPED: ONNX Runtime unavailable");
-    }
+    assert!(
+        matches!(
+            bad.outcome,
+            sculpt::verify::Outcome::Failed {
+                max_abs_dlogit: Some(d),
+                ..
+            } if d > 0.0
+        ),
+        "{:?}",
+        bad.outcome
+    );
 }

@@ -4,7 +4,7 @@ use crate::bytes::{f32_at, i32_at, u32_at};
 use crate::conv::{self, ConvWeights, Epilogue, Requant};
 use crate::cpu::KernelPath;
 use crate::error::RunError;
-use crate::format::{opcode, NONE};
+use crate::format::{Opcode, NONE};
 use crate::gemm;
 use crate::lanes::{Lanes, Portable};
 use crate::model::{BufferDesc, Model, OpDesc};
@@ -349,12 +349,12 @@ impl Model<'_> {
         let relu = op.relu();
         let second = || f32s(split.get(&self.buffer(op.in1)));
         match op.opcode {
-            opcode::CONV | opcode::GEMM => {
+            Opcode::Conv | Opcode::Gemm => {
                 let wt = self.tensor(op.weight);
                 let bt = (op.bias != NONE).then(|| self.tensor(op.bias));
                 let bias = |r| bt.as_ref().map_or(0.0, |b| value_f32(data, b, r));
                 let w = ConvWeights { desc: wt, data };
-                if op.opcode == opcode::CONV {
+                if op.opcode == Opcode::Conv {
                     let job = ConvF32 {
                         x,
                         y,
@@ -382,24 +382,24 @@ impl Model<'_> {
                     );
                 }
             }
-            opcode::MAX_POOL => {
+            Opcode::MaxPool => {
                 let (c, h, w) = xb.chw();
                 ops::max_pool(x, y, c, h, w, op.kernel as usize, op.stride as usize);
             }
-            opcode::AVG_POOL => {
+            Opcode::AvgPool => {
                 let (c, h, w) = xb.chw();
                 ops::avg_pool_f32(x, y, c, h, w, op.kernel as usize, op.stride as usize);
             }
-            opcode::GLOBAL_AVG_POOL => {
+            Opcode::GlobalAvgPool => {
                 let (c, h, w) = xb.chw();
                 ops::global_avg_pool_f32(x, y, c, h * w);
             }
-            opcode::ADD => ops::add_f32(x, second(), y, relu),
-            opcode::SUBSAMPLE_PAD => {
+            Opcode::Add => ops::add_f32(x, second(), y, relu),
+            Opcode::SubsamplePad => {
                 let (c, h, w) = xb.chw();
                 ops::subsample_pad(x, y, 0.0, c, h, w, op.stride as usize, op.pad as usize);
             }
-            _ => {
+            Opcode::Relu => {
                 y.copy_from_slice(x);
                 ops::relu_f32(y);
             }
@@ -414,7 +414,7 @@ impl Model<'_> {
         let data = self.data();
         let relu = op.relu();
         let second = || i8s(split.get(&self.buffer(op.in1)));
-        let rows = if matches!(op.opcode, opcode::CONV | opcode::GEMM) {
+        let rows = if matches!(op.opcode, Opcode::Conv | Opcode::Gemm) {
             self.tensor(op.weight).rows()
         } else {
             0
@@ -425,12 +425,12 @@ impl Model<'_> {
             .unwrap_or(&[]);
         let word = |k: usize| i32_at(params, 4 * k);
         match op.opcode {
-            opcode::CONV | opcode::GEMM => {
+            Opcode::Conv | Opcode::Gemm => {
                 let wt = self.tensor(op.weight);
                 let bt = (op.bias != NONE).then(|| self.tensor(op.bias));
                 let bias = |r| bt.as_ref().map_or(0, |b| value_i32(data, b, r));
                 let w = ConvWeights { desc: wt, data };
-                if op.opcode == opcode::CONV {
+                if op.opcode == Opcode::Conv {
                     let add = op.residual().then(|| {
                         (
                             word(2 * rows),
@@ -468,11 +468,11 @@ impl Model<'_> {
                     );
                 }
             }
-            opcode::MAX_POOL => {
+            Opcode::MaxPool => {
                 let (c, h, w) = xb.chw();
                 ops::max_pool(x, y, c, h, w, op.kernel as usize, op.stride as usize);
             }
-            opcode::AVG_POOL => {
+            Opcode::AvgPool => {
                 let (c, h, w) = xb.chw();
                 let k = op.kernel as usize;
                 ops::avg_pool_i8(
@@ -487,16 +487,16 @@ impl Model<'_> {
                     word(1) as u32,
                 );
             }
-            opcode::GLOBAL_AVG_POOL => {
+            Opcode::GlobalAvgPool => {
                 let (c, h, w) = xb.chw();
                 ops::global_avg_pool_i8(x, y, c, h * w, word(0), word(1) as u32);
             }
-            opcode::ADD => ops::add_i8(x, second(), y, word(0), word(1), word(2) as u32, relu),
-            opcode::SUBSAMPLE_PAD => {
+            Opcode::Add => ops::add_i8(x, second(), y, word(0), word(1), word(2) as u32, relu),
+            Opcode::SubsamplePad => {
                 let (c, h, w) = xb.chw();
                 ops::subsample_pad(x, y, 0, c, h, w, op.stride as usize, op.pad as usize);
             }
-            _ => {
+            Opcode::Relu => {
                 for (v, &a) in y.iter_mut().zip(x) {
                     *v = a.max(0);
                 }

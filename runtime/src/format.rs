@@ -21,7 +21,7 @@ pub const GRAPH_HEADER_SIZE: usize = 32;
 /// Size of one op record.
 pub const OP_SIZE: usize = 32;
 /// Alignment of sections in the file and of buffers in the arena. Arrays in the data section are aligned to
-/// their element size instead ([`dtype_size`], [`index_align`]).
+/// their element size instead ([`ValueType::size`], [`IndexEncoding::index_align`]).
 pub const ALIGN: usize = 16;
 /// Marks an absent optional reference (tensor, buffer or data offset).
 pub const NONE: u32 = 0xFFFF_FFFF;
@@ -56,35 +56,210 @@ pub mod feature {
     pub const KNOWN: u32 = F16 | INT8 | CSR_GAP8 | CSR_IDX16 | CSR_IDX32 | RICE | NORMALIZE;
 }
 
-/// Element types of tensors and buffers.
+/// Declares a closed set of one-byte codes of the format: the enum (`#[repr(u8)]`, each variant's
+/// discriminant its code), [`code`](ValueType::code), [`name`](ValueType::name) (the spelling of target
+/// files and reports), [`from_name`](ValueType::from_name), `ALL`, `Display` and `TryFrom<u8>` failing with
+/// [`UnknownCode`].
+macro_rules! codes {
+    (
+        $(#[$meta:meta])*
+        $what:literal $enum:ident {
+            $($(#[$vmeta:meta])* $variant:ident = $code:literal, $name:literal;)+
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+        #[repr(u8)]
+        pub enum $enum {
+            $($(#[$vmeta])* $variant = $code,)+
+        }
+
+        impl $enum {
+            /// Every code, in increasing order.
+            pub const ALL: &'static [$enum] = &[$($enum::$variant),+];
+
+            /// The byte that stands for this value in a file.
+            pub const fn code(self) -> u8 {
+                self as u8
+            }
+
+            /// The name in target files, manifests and reports.
+            pub const fn name(self) -> &'static str {
+                match self {
+                    $($enum::$variant => $name,)+
+                }
+            }
+
+            /// The value [`name`](Self::name) spells, `None` for any other string.
+            pub fn from_name(name: &str) -> Option<$enum> {
+                match name {
+                    $($name => Some($enum::$variant),)+
+                    _ => None,
+                }
+            }
+        }
+
+        impl TryFrom<u8> for $enum {
+            type Error = UnknownCode;
+            fn try_from(code: u8) -> Result<$enum, UnknownCode> {
+                match code {
+                    $($code => Ok($enum::$variant),)+
+                    _ => Err(UnknownCode { kind: $what, code }),
+                }
+            }
+        }
+
+        impl core::fmt::Display for $enum {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+/// A byte that is no code of its kind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownCode {
+    /// What the byte should have named: "value type", "index encoding" or "opcode".
+    pub kind: &'static str,
+    pub code: u8,
+}
+
+impl core::fmt::Display for UnknownCode {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        write!(f, "unknown {} code {}", self.kind, self.code)
+    }
+}
+
+codes! {
+    /// Element types of tensors and buffers.
+    "value type" ValueType {
+        F32 = 0, "f32";
+        F16 = 1, "f16";
+        I8 = 2, "i8";
+        I32 = 3, "i32";
+    }
+}
+
+impl ValueType {
+    /// Size in bytes of one element.
+    pub const fn size(self) -> usize {
+        match self {
+            ValueType::F32 | ValueType::I32 => 4,
+            ValueType::F16 => 2,
+            ValueType::I8 => 1,
+        }
+    }
+}
+
+codes! {
+    /// Storage encodings of tensors (formats/scb.md §5).
+    "index encoding" IndexEncoding {
+        /// Every value, row-major; no index stream.
+        Dense = 0, "dense";
+        /// CSR, u8 relative column gaps, filler entries for gaps over 255.
+        CsrGap8 = 1, "gap8";
+        /// CSR, u16 absolute column indices.
+        CsrIdx16 = 2, "idx16";
+        /// CSR, u32 absolute column indices.
+        CsrIdx32 = 3, "idx32";
+        /// Rice-coded gaps over the flattened row-major tensor, parameter `k` per tensor.
+        Rice = 4, "rice";
+    }
+}
+
+impl IndexEncoding {
+    /// The sparse encodings, in increasing order of code.
+    pub const SPARSE: [IndexEncoding; 4] = [
+        IndexEncoding::CsrGap8,
+        IndexEncoding::CsrIdx16,
+        IndexEncoding::CsrIdx32,
+        IndexEncoding::Rice,
+    ];
+
+    /// Alignment of the index stream in the data section: the size of one index element (1 for gap bytes
+    /// and Rice bit streams, 2 and 4 for u16 and u32 indices). Values are aligned to [`ValueType::size`];
+    /// row pointers, scales and the normalisation arrays to 4.
+    pub const fn index_align(self) -> usize {
+        match self {
+            IndexEncoding::CsrIdx16 => 2,
+            IndexEncoding::CsrIdx32 => 4,
+            _ => 1,
+        }
+    }
+
+    /// Bytes of the index stream holding `index_len` codes (bits for [`IndexEncoding::Rice`]).
+    pub const fn index_bytes(self, index_len: usize) -> usize {
+        match self {
+            IndexEncoding::Dense => 0,
+            IndexEncoding::CsrGap8 => index_len,
+            IndexEncoding::CsrIdx16 => 2 * index_len,
+            IndexEncoding::CsrIdx32 => 4 * index_len,
+            IndexEncoding::Rice => index_len.div_ceil(8),
+        }
+    }
+
+    /// The header feature bit a tensor in this encoding needs (0 for dense).
+    pub const fn feature(self) -> u32 {
+        match self {
+            IndexEncoding::Dense => 0,
+            IndexEncoding::CsrGap8 => feature::CSR_GAP8,
+            IndexEncoding::CsrIdx16 => feature::CSR_IDX16,
+            IndexEncoding::CsrIdx32 => feature::CSR_IDX32,
+            IndexEncoding::Rice => feature::RICE,
+        }
+    }
+
+    /// Largest encoding parameter: the Rice parameter `k` for [`IndexEncoding::Rice`], 0 for the others.
+    pub const fn max_param(self) -> u8 {
+        match self {
+            IndexEncoding::Rice => RICE_MAX_PARAM,
+            _ => 0,
+        }
+    }
+}
+
+/// Largest Rice parameter `k` of an [`IndexEncoding::Rice`] tensor.
+pub const RICE_MAX_PARAM: u8 = 7;
+
+codes! {
+    /// Op codes of the graph section.
+    "opcode" Opcode {
+        Conv = 1, "conv";
+        Gemm = 2, "gemm";
+        MaxPool = 3, "maxpool";
+        AvgPool = 4, "avgpool";
+        GlobalAvgPool = 5, "globalavgpool";
+        Add = 6, "add";
+        SubsamplePad = 7, "subsamplepad";
+        Relu = 8, "relu";
+    }
+}
+
+impl Opcode {
+    /// Whether the op reads a weight tensor (and optionally a bias).
+    pub const fn has_weight(self) -> bool {
+        matches!(self, Opcode::Conv | Opcode::Gemm)
+    }
+}
+
+/// The [`ValueType`] codes as the raw bytes of a descriptor, for comparisons in kernels.
 pub mod dtype {
-    pub const F32: u8 = 0;
-    pub const F16: u8 = 1;
-    pub const I8: u8 = 2;
-    pub const I32: u8 = 3;
+    use super::ValueType;
+    pub const F32: u8 = ValueType::F32.code();
+    pub const F16: u8 = ValueType::F16.code();
+    pub const I8: u8 = ValueType::I8.code();
+    pub const I32: u8 = ValueType::I32.code();
 }
 
-/// Storage encodings of tensors.
+/// The [`IndexEncoding`] codes as the raw bytes of a descriptor, for comparisons in kernels.
 pub mod encoding {
-    pub const DENSE: u8 = 0;
-    pub const CSR_GAP8: u8 = 1;
-    pub const CSR_IDX16: u8 = 2;
-    pub const CSR_IDX32: u8 = 3;
-    pub const RICE: u8 = 4;
-    /// Largest Rice parameter `k` of a [`RICE`] tensor.
-    pub const RICE_MAX_PARAM: u8 = 7;
-}
-
-/// Op codes of the graph section.
-pub mod opcode {
-    pub const CONV: u8 = 1;
-    pub const GEMM: u8 = 2;
-    pub const MAX_POOL: u8 = 3;
-    pub const AVG_POOL: u8 = 4;
-    pub const GLOBAL_AVG_POOL: u8 = 5;
-    pub const ADD: u8 = 6;
-    pub const SUBSAMPLE_PAD: u8 = 7;
-    pub const RELU: u8 = 8;
+    use super::IndexEncoding;
+    pub const DENSE: u8 = IndexEncoding::Dense.code();
+    pub const CSR_GAP8: u8 = IndexEncoding::CsrGap8.code();
+    pub const CSR_IDX16: u8 = IndexEncoding::CsrIdx16.code();
+    pub const CSR_IDX32: u8 = IndexEncoding::CsrIdx32.code();
+    pub const RICE: u8 = IndexEncoding::Rice.code();
 }
 
 /// Op flag: apply ReLU to the result.
@@ -103,16 +278,16 @@ pub mod schedule {
 /// Bytes of the int8 requantisation parameters of an op (formats/scb.md §8), 0 for ops without: CONV and
 /// GEMM `(m: i32, sh: u32)` per output channel, then `(ma: i32, mb: i32, sh: u32)` with a residual; ADD
 /// `(ma, mb, sh)`; AVG_POOL and GLOBAL_AVG_POOL `(m, sh)`.
-pub const fn params_bytes(opcode: u8, rows: usize, residual: bool) -> usize {
+pub const fn params_bytes(opcode: Opcode, rows: usize, residual: bool) -> usize {
     match opcode {
-        opcode::CONV | opcode::GEMM => 8 * rows + if residual { 12 } else { 0 },
-        opcode::ADD => 12,
-        opcode::AVG_POOL | opcode::GLOBAL_AVG_POOL => 8,
+        Opcode::Conv | Opcode::Gemm => 8 * rows + if residual { 12 } else { 0 },
+        Opcode::Add => 12,
+        Opcode::AvgPool | Opcode::GlobalAvgPool => 8,
         _ => 0,
     }
 }
 
-/// Size in bytes of one element of `dtype`, 0 for an unknown type.
+/// Size in bytes of one element of the value type with code `dtype`, 0 for an unknown code.
 pub const fn dtype_size(dtype: u8) -> usize {
     match dtype {
         dtype::F32 | dtype::I32 => 4,
@@ -122,29 +297,52 @@ pub const fn dtype_size(dtype: u8) -> usize {
     }
 }
 
-/// Alignment of the index stream of a tensor in `encoding` in the data section: the size of one index
-/// element (1 for gap bytes and Rice bit streams, 2 and 4 for u16 and u32 indices). Values are aligned to
-/// [`dtype_size`]; row pointers, scales and the normalisation arrays to 4.
-pub const fn index_align(encoding: u8) -> usize {
-    match encoding {
-        encoding::CSR_IDX16 => 2,
-        encoding::CSR_IDX32 => 4,
-        _ => 1,
-    }
-}
-
-/// Bytes of the index stream of a tensor in `encoding` holding `index_len` codes (bits for [`encoding::RICE`]).
-pub const fn index_bytes(encoding: u8, index_len: usize) -> usize {
-    match encoding {
-        encoding::CSR_GAP8 => index_len,
-        encoding::CSR_IDX16 => 2 * index_len,
-        encoding::CSR_IDX32 => 4 * index_len,
-        encoding::RICE => index_len.div_ceil(8),
-        _ => 0,
-    }
-}
-
 /// `n` rounded up to a multiple of [`ALIGN`].
 pub const fn align_up(n: usize) -> usize {
     n.div_ceil(ALIGN) * ALIGN
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_round_trip_and_unknown_bytes_say_what_they_should_be() {
+        for &v in ValueType::ALL {
+            assert_eq!(ValueType::try_from(v.code()), Ok(v));
+            assert_eq!(ValueType::from_name(v.name()), Some(v));
+            assert_eq!(v.size(), dtype_size(v.code()));
+        }
+        for &e in IndexEncoding::ALL {
+            assert_eq!(IndexEncoding::try_from(e.code()), Ok(e));
+            assert_eq!(IndexEncoding::from_name(e.name()), Some(e));
+        }
+        for &o in Opcode::ALL {
+            assert_eq!(Opcode::try_from(o.code()), Ok(o));
+            assert_eq!(Opcode::from_name(o.name()), Some(o));
+        }
+        assert_eq!(
+            (
+                ValueType::I32.code(),
+                IndexEncoding::Rice.code(),
+                Opcode::Relu.code()
+            ),
+            (3, 4, 8),
+            "the codes of formats/scb.md"
+        );
+        assert_eq!(
+            Opcode::try_from(0),
+            Err(UnknownCode {
+                kind: "opcode",
+                code: 0
+            })
+        );
+        assert_eq!(Opcode::try_from(9).unwrap_err().kind, "opcode");
+        assert_eq!(ValueType::try_from(4).unwrap_err().kind, "value type");
+        assert_eq!(
+            IndexEncoding::try_from(5).unwrap_err().kind,
+            "index encoding"
+        );
+        assert_eq!(ValueType::from_name("int8"), None);
+    }
 }

@@ -34,7 +34,7 @@ pub struct Model<'a> {
 pub struct TensorDesc {
     pub dtype: u8,
     pub encoding: u8,
-    /// Encoding parameter: the Rice parameter `k` for [`encoding::RICE`], 0 otherwise.
+    /// Encoding parameter: the Rice parameter `k` for [`IndexEncoding::Rice`], 0 otherwise.
     pub param: u8,
     pub rank: u8,
     pub dims: [u32; 4],
@@ -110,7 +110,7 @@ impl BufferDesc {
 /// One op of the graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct OpDesc {
-    pub opcode: u8,
+    pub opcode: Opcode,
     pub flags: u8,
     pub in0: u32,
     pub in1: u32,
@@ -137,7 +137,7 @@ impl OpDesc {
     }
     /// Whether the op reads a second input buffer.
     pub fn uses_in1(&self) -> bool {
-        self.opcode == opcode::ADD || (self.opcode == opcode::CONV && self.residual())
+        self.opcode == Opcode::Add || (self.opcode == Opcode::Conv && self.residual())
     }
 }
 
@@ -394,12 +394,20 @@ impl<'a> Model<'a> {
         }
     }
 
-    /// Record of op `i` (`i < op_count()`).
+    /// Record of op `i` (`i < op_count()`; [`Model::parse`] checked every opcode).
     pub fn op(&self, i: u32) -> OpDesc {
+        self.op_record(i)
+            .expect("Model::parse rejects unknown opcodes")
+    }
+
+    /// Record of op `i`, `UnknownOpcode` when its opcode byte is none of [`Opcode`].
+    fn op_record(&self, i: u32) -> Result<OpDesc, LoadError> {
         let o = self.graph.off + GRAPH_HEADER_SIZE + i as usize * OP_SIZE;
         let b = self.bytes;
-        OpDesc {
-            opcode: u8_at(b, o),
+        let opcode =
+            Opcode::try_from(u8_at(b, o)).map_err(|_| LoadError::UnknownOpcode { op: i })?;
+        Ok(OpDesc {
+            opcode,
             flags: u8_at(b, o + 1),
             in0: u32_at(b, o + 4),
             in1: u32_at(b, o + 8),
@@ -411,7 +419,7 @@ impl<'a> Model<'a> {
             kernel: u8_at(b, o + 28),
             stride: u8_at(b, o + 29),
             pad: u16_at(b, o + 30),
-        }
+        })
     }
 
     /// Per-channel input normalisation `(mean, std)` when the model applies it.
@@ -435,7 +443,7 @@ impl<'a> Model<'a> {
     pub fn tensor_bytes(&self, i: u32) -> usize {
         let t = self.tensor(i);
         let mut n = t.nnz as usize * dtype_size(t.dtype);
-        n += index_bytes(t.encoding, t.index_len as usize);
+        n += IndexEncoding::try_from(t.encoding).map_or(0, |e| e.index_bytes(t.index_len as usize));
         if t.indptr_off != NONE {
             n += 4 * (t.rows() + 1);
         }
@@ -467,26 +475,18 @@ impl<'a> Model<'a> {
                 Ok(())
             }
         };
-        match t.dtype {
-            dtype::F32 => {}
-            dtype::F16 => need(feature::F16)?,
-            dtype::I8 | dtype::I32 => need(feature::INT8)?,
-            _ => return Err(LoadError::BadDtype { tensor: i }),
+        let vt = ValueType::try_from(t.dtype).map_err(|_| LoadError::BadDtype { tensor: i })?;
+        match vt {
+            ValueType::F32 => {}
+            ValueType::F16 => need(feature::F16)?,
+            ValueType::I8 | ValueType::I32 => need(feature::INT8)?,
         }
-        match t.encoding {
-            encoding::DENSE => {}
-            encoding::CSR_GAP8 => need(feature::CSR_GAP8)?,
-            encoding::CSR_IDX16 => need(feature::CSR_IDX16)?,
-            encoding::CSR_IDX32 => need(feature::CSR_IDX32)?,
-            encoding::RICE => need(feature::RICE)?,
-            _ => return Err(LoadError::BadEncoding { tensor: i }),
+        let enc = IndexEncoding::try_from(t.encoding)
+            .map_err(|_| LoadError::BadEncoding { tensor: i })?;
+        if enc != IndexEncoding::Dense {
+            need(enc.feature())?;
         }
-        let max_param = if t.encoding == encoding::RICE {
-            encoding::RICE_MAX_PARAM
-        } else {
-            0
-        };
-        if t.param > max_param {
+        if t.param > enc.max_param() {
             return Err(LoadError::BadEncodingParam { tensor: i });
         }
         let rank = t.rank as usize;
@@ -510,22 +510,18 @@ impl<'a> Model<'a> {
         }
         let numel = t.numel();
         let rows = t.rows();
-        let dense = t.encoding == encoding::DENSE;
-        if !dense && (rank < 2 || t.dtype == dtype::I32) {
+        let dense = enc == IndexEncoding::Dense;
+        if !dense && (rank < 2 || vt == ValueType::I32) {
             return Err(LoadError::BadEncoding { tensor: i });
         }
         let bad_data = LoadError::TensorDataOutOfBounds { tensor: i };
         if t.nnz as usize > numel + numel / 255 + rows + 1 {
             return Err(LoadError::NnzMismatch { tensor: i });
         }
-        if !self.range_ok(
-            t.values_off,
-            t.nnz as usize * dtype_size(t.dtype),
-            dtype_size(t.dtype),
-        ) {
+        if !self.range_ok(t.values_off, t.nnz as usize * vt.size(), vt.size()) {
             return Err(bad_data);
         }
-        if t.dtype == dtype::I8 {
+        if vt == ValueType::I8 {
             if !self.range_ok(t.scales_off, 4 * rows, 4) {
                 return Err(bad_data);
             }
@@ -548,7 +544,7 @@ impl<'a> Model<'a> {
             }
             return Ok(());
         }
-        self.check_index(i, &t)?;
+        self.check_index(i, &t, enc)?;
         if t.quad_order() {
             let (ci, k) = (t.dims[1] as usize, t.dims[2] as usize);
             if self
@@ -562,16 +558,16 @@ impl<'a> Model<'a> {
     }
 
     /// The index stream and row pointers of a sparse tensor (its values and scales already checked).
-    fn check_index(&self, i: u32, t: &TensorDesc) -> Result<(), LoadError> {
+    fn check_index(&self, i: u32, t: &TensorDesc, enc: IndexEncoding) -> Result<(), LoadError> {
         let rows = t.rows();
         let bad_data = LoadError::TensorDataOutOfBounds { tensor: i };
-        let code_bytes = index_bytes(t.encoding, t.index_len as usize);
-        if !self.range_ok(t.index_off, code_bytes, index_align(t.encoding)) {
+        let code_bytes = enc.index_bytes(t.index_len as usize);
+        if !self.range_ok(t.index_off, code_bytes, enc.index_align()) {
             return Err(bad_data);
         }
         let d = self.data();
         let cols = t.cols();
-        if t.encoding == encoding::RICE {
+        if enc == IndexEncoding::Rice {
             if t.indptr_off != NONE {
                 return Err(LoadError::BadEncoding { tensor: i });
             }
@@ -599,9 +595,9 @@ impl<'a> Model<'a> {
             let (a, b) = (ip(r), ip(r + 1));
             let mut next = 0usize;
             for k in a..b {
-                let col = match t.encoding {
-                    encoding::CSR_GAP8 => next + u8_at(d, t.index_off as usize + k) as usize,
-                    encoding::CSR_IDX16 => u16_at(d, t.index_off as usize + 2 * k) as usize,
+                let col = match enc {
+                    IndexEncoding::CsrGap8 => next + u8_at(d, t.index_off as usize + k) as usize,
+                    IndexEncoding::CsrIdx16 => u16_at(d, t.index_off as usize + 2 * k) as usize,
                     _ => u32_at(d, t.index_off as usize + 4 * k) as usize,
                 };
                 if col >= cols || col < next {
@@ -659,7 +655,7 @@ impl<'a> Model<'a> {
     /// Bytes an op writes beyond its output buffer (the scratch of a convolution, formats/scb.md §7), after
     /// the output rounded up to [`ALIGN`].
     pub fn scratch_bytes(&self, op: &OpDesc) -> usize {
-        if op.opcode == opcode::CONV {
+        if op.opcode == Opcode::Conv {
             self.conv_geom(op).scratch(self.is_int8()).total
         } else {
             0
@@ -725,7 +721,7 @@ impl<'a> Model<'a> {
         }
         let int8 = self.is_int8();
         for i in 0..self.op_count {
-            let op = self.op(i);
+            let op = self.op_record(i)?;
             let o = self.graph.off + GRAPH_HEADER_SIZE + i as usize * OP_SIZE;
             if u8_at(self.bytes, o + 3) != 0 {
                 return Err(LoadError::ReservedNotZero {
@@ -747,10 +743,7 @@ impl<'a> Model<'a> {
         let bad_shape = LoadError::BadShape { op: i };
         let bad_params = LoadError::BadParams { op: i };
         let uses_in1 = op.uses_in1();
-        let uses_w = matches!(op.opcode, opcode::CONV | opcode::GEMM);
-        if !(1..=8).contains(&op.opcode) {
-            return Err(LoadError::UnknownOpcode { op: i });
-        }
+        let uses_w = op.opcode.has_weight();
         if op.in0 >= nb
             || op.out >= nb
             || (uses_in1 && op.in1 >= nb)
@@ -766,9 +759,9 @@ impl<'a> Model<'a> {
             return Err(bad_ref);
         }
         if op.flags & !(FLAG_RELU | FLAG_RESIDUAL) != 0
-            || (op.relu() && !matches!(op.opcode, opcode::CONV | opcode::GEMM | opcode::ADD))
-            || (op.residual() && op.opcode != opcode::CONV)
-            || (op.schedule != 0 && op.opcode != opcode::CONV)
+            || (op.relu() && !matches!(op.opcode, Opcode::Conv | Opcode::Gemm | Opcode::Add))
+            || (op.residual() && op.opcode != Opcode::Conv)
+            || (op.schedule != 0 && op.opcode != Opcode::Conv)
             || op.schedule > schedule::TILES_OUTER
         {
             return Err(bad_params);
@@ -785,13 +778,13 @@ impl<'a> Model<'a> {
         let no_params = op.kernel == 0 && op.stride == 0 && op.pad == 0;
         let scale_kept = matches!(
             op.opcode,
-            opcode::MAX_POOL | opcode::SUBSAMPLE_PAD | opcode::RELU
+            Opcode::MaxPool | Opcode::SubsamplePad | Opcode::Relu
         );
         if int8 && scale_kept && x.scale.to_bits() != y.scale.to_bits() {
             return Err(LoadError::TypeMismatch { op: i });
         }
         match op.opcode {
-            opcode::CONV | opcode::GEMM => {
+            Opcode::Conv | Opcode::Gemm => {
                 let w = self.tensor(op.weight);
                 let (wt_ok, bias_t) = if int8 {
                     (w.dtype == dtype::I8, dtype::I32)
@@ -810,7 +803,7 @@ impl<'a> Model<'a> {
                         return Err(bad_shape);
                     }
                 }
-                if op.opcode == opcode::CONV {
+                if op.opcode == Opcode::Conv {
                     let (c, h, wd) = rank3(&x)?;
                     let (k, s, p) = (op.kernel as usize, op.stride as usize, op.pad as usize);
                     if k == 0 || s == 0 || p >= k {
@@ -846,7 +839,7 @@ impl<'a> Model<'a> {
                     }
                 }
             }
-            opcode::MAX_POOL | opcode::AVG_POOL => {
+            Opcode::MaxPool | Opcode::AvgPool => {
                 let (c, h, wd) = rank3(&x)?;
                 let (k, s) = (op.kernel as usize, op.stride as usize);
                 if k == 0 || s == 0 || op.pad != 0 {
@@ -856,7 +849,7 @@ impl<'a> Model<'a> {
                     return Err(bad_shape);
                 }
             }
-            opcode::GLOBAL_AVG_POOL => {
+            Opcode::GlobalAvgPool => {
                 let (c, _, _) = rank3(&x)?;
                 if !no_params {
                     return Err(bad_params);
@@ -865,7 +858,7 @@ impl<'a> Model<'a> {
                     return Err(bad_shape);
                 }
             }
-            opcode::ADD => {
+            Opcode::Add => {
                 if !no_params {
                     return Err(bad_params);
                 }
@@ -874,7 +867,7 @@ impl<'a> Model<'a> {
                     return Err(bad_shape);
                 }
             }
-            opcode::SUBSAMPLE_PAD => {
+            Opcode::SubsamplePad => {
                 let (c, h, wd) = rank3(&x)?;
                 let s = op.stride as usize;
                 if s == 0 || op.kernel != 0 {
@@ -901,7 +894,7 @@ impl<'a> Model<'a> {
     /// some, inside the data section, 4-byte aligned, multipliers and shifts in range (formats/scb.md §8).
     fn check_params(&self, i: u32, op: &OpDesc, int8: bool) -> Result<(), LoadError> {
         let bad = LoadError::BadParams { op: i };
-        let rows = if matches!(op.opcode, opcode::CONV | opcode::GEMM) {
+        let rows = if matches!(op.opcode, Opcode::Conv | Opcode::Gemm) {
             self.tensor(op.weight).rows()
         } else {
             0
@@ -921,10 +914,10 @@ impl<'a> Model<'a> {
             word(k) <= m && word(k + 1) <= m && word(k + 2) <= crate::quant::MAX_ADD_SHIFT
         };
         let ok = match op.opcode {
-            opcode::CONV | opcode::GEMM => {
+            Opcode::Conv | Opcode::Gemm => {
                 (0..rows).all(|r| mult_ok(2 * r)) && (!op.residual() || add_ok(2 * rows))
             }
-            opcode::ADD => add_ok(0),
+            Opcode::Add => add_ok(0),
             _ => mult_ok(0),
         };
         if ok {

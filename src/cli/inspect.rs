@@ -10,6 +10,7 @@ use crate::compile::artefact::{Artefact, ModelFile};
 use crate::compile::import;
 use crate::compile::ir::{Graph, Storage};
 use crate::compile::passes::layout::cost;
+use sculpt_runtime::format::{IndexEncoding, ValueType};
 
 /// Arguments of `sculpt inspect`.
 #[derive(Debug, Clone, clap::Args)]
@@ -62,20 +63,6 @@ pub fn layers_of_graph(g: &Graph) -> Vec<Layer> {
         .collect()
 }
 
-const OPS: [&str; 9] = [
-    "?",
-    "conv",
-    "gemm",
-    "maxpool",
-    "avgpool",
-    "globalavgpool",
-    "add",
-    "subsamplepad",
-    "relu",
-];
-const ENCODINGS: [&str; 5] = ["dense", "csr-gap8", "csr-u16", "csr-u32", "rice"];
-const DTYPES: [&str; 4] = ["f32", "f16", "int8", "i32"];
-
 /// The listing of a `.scb` file (parsed and validated by the runtime). Sparsity counts stored entries
 /// (filler entries included), so dense-stored layers show 0%.
 pub fn layers_of_scb(bytes: &[u8]) -> anyhow::Result<(Vec<Layer>, String)> {
@@ -90,7 +77,7 @@ pub fn layers_of_scb(bytes: &[u8]) -> anyhow::Result<(Vec<Layer>, String)> {
             name: format!("op{i}"),
             op: format!(
                 "{}{}",
-                OPS.get(op.opcode as usize).copied().unwrap_or("?"),
+                op.opcode.name(),
                 if op.relu() { "+relu" } else { "" }
             ),
             output: ob.dims[..ob.rank as usize]
@@ -113,13 +100,14 @@ pub fn layers_of_scb(bytes: &[u8]) -> anyhow::Result<(Vec<Layer>, String)> {
                     .collect(),
             );
             l.sparsity = Some(1.0 - stored as f64 / t.numel().max(1) as f64);
-            l.storage = ENCODINGS
-                .get(t.encoding as usize)
-                .map(|s| match t.encoding {
-                    sculpt_runtime::format::encoding::RICE => format!("{s}(k={})", t.param),
-                    _ => s.to_string(),
-                });
-            l.dtype = DTYPES.get(t.dtype as usize).map(|s| s.to_string());
+            l.storage = IndexEncoding::try_from(t.encoding).ok().map(|e| match e {
+                IndexEncoding::Dense => e.name().to_string(),
+                IndexEncoding::Rice => format!("{e}(k={})", t.param),
+                _ => format!("csr-{e}"),
+            });
+            l.dtype = ValueType::try_from(t.dtype)
+                .ok()
+                .map(|v| v.name().to_string());
             l.bytes = Some(m.tensor_bytes(op.weight));
         }
         out.push(l);

@@ -1,6 +1,7 @@
 //! The kinds of artefact a compilation writes, as a type: each knows its file name in the artefact folder,
 //! its value type, the executors that verify it, the target budget rule and the bound it is verified to.
 
+use sculpt_runtime::format::ValueType;
 use serde::{Deserialize, Serialize};
 use std::io::Read;
 
@@ -67,8 +68,8 @@ pub enum Bound {
 /// Which target budget an artefact is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BudgetRule {
-    /// Flash and RAM of the target, for this weight value type.
-    Checked(&'static str),
+    /// Flash and RAM of the target, when it allows the artefact's [`Artefact::value_type`].
+    Checked,
     /// Reported with the footprint of the `.scb` of its value type (the C shares it), not checked again.
     SharesScb,
     /// Not a deployment artefact for the target (ONNX).
@@ -115,6 +116,15 @@ impl Artefact {
         matches!(self, Artefact::ScbInt8 | Artefact::CInt8)
     }
 
+    /// The value type of its weights: i8 for the int8 graph, f32 otherwise.
+    pub fn value_type(self) -> ValueType {
+        if self.int8() {
+            ValueType::I8
+        } else {
+            ValueType::F32
+        }
+    }
+
     /// The executors `verify` runs it with, each giving one row.
     pub fn executors(self) -> &'static [Executor] {
         match self {
@@ -137,8 +147,7 @@ impl Artefact {
     /// The budget rule of the report.
     pub fn budget(self) -> BudgetRule {
         match self {
-            Artefact::ScbF32 => BudgetRule::Checked("f32"),
-            Artefact::ScbInt8 => BudgetRule::Checked("i8"),
+            Artefact::ScbF32 | Artefact::ScbInt8 => BudgetRule::Checked,
             Artefact::CF32 | Artefact::CInt8 => BudgetRule::SharesScb,
             Artefact::OnnxDense | Artefact::OnnxSparse => BudgetRule::None,
         }
@@ -175,6 +184,14 @@ impl ModelFile {
             Some(a) => ModelFile::Artefact(a, bytes),
             None => ModelFile::Checkpoint,
         })
+    }
+
+    /// Whether the file at `path` is an ONNX model, judged by its content as [`ModelFile::recognise`] does.
+    pub fn is_onnx(path: &std::path::Path) -> crate::error::Result<bool> {
+        Ok(matches!(
+            Self::recognise(path)?,
+            ModelFile::Artefact(Artefact::OnnxDense | Artefact::OnnxSparse, _)
+        ))
     }
 
     /// The artefact kind of `bytes`, `None` when they are neither `.scb` nor ONNX. A safetensors file (a
@@ -267,6 +284,10 @@ mod tests {
             ModelFile::recognise(&misnamed).unwrap(),
             ModelFile::Artefact(Artefact::ScbF32, scb)
         );
+        assert!(!ModelFile::is_onnx(&misnamed).unwrap());
+        let onnx_named_bin = dir.join("model.bin");
+        std::fs::write(&onnx_named_bin, [0x08, 0x09, 0x12]).unwrap();
+        assert!(ModelFile::is_onnx(&onnx_named_bin).unwrap());
         assert_eq!(
             ModelFile::recognise(&dir.join("absent")).unwrap(),
             ModelFile::Checkpoint

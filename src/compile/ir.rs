@@ -11,15 +11,15 @@
 //! Constants live inside the ops that use them: a [`Weight`] (conv or gemm matrix) and an optional [`Bias`].
 //! A weight is a matrix of `rows` = output channels and `cols` = fan-in (`CI·K·K` for a conv, row-major over
 //! `(ci, ky, kx)`; `in` for a gemm), stored [`Storage::Dense`] (row-major) or [`Storage::Csr`] (row pointers,
-//! strictly increasing column indices per row, values). A CSR weight carries the [`IndexFormat`] that the
+//! strictly increasing column indices per row, values). A CSR weight carries the [`IndexEncoding`] that the
 //! binary emitters must use for it (chosen by `passes::index`).
 //!
 //! # Value types
 //!
-//! - [`DType::F32`]: the stored `f32` values are the weights.
-//! - [`DType::F16`]: the stored values are exactly representable in IEEE half precision (the f16 pass rounds
+//! - [`ValueType::F32`]: the stored `f32` values are the weights.
+//! - [`ValueType::F16`]: the stored values are exactly representable in IEEE half precision (the f16 pass rounds
 //!   them to nearest-even); emitters store them as f16 without further rounding. Arithmetic stays f32.
-//! - [`DType::I8`]: the stored values are integers `q` in `[-127, 127]` (held exactly in `f32`), and
+//! - [`ValueType::I8`]: the stored values are integers `q` in `[-127, 127]` (held exactly in `f32`), and
 //!   `scales[r]` (finite, > 0) gives the real weight `scales[r] · q` of row `r` (symmetric per output channel).
 //!
 //! # Float semantics (reference interpreter, `interp.rs`)
@@ -37,7 +37,7 @@
 //! # Int8 semantics (identical to `formats/scb.md` §8; runtime and generated C match them bit for bit)
 //!
 //! A graph is quantised when every node has `scale: Some(s)` (the activation scale, finite, > 0, symmetric,
-//! zero point 0: real = s·q, q ∈ [−128, 127]); then every conv/gemm weight is [`DType::I8`], every bias is
+//! zero point 0: real = s·q, q ∈ [−128, 127]); then every conv/gemm weight is [`ValueType::I8`], every bias is
 //! [`Bias::I32`] in units of `s_in · scales[r]`, and no `BatchNorm` remains. Every real factor below becomes
 //! an integer multiplier and shift at compile time ([`crate::compile::passes::quantize::fixed_multiplier`],
 //! [`crate::compile::passes::quantize::add_multipliers`]), so the graph runs in integers only. `sat(v)`
@@ -65,60 +65,29 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
-/// Element type of stored weight values (see the module docs).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DType {
-    F32,
-    F16,
-    I8,
-}
+/// Element type of stored weight values (see the module docs): f32, f16 or i8 (i32 is no weight type), and
+/// how the column indices of a CSR weight are encoded in binary artefacts (`.scb`, C): any sparse
+/// encoding (dense is no index encoding of a CSR weight). Both are the `.scb` format's own codes.
+pub use sculpt_runtime::format::{IndexEncoding, ValueType};
 
-impl DType {
-    /// Bytes per stored value.
-    pub fn size(self) -> usize {
-        match self {
-            DType::F32 => 4,
-            DType::F16 => 2,
-            DType::I8 => 1,
-        }
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            DType::F32 => "f32",
-            DType::F16 => "f16",
-            DType::I8 => "int8",
-        }
+/// The spelling of a value type in the canonical bytes and the model hash (fixed by format version 2).
+fn canonical_value_type(t: ValueType) -> &'static str {
+    match t {
+        ValueType::F32 => "f32",
+        ValueType::F16 => "f16",
+        ValueType::I8 => "int8",
+        ValueType::I32 => "i32",
     }
 }
 
-/// How the column indices of a CSR weight are encoded in binary artefacts (`.scb`, C).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum IndexFormat {
-    /// u8 gaps from the previous column + 1 (the row start for the first entry); a gap over 255 inserts
-    /// filler entries (gap 255, value 0) that advance the column by 256.
-    Gap8,
-    /// u16 absolute column indices (needs `cols ≤ 65536`).
-    U16,
-    /// u32 absolute column indices.
-    U32,
-    /// Rice-coded gaps over the flattened row-major matrix, the Rice parameter chosen per weight from its
-    /// pattern ([`crate::compile::emit::rice::best_param`]).
-    Rice,
-}
-
-impl IndexFormat {
-    pub fn name(self) -> &'static str {
-        match self {
-            IndexFormat::Gap8 => "gap8",
-            IndexFormat::U16 => "u16",
-            IndexFormat::U32 => "u32",
-            IndexFormat::Rice => "rice",
-        }
+/// The spelling of an index encoding in the canonical bytes and the model hash (fixed by format version 2).
+fn canonical_index(e: IndexEncoding) -> &'static str {
+    match e {
+        IndexEncoding::Dense => "dense",
+        IndexEncoding::CsrGap8 => "gap8",
+        IndexEncoding::CsrIdx16 => "u16",
+        IndexEncoding::CsrIdx32 => "u32",
+        IndexEncoding::Rice => "rice",
     }
 }
 
@@ -134,7 +103,7 @@ pub enum Storage {
         indptr: Vec<u32>,
         indices: Vec<u32>,
         values: Vec<f32>,
-        index: IndexFormat,
+        index: IndexEncoding,
     },
 }
 
@@ -144,7 +113,7 @@ pub struct Weight {
     /// `(CO, CI, K, K)` for a conv, `(out, in)` for a gemm.
     pub shape: Vec<usize>,
     pub storage: Storage,
-    pub dtype: DType,
+    pub dtype: ValueType,
     /// `Some` exactly when `dtype == I8`: one scale per row.
     pub scales: Option<Vec<f32>>,
 }
@@ -155,7 +124,7 @@ impl Weight {
         Weight {
             shape,
             storage: Storage::Dense(values),
-            dtype: DType::F32,
+            dtype: ValueType::F32,
             scales: None,
         }
     }
@@ -238,7 +207,7 @@ impl Weight {
     }
 
     /// Converts to CSR keeping the nonzero values (CSR input is re-packed without its explicit zeros).
-    pub fn to_csr(&self, index: IndexFormat) -> Storage {
+    pub fn to_csr(&self, index: IndexEncoding) -> Storage {
         let dense = self.to_dense();
         let cols = self.cols();
         let mut indptr = vec![0u32];
@@ -321,13 +290,16 @@ impl Weight {
                         }
                     }
                 }
-                if *index == IndexFormat::U16 && cols > 65536 {
+                if *index == IndexEncoding::Dense {
+                    return bad("a CSR weight needs a sparse index encoding, not dense".into());
+                }
+                if *index == IndexEncoding::CsrIdx16 && cols > 65536 {
                     return bad(format!("u16 indices cannot address {cols} columns"));
                 }
             }
         }
         match (self.dtype, &self.scales) {
-            (DType::I8, Some(s)) => {
+            (ValueType::I8, Some(s)) => {
                 if s.len() != rows || s.iter().any(|v| !v.is_finite() || *v <= 0.0) {
                     return bad("int8 weight needs one finite positive scale per row".into());
                 }
@@ -339,9 +311,9 @@ impl Weight {
                     return bad("int8 weight values must be integers in [-127, 127]".into());
                 }
             }
-            (DType::I8, None) => return bad("int8 weight without scales".into()),
+            (ValueType::I8, None) => return bad("int8 weight without scales".into()),
             (_, Some(_)) => return bad("scales on a float weight".into()),
-            (DType::F16, None) => {
+            (ValueType::F16, None) => {
                 if self
                     .values()
                     .iter()
@@ -350,7 +322,8 @@ impl Weight {
                     return bad("f16 weight value not representable in half precision".into());
                 }
             }
-            (DType::F32, None) => {}
+            (ValueType::F32, None) => {}
+            (ValueType::I32, None) => return bad("i32 is a bias type, not a weight type".into()),
         }
         if self.values().iter().any(|v| !v.is_finite()) {
             return bad("non-finite weight value".into());
@@ -767,7 +740,7 @@ impl Graph {
                 self.validate_quant(node)?;
             } else if let Some(Bias::I32(_)) = node.op.bias() {
                 return bad(node, "i32 bias in a float graph");
-            } else if node.op.weight().is_some_and(|w| w.dtype == DType::I8) {
+            } else if node.op.weight().is_some_and(|w| w.dtype == ValueType::I8) {
                 return bad(node, "int8 weight in a float graph");
             }
         }
@@ -788,7 +761,7 @@ impl Graph {
         let s_in = node.inputs.first().and_then(|&i| self.nodes[i].scale);
         match &node.op {
             Op::Conv { weight, bias, .. } | Op::Gemm { weight, bias, .. } => {
-                if weight.dtype != DType::I8 {
+                if weight.dtype != ValueType::I8 {
                     return bad(node, "quantised graph with a non-int8 weight");
                 }
                 if matches!(bias, Some(Bias::F32(_))) {
@@ -928,7 +901,7 @@ impl Canon {
         for &d in &w.shape {
             self.u(d);
         }
-        self.bytes(w.dtype.name().as_bytes());
+        self.bytes(canonical_value_type(w.dtype).as_bytes());
         match &w.scales {
             Some(s) => {
                 self.u(1);
@@ -948,7 +921,7 @@ impl Canon {
                 index,
             } => {
                 self.u(1);
-                self.bytes(index.name().as_bytes());
+                self.bytes(canonical_index(*index).as_bytes());
                 self.u32s(indptr);
                 self.u32s(indices);
                 self.f32s(values);
@@ -1046,7 +1019,7 @@ mod tests {
                 indptr: vec![0, 2, 1],
                 indices: vec![0, 1],
                 values: vec![1.0, 1.0],
-                index: IndexFormat::U32,
+                index: IndexEncoding::CsrIdx32,
             };
         }
         assert!(g.validate().is_err());
@@ -1060,7 +1033,7 @@ mod tests {
         let g = tiny();
         let w = g.nodes[1].op.weight().unwrap();
         let mut c = w.clone();
-        c.storage = w.to_csr(IndexFormat::Gap8);
+        c.storage = w.to_csr(IndexEncoding::CsrGap8);
         assert_eq!(c.to_dense(), w.to_dense());
         assert_eq!(c.stored(), w.nnz());
         c.validate("conv").unwrap();

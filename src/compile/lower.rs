@@ -12,57 +12,29 @@
 //!   exceeds [`L1_BYTES`], output channels outermost otherwise.
 
 use sculpt_runtime::conv::quad_column;
-use sculpt_runtime::format::{dtype, opcode, schedule, NONE};
+use sculpt_runtime::format::{schedule, Opcode, NONE};
 
-use crate::compile::emit::binary::{
-    BufferSpec, CsrBytes, IndexEncoding, OpSpec, ScbModel, TensorSpec,
-};
+use crate::compile::emit::binary::{BufferSpec, CsrBytes, OpSpec, ScbModel, TensorSpec};
 use crate::compile::emit::c::{emit_c, CSource};
-use crate::compile::ir::{Bias, DType, Graph, IndexFormat, Op, Storage, Weight};
+use crate::compile::ir::{Bias, Graph, Op, Storage, ValueType, Weight};
 use crate::compile::passes::quantize::{
     add_multipliers, conv_factor, fixed_multiplier, pool_factor,
 };
 use crate::error::{Error, Result};
 
-fn encoding(f: IndexFormat) -> IndexEncoding {
-    match f {
-        IndexFormat::Gap8 => IndexEncoding::Gap8,
-        IndexFormat::U16 => IndexEncoding::Idx16,
-        IndexFormat::U32 => IndexEncoding::Idx32,
-        IndexFormat::Rice => IndexEncoding::Rice,
-    }
-}
-
-/// The IR index format of a `.scb` index encoding.
-pub fn index_format(e: IndexEncoding) -> IndexFormat {
-    match e {
-        IndexEncoding::Gap8 => IndexFormat::Gap8,
-        IndexEncoding::Idx16 => IndexFormat::U16,
-        IndexEncoding::Idx32 => IndexFormat::U32,
-        IndexEncoding::Rice => IndexFormat::Rice,
-    }
-}
-
-fn value_bytes(w: &Weight, values: &[f32]) -> (u8, usize, Vec<u8>) {
-    match w.dtype {
-        DType::F32 => (
-            dtype::F32,
-            4,
-            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-        ),
-        DType::F16 => (
-            dtype::F16,
-            2,
-            values
-                .iter()
-                .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
-                .collect(),
-        ),
-        DType::I8 => (
-            dtype::I8,
-            1,
-            values.iter().map(|v| (*v as i8) as u8).collect(),
-        ),
+/// The little-endian bytes of `values` stored as `t` (int8 and i32 values are integers held in `f32`).
+fn value_bytes(t: ValueType, values: &[f32]) -> Vec<u8> {
+    match t {
+        ValueType::F32 => values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        ValueType::F16 => values
+            .iter()
+            .flat_map(|v| half::f16::from_f32(*v).to_le_bytes())
+            .collect(),
+        ValueType::I8 => values.iter().map(|v| (*v as i8) as u8).collect(),
+        ValueType::I32 => values
+            .iter()
+            .flat_map(|v| (*v as i32).to_le_bytes())
+            .collect(),
     }
 }
 
@@ -119,20 +91,20 @@ fn quad_ordered(w: &Weight) -> (Vec<usize>, Vec<usize>, Vec<f32>, usize) {
 }
 
 fn weight_tensor(w: &Weight, who: &str) -> Result<TensorSpec> {
-    let (dt, elem, _) = value_bytes(w, &[]);
-    if w.dtype == DType::I8 && w.shape.len() == 4 {
+    let (dt, elem) = (w.dtype, w.dtype.size());
+    if w.dtype == ValueType::I8 && w.shape.len() == 4 {
         let (indptr, indices, values, cols4) = quad_ordered(w);
         let csr = CsrBytes {
             rows: w.rows(),
             cols: cols4,
             indptr,
             indices,
-            values: value_bytes(w, &values).2,
+            values: value_bytes(dt, &values),
             elem,
         };
         let data = match &w.storage {
             Storage::Dense(_) => csr.dense(),
-            Storage::Csr { index, .. } => csr.encode(encoding(*index)).ok_or_else(|| {
+            Storage::Csr { index, .. } => csr.encode(*index).ok_or_else(|| {
                 Error::Invalid(format!(
                     "scb: {who}: index format {} cannot hold this weight",
                     index.name()
@@ -147,7 +119,7 @@ fn weight_tensor(w: &Weight, who: &str) -> Result<TensorSpec> {
         });
     }
     let data = match &w.storage {
-        Storage::Dense(v) => TensorSpec::dense(dt, w.shape.clone(), value_bytes(w, v).2).data,
+        Storage::Dense(v) => TensorSpec::dense(dt, w.shape.clone(), value_bytes(dt, v)).data,
         Storage::Csr {
             indptr,
             indices,
@@ -159,10 +131,10 @@ fn weight_tensor(w: &Weight, who: &str) -> Result<TensorSpec> {
                 cols: w.cols(),
                 indptr: indptr.iter().map(|&p| p as usize).collect(),
                 indices: indices.iter().map(|&i| i as usize).collect(),
-                values: value_bytes(w, values).2,
+                values: value_bytes(dt, values),
                 elem,
             };
-            csr.encode(encoding(*index)).ok_or_else(|| {
+            csr.encode(*index).ok_or_else(|| {
                 Error::Invalid(format!(
                     "scb: {who}: index format {} cannot hold this weight",
                     index.name()
@@ -181,12 +153,12 @@ fn weight_tensor(w: &Weight, who: &str) -> Result<TensorSpec> {
 fn bias_tensor(b: &Bias) -> TensorSpec {
     match b {
         Bias::F32(v) => TensorSpec::dense(
-            dtype::F32,
+            ValueType::F32,
             vec![v.len()],
             v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         ),
         Bias::I32(v) => TensorSpec::dense(
-            dtype::I32,
+            ValueType::I32,
             vec![v.len()],
             v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         ),
@@ -250,7 +222,7 @@ fn conv_schedule(ins: &[usize], stride: usize, pad: usize, w: &Weight) -> u8 {
     let (c, h, wd) = (ins[0], ins[1], ins[2]);
     let phase = (h + 2 * pad).div_ceil(stride) * (wd + 2 * pad).div_ceil(stride);
     let staged = 4 * c * phase * stride * stride;
-    if w.dtype != DType::I8 && matches!(w.storage, Storage::Csr { .. }) && staged > L1_BYTES {
+    if w.dtype != ValueType::I8 && matches!(w.storage, Storage::Csr { .. }) && staged > L1_BYTES {
         schedule::TILES_OUTER
     } else {
         schedule::CHANNELS_OUTER
@@ -320,7 +292,7 @@ pub fn lower(graph: &Graph, model_hash: [u8; 32]) -> Result<ScbModel> {
         }
         let in0 = node.inputs.first().map_or(NONE, |&i| buf_of[i]);
         let s_in = node.inputs.first().map_or(1.0, |&i| scale(i));
-        let mut op = OpSpec::simple(0, in0, out);
+        let mut op = OpSpec::simple(Opcode::Relu, in0, out);
         op.relu = node.op.relu();
         match &node.op {
             Op::Input => {
@@ -329,7 +301,7 @@ pub fn lower(graph: &Graph, model_hash: [u8; 32]) -> Result<ScbModel> {
             }
             Op::Conv { .. } => op = conv_op(graph, at, in0, out, &mut m, int8, scale)?,
             Op::Gemm { weight, bias, .. } => {
-                op.opcode = opcode::GEMM;
+                op.opcode = Opcode::Gemm;
                 op.weight = m.tensors.len() as u32;
                 m.tensors.push(weight_tensor(weight, who)?);
                 if let Some(b) = bias {
@@ -345,22 +317,22 @@ pub fn lower(graph: &Graph, model_hash: [u8; 32]) -> Result<ScbModel> {
                     "scb: {who}: batch norm must be folded before lowering"
                 )))
             }
-            Op::Relu => op.opcode = opcode::RELU,
+            Op::Relu => op.opcode = Opcode::Relu,
             Op::MaxPool { kernel, stride } | Op::AvgPool { kernel, stride } => {
                 op.opcode = if matches!(node.op, Op::MaxPool { .. }) {
-                    opcode::MAX_POOL
+                    Opcode::MaxPool
                 } else {
-                    opcode::AVG_POOL
+                    Opcode::AvgPool
                 };
                 op.kernel = small(*kernel, "kernel", who)?;
                 op.stride = small(*stride, "stride", who)?;
-                if int8 && op.opcode == opcode::AVG_POOL {
+                if int8 && op.opcode == Opcode::AvgPool {
                     let (mm, sh) = fixed_multiplier(pool_factor(s_in, scale(at), kernel * kernel));
                     op.params = vec![mm, sh as i32];
                 }
             }
             Op::GlobalAvgPool => {
-                op.opcode = opcode::GLOBAL_AVG_POOL;
+                op.opcode = Opcode::GlobalAvgPool;
                 if int8 {
                     let ins = &graph.nodes[node.inputs[0]].shape;
                     let n: usize = ins[1..].iter().product();
@@ -370,7 +342,7 @@ pub fn lower(graph: &Graph, model_hash: [u8; 32]) -> Result<ScbModel> {
             }
             Op::Flatten => unreachable!("flatten aliases its input's buffer"),
             Op::Add { .. } => {
-                op.opcode = opcode::ADD;
+                op.opcode = Opcode::Add;
                 op.in1 = buf_of[node.inputs[1]];
                 if int8 {
                     op.params = add_params(scale(node.inputs[0]), scale(node.inputs[1]), scale(at))
@@ -380,7 +352,7 @@ pub fn lower(graph: &Graph, model_hash: [u8; 32]) -> Result<ScbModel> {
             Op::SubsamplePad {
                 stride, pad_before, ..
             } => {
-                op.opcode = opcode::SUBSAMPLE_PAD;
+                op.opcode = Opcode::SubsamplePad;
                 op.stride = small(*stride, "stride", who)?;
                 op.pad = u16::try_from(*pad_before).map_err(|_| {
                     Error::Invalid(format!("scb: {who}: channel padding too large"))
@@ -416,7 +388,7 @@ fn conv_op(
     else {
         unreachable!("conv_op of a convolution");
     };
-    let mut op = OpSpec::simple(opcode::CONV, in0, out);
+    let mut op = OpSpec::simple(Opcode::Conv, in0, out);
     op.relu = *relu;
     op.kernel = small(weight.shape[2], "kernel", who)?;
     op.stride = small(*stride, "stride", who)?;
@@ -450,7 +422,7 @@ pub fn requant_params(m: &ScbModel, op: &OpSpec) -> Vec<i32> {
         vec![mm, sh as i32]
     };
     match op.opcode {
-        opcode::CONV | opcode::GEMM => {
+        Opcode::Conv | Opcode::Gemm => {
             let scales = m
                 .tensors
                 .get(op.weight as usize)
@@ -461,13 +433,13 @@ pub fn requant_params(m: &ScbModel, op: &OpSpec) -> Vec<i32> {
                 .flat_map(|&sw| fixed(conv_factor(s_in, sw, s_out)))
                 .collect()
         }
-        opcode::ADD => add_params(s_in, scale(op.in1), s_out).to_vec(),
-        opcode::AVG_POOL => fixed(pool_factor(
+        Opcode::Add => add_params(s_in, scale(op.in1), s_out).to_vec(),
+        Opcode::AvgPool => fixed(pool_factor(
             s_in,
             s_out,
             op.kernel as usize * op.kernel as usize,
         )),
-        opcode::GLOBAL_AVG_POOL => {
+        Opcode::GlobalAvgPool => {
             let n: usize = m
                 .buffers
                 .get(op.in0 as usize)

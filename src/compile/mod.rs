@@ -3,6 +3,7 @@
 pub mod artefact;
 pub mod batch;
 pub mod bench;
+pub mod codes;
 pub mod emit;
 pub mod import;
 pub mod interp;

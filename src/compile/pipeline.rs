@@ -18,7 +18,7 @@ pub use crate::compile::artefact::Artefact;
 use crate::compile::artefact::BudgetRule;
 use crate::compile::emit::onnx::{self, hex, Variant};
 use crate::compile::import;
-use crate::compile::ir::{Graph, IndexFormat};
+use crate::compile::ir::{Graph, IndexEncoding};
 use crate::compile::lower;
 use crate::compile::passes::driver::{self, Ctx, Stages};
 use crate::compile::passes::layout::Objective;
@@ -91,7 +91,8 @@ pub struct Manifest {
     pub model_hash: String,
     pub target: Option<String>,
     pub options: CompileOptions,
-    pub index_formats: Vec<IndexFormat>,
+    #[serde(with = "crate::compile::codes::names")]
+    pub index_formats: Vec<IndexEncoding>,
     pub files: Vec<ArtefactFile>,
 }
 
@@ -131,7 +132,7 @@ pub fn images_f32(ds: &Dataset, count: usize) -> Vec<f32> {
 /// images for int8 (none: no int8 graph); `formats` are the index formats the target allows.
 pub fn build(
     source: Graph,
-    formats: &[IndexFormat],
+    formats: &[IndexEncoding],
     calibration: Option<&[f32]>,
 ) -> Result<Graphs> {
     build_for(source, formats, calibration, Objective::Size)
@@ -140,7 +141,7 @@ pub fn build(
 /// [`build`] with the per-weight storage chosen for `objective`.
 pub fn build_for(
     source: Graph,
-    formats: &[IndexFormat],
+    formats: &[IndexEncoding],
     calibration: Option<&[f32]>,
     objective: Objective,
 ) -> Result<Graphs> {
@@ -152,7 +153,7 @@ pub fn build_for(
 pub fn build_with(
     source: Graph,
     passes: &[driver::Pass],
-    formats: &[IndexFormat],
+    formats: &[IndexEncoding],
     calibration: Option<&[f32]>,
     objective: Objective,
 ) -> Result<Graphs> {
@@ -239,19 +240,10 @@ pub fn calibration_images(graph: &Graph, options: &CompileOptions) -> Result<Vec
 }
 
 /// Index formats a target allows (all without a target).
-pub fn target_formats(target: Option<&Target>) -> Vec<IndexFormat> {
+pub fn target_formats(target: Option<&Target>) -> Vec<IndexEncoding> {
     match target {
-        Some(t) => t
-            .index_encodings
-            .iter()
-            .map(|&e| lower::index_format(e))
-            .collect(),
-        None => vec![
-            IndexFormat::Gap8,
-            IndexFormat::U16,
-            IndexFormat::U32,
-            IndexFormat::Rice,
-        ],
+        Some(t) => t.index_encodings.clone(),
+        None => IndexEncoding::SPARSE.to_vec(),
     }
 }
 
@@ -401,19 +393,13 @@ pub fn budget_report(
     let mut over = Vec::new();
     let mut any_fits = false;
     for f in &m.files {
-        let vt = match (f.format.budget(), f.measured) {
-            (BudgetRule::Checked(vt), _) => vt,
-            (BudgetRule::SharesScb, Some(_)) if f.format.int8() => "i8",
-            (BudgetRule::SharesScb, Some(_)) => "f32",
+        match (f.format.budget(), f.measured) {
+            (BudgetRule::Checked, _) | (BudgetRule::SharesScb, Some(_)) => {}
             _ => continue,
         };
+        let vt = f.format.value_type();
         let Some(fp) = f.footprint else { continue };
-        let allowed = t.value_types.iter().any(|v| {
-            serde_json::to_value(v)
-                .ok()
-                .and_then(|x| x.as_str().map(|s| s == vt))
-                .unwrap_or(false)
-        });
+        let allowed = t.value_types.contains(&vt);
         let (need, what) = match f.measured {
             Some(measured) => {
                 s.push_str(&t.report_measured(&f.file, &measured, &fp));
@@ -477,7 +463,7 @@ fn copy_source(input: &Path, out_dir: &Path) -> Result<PathBuf> {
         write_atomic(&out_dir.join(&rel), &bytes)?;
         Ok(rel)
     };
-    if input.extension().and_then(|e| e.to_str()) == Some("onnx") {
+    if crate::compile::artefact::ModelFile::is_onnx(input)? {
         return copy(input);
     }
     let (st, json) = import::checkpoint::paths(input);

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::emit::binary::{IndexEncoding, ValueType};
 use crate::error::{Error, Result};
+use sculpt_runtime::format::{IndexEncoding, ValueType};
 
 /// One deployment target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -21,7 +21,11 @@ pub struct Target {
     pub flash_bytes: u64,
     /// RAM available to the model's activation arena in bytes.
     pub ram_bytes: u64,
+    /// Weight value types the target runs (`f32`, `f16`, `i8`).
+    #[serde(with = "crate::compile::codes::names")]
     pub value_types: Vec<ValueType>,
+    /// Sparse index encodings its weights may use (`gap8`, `idx16`, `idx32`, `rice`).
+    #[serde(with = "crate::compile::codes::names")]
     pub index_encodings: Vec<IndexEncoding>,
     /// What the per-layer weight storage optimises: `size` (default) or `speed`.
     #[serde(default)]
@@ -314,6 +318,14 @@ impl Target {
         }
         if self.value_types.is_empty() {
             return Err("value_types is empty".into());
+        }
+        if self.value_types.contains(&ValueType::I32) {
+            return Err("value_types: i32 is no weight value type".into());
+        }
+        if self.index_encodings.contains(&IndexEncoding::Dense) {
+            return Err(
+                "index_encodings: dense is always allowed, list only sparse encodings".into(),
+            );
         }
         if !self.alignment.is_power_of_two() {
             return Err(format!(

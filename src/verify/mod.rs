@@ -11,7 +11,8 @@
 //!   [`VerifyOptions::int8_min_agreement`] (reported, loosely bounded).
 //!
 //! A format whose executor is unavailable (no ONNX Runtime library, no C compiler) is reported as skipped with
-//! the reason, and fails the run only when the option requiring it is set.
+//! the missing tool, and fails the run only when the option requiring it is set. Each row's [`Outcome`] is
+//! what decides: passed, failed (with the measured difference when it ran) or skipped.
 pub mod boundary;
 pub mod on_target;
 pub mod runners;
@@ -21,7 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::compile::artefact::{Bound, Executor};
+use crate::compile::artefact::{Artefact, Bound, Executor};
 use crate::compile::emit::onnx::hex;
 use crate::compile::import;
 use crate::compile::interp;
@@ -74,12 +75,67 @@ impl Default for VerifyOptions {
     }
 }
 
+/// How a row ended: the one value every decision on a row is made from.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Outcome {
+    /// Within its bound (and, on a target, its budget).
+    Passed,
+    /// Ran and broke its bound or budget (the measured difference given), or could not run (none given);
+    /// `why` says which.
+    Failed {
+        max_abs_dlogit: Option<f32>,
+        top1_agreement: Option<f64>,
+        why: String,
+    },
+    /// Not run because `tool` is not installed; fails the run only when every executor is required.
+    Skipped { tool: String, why: String },
+}
+
+impl Outcome {
+    /// The outcome of a check that could not run: skipped for a missing tool, failed otherwise.
+    pub fn of_error(e: &Error) -> Outcome {
+        match e {
+            Error::Unavailable { tool, .. } => Outcome::Skipped {
+                tool: tool.clone(),
+                why: e.to_string(),
+            },
+            _ => Outcome::Failed {
+                max_abs_dlogit: None,
+                top1_agreement: None,
+                why: e.to_string(),
+            },
+        }
+    }
+
+    /// A measured comparison: passed when `within`, else failed with the difference and `why`.
+    pub fn measured(
+        within: bool,
+        max_abs_dlogit: f32,
+        top1_agreement: f64,
+        why: String,
+    ) -> Outcome {
+        if within {
+            Outcome::Passed
+        } else {
+            Outcome::Failed {
+                max_abs_dlogit: Some(max_abs_dlogit),
+                top1_agreement: Some(top1_agreement),
+                why,
+            }
+        }
+    }
+}
+
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FormatResult {
     /// The artefact kind ([`crate::compile::artefact::Artefact::name`]), or `probe`, `pass NAME`,
     /// `int8-reference` for the checks of the reference itself.
     pub format: String,
+    /// The artefact a row checks; none for the checks of the reference itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artefact: Option<Artefact>,
     pub file: String,
     /// What ran it ([`Executor::label`]); `interpreter` for the reference checks.
     #[serde(default)]
@@ -90,12 +146,55 @@ pub struct FormatResult {
     pub accuracy: Option<f64>,
     pub top1_agreement: Option<f64>,
     pub max_abs_dlogit: Option<f32>,
+    /// Whether the row counts as passed: [`Outcome::Passed`], or skipped without `require_all`.
     pub passed: bool,
-    /// Why the format was not run, or why it failed to run.
+    pub outcome: Outcome,
+    /// Why the format was not run or failed, or a remark on a passed check.
     pub note: Option<String>,
     /// Measured footprint and instruction count of an on-target row.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_target: Option<on_target::Figures>,
+}
+
+impl FormatResult {
+    /// A row of `format` with its bound, before it is settled.
+    pub fn new(format: String, file: String, executor: String, bytes: u64, bound: String) -> Self {
+        FormatResult {
+            format,
+            artefact: None,
+            file,
+            executor,
+            bytes,
+            bound,
+            accuracy: None,
+            top1_agreement: None,
+            max_abs_dlogit: None,
+            passed: false,
+            outcome: Outcome::Failed {
+                max_abs_dlogit: None,
+                top1_agreement: None,
+                why: "not run".into(),
+            },
+            note: None,
+            on_target: None,
+        }
+    }
+
+    /// Records `outcome`; `passed` follows from it (a skipped row passes unless `require_all`), and the
+    /// note says why a row failed or was skipped.
+    pub fn settle(&mut self, outcome: Outcome, require_all: bool) {
+        self.passed = match &outcome {
+            Outcome::Passed => true,
+            Outcome::Skipped { .. } => !require_all,
+            Outcome::Failed { .. } => false,
+        };
+        match &outcome {
+            Outcome::Passed => {}
+            Outcome::Skipped { why, .. } => self.note = Some(format!("skipped: {why}")),
+            Outcome::Failed { why, .. } => self.note = Some(why.clone()),
+        }
+        self.outcome = outcome;
+    }
 }
 
 /// The verification report.
@@ -231,22 +330,29 @@ pub fn verify_with(
     )?;
     if let Some(r8) = &int8_ref {
         let c = compare(&reference, r8, classes, labels)?;
-        rows.push(FormatResult {
-            format: "int8-reference".into(),
-            file: "(interpreter)".into(),
-            executor: "interpreter".into(),
-            bytes: 0,
-            bound: format!(
+        let mut row = FormatResult::new(
+            "int8-reference".into(),
+            "(interpreter)".into(),
+            "interpreter".into(),
+            0,
+            format!(
                 "top-1 agreement with float ≥ {:.0}%",
                 100.0 * options.int8_min_agreement
             ),
-            accuracy: Some(c.accuracy),
-            top1_agreement: Some(c.agreement),
-            max_abs_dlogit: Some(c.max_abs),
-            passed: c.agreement >= options.int8_min_agreement,
-            note: None,
-            on_target: None,
-        });
+        );
+        row.accuracy = Some(c.accuracy);
+        row.top1_agreement = Some(c.agreement);
+        row.max_abs_dlogit = Some(c.max_abs);
+        let within = c.agreement >= options.int8_min_agreement;
+        let why = format!(
+            "the int8 reference agrees with the float one on {:.2}% of top-1",
+            100.0 * c.agreement
+        );
+        row.settle(
+            Outcome::measured(within, c.max_abs, c.agreement, why),
+            options.require_all,
+        );
+        rows.push(row);
     }
     for f in &manifest.files {
         let path = dir.join(&f.file);
@@ -276,22 +382,17 @@ pub fn verify_with(
                     }
                 }
             })();
-            let mut row = FormatResult {
-                format: f.format.name().to_string(),
-                file: f.file.clone(),
-                executor: exec.label().to_string(),
-                bytes: std::fs::metadata(&path).map(|m| m.len()).unwrap_or(f.bytes),
-                bound: bound.clone(),
-                accuracy: None,
-                top1_agreement: None,
-                max_abs_dlogit: None,
-                passed: false,
-                note: None,
-                on_target: None,
-            };
-            match run.and_then(|got| compare(want, &got, classes, labels)) {
+            let mut row = FormatResult::new(
+                f.format.name().to_string(),
+                f.file.clone(),
+                exec.label().to_string(),
+                std::fs::metadata(&path).map(|m| m.len()).unwrap_or(f.bytes),
+                bound.clone(),
+            );
+            row.artefact = Some(f.format);
+            let outcome = match run.and_then(|got| compare(want, &got, classes, labels)) {
                 Ok(c) => {
-                    row.passed = if int8 {
+                    let within = if int8 {
                         c.max_abs == 0.0
                     } else {
                         c.agreement == 1.0 && c.max_abs <= options.float_tolerance * scale
@@ -299,18 +400,12 @@ pub fn verify_with(
                     row.accuracy = Some(c.accuracy);
                     row.top1_agreement = Some(c.agreement);
                     row.max_abs_dlogit = Some(c.max_abs);
+                    let why = format!("outside the bound ({bound})");
+                    Outcome::measured(within, c.max_abs, c.agreement, why)
                 }
-                Err(e) => {
-                    let msg = e.to_string();
-                    let unavailable = matches!(e, Error::Unavailable { .. });
-                    row.passed = unavailable && !options.require_all;
-                    row.note = Some(if unavailable {
-                        format!("skipped: {msg}")
-                    } else {
-                        msg
-                    });
-                }
-            }
+                Err(e) => Outcome::of_error(&e),
+            };
+            row.settle(outcome, options.require_all);
             rows.push(row);
         }
     }
@@ -377,7 +472,7 @@ impl VerifyReport {
                 pct(r.accuracy),
                 pct(r.top1_agreement),
                 r.max_abs_dlogit.map_or("-".into(), |v| format!("{v:.3e}")),
-                if r.note.as_deref().is_some_and(|n| n.starts_with("skipped")) && r.passed {
+                if matches!(r.outcome, Outcome::Skipped { .. }) && r.passed {
                     "skip"
                 } else if r.passed {
                     "ok"

@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use super::{compare, FormatResult};
+use super::{compare, FormatResult, Outcome};
 use crate::compile::artefact::{Artefact, Executor};
 use crate::compile::emit::c_harness::{self, Io};
 use crate::compile::pipeline::{ArtefactFile, Measure};
@@ -37,8 +37,8 @@ use elf::ImageSize;
 /// Why an on-target check gave no result.
 #[derive(Debug)]
 pub enum Failure {
-    /// A tool is not installed; the row is skipped with this reason.
-    Unavailable(String),
+    /// `tool` is not installed; the row is skipped, `why` says what to install.
+    Unavailable { tool: String, why: String },
     /// The check ran and failed.
     Failed(Error),
 }
@@ -52,13 +52,13 @@ impl From<Error> for Failure {
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Failure::Unavailable(s) => write!(f, "skipped: {s}"),
+            Failure::Unavailable { why, .. } => write!(f, "skipped: {why}"),
             Failure::Failed(e) => write!(f, "{e}"),
         }
     }
 }
 
-type Outcome<T> = std::result::Result<T, Failure>;
+type Checked<T> = std::result::Result<T, Failure>;
 
 /// What one artefact takes and costs on one target.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -140,7 +140,7 @@ impl OnTarget {
 
     /// Runs the C model in `c_dir` (`model.c`, `model.h`) on the board on the samples `xs` and measures
     /// what it takes in flash and RAM.
-    pub fn check_c(&self, c_dir: &Path, xs: &[f32]) -> Outcome<(BoardRun, ImageSize)> {
+    pub fn check_c(&self, c_dir: &Path, xs: &[f32]) -> Checked<(BoardRun, ImageSize)> {
         let work = workdir()?;
         let w = work.path();
         let model = self.build_c(w, c_dir)?;
@@ -150,7 +150,7 @@ impl OnTarget {
     }
 
     /// What the C model in `c_dir` takes in flash and RAM in the linked image, without running it.
-    pub fn measure_c(&self, c_dir: &Path) -> Outcome<ImageSize> {
+    pub fn measure_c(&self, c_dir: &Path) -> Checked<ImageSize> {
         let work = workdir()?;
         let w = work.path();
         let model = self.build_c(w, c_dir)?;
@@ -159,7 +159,7 @@ impl OnTarget {
 
     /// Runs the `.scb` model `scb` with the no_std runtime built for the board's Rust target, behind the
     /// float C API, on the samples `xs`, and measures what runtime and model take together.
-    pub fn check_runtime(&self, scb: &[u8], xs: &[f32]) -> Outcome<(BoardRun, ImageSize)> {
+    pub fn check_runtime(&self, scb: &[u8], xs: &[f32]) -> Checked<(BoardRun, ImageSize)> {
         let work = workdir()?;
         let w = work.path();
         let (glue, lib) = self.build_runtime(w, scb)?;
@@ -170,7 +170,7 @@ impl OnTarget {
 
     /// What the no_std runtime and the `.scb` model `scb` take together in the linked image, without
     /// running them.
-    pub fn measure_runtime(&self, scb: &[u8]) -> Outcome<ImageSize> {
+    pub fn measure_runtime(&self, scb: &[u8]) -> Checked<ImageSize> {
         let work = workdir()?;
         let w = work.path();
         let (glue, lib) = self.build_runtime(w, scb)?;
@@ -178,7 +178,7 @@ impl OnTarget {
     }
 
     /// Copies `model.c` and `model.h` from `c_dir` into `w` and compiles the model.
-    fn build_c(&self, w: &Path, c_dir: &Path) -> Outcome<PathBuf> {
+    fn build_c(&self, w: &Path, c_dir: &Path) -> Checked<PathBuf> {
         for f in ["model.c", "model.h"] {
             copy(&c_dir.join(f), &w.join(f))?;
         }
@@ -186,7 +186,7 @@ impl OnTarget {
     }
 
     /// Writes the C API over the runtime for `scb` into `w`; returns its object and the runtime library.
-    fn build_runtime(&self, w: &Path, scb: &[u8]) -> Outcome<(PathBuf, PathBuf)> {
+    fn build_runtime(&self, w: &Path, scb: &[u8]) -> Checked<(PathBuf, PathBuf)> {
         let m = sculpt_runtime::Model::parse(scb)
             .map_err(|e| Error::Invalid(format!("not a valid .scb model: {e}")))?;
         write(
@@ -201,7 +201,7 @@ impl OnTarget {
         Ok((glue, self.runtime_lib()?))
     }
 
-    fn cc(&self, w: &Path, args: &[&std::ffi::OsStr], what: &str) -> Outcome<()> {
+    fn cc(&self, w: &Path, args: &[&std::ffi::OsStr], what: &str) -> Checked<()> {
         let out = Command::new(&self.target.cc)
             .args(&self.target.cflags)
             .arg("-I")
@@ -221,7 +221,7 @@ impl OnTarget {
         Ok(())
     }
 
-    fn compile(&self, w: &Path, src: &str) -> Outcome<PathBuf> {
+    fn compile(&self, w: &Path, src: &str) -> Checked<PathBuf> {
         let obj = w.join(format!("{}.o", src.trim_end_matches(".c")));
         self.cc(
             w,
@@ -236,7 +236,7 @@ impl OnTarget {
         Ok(obj)
     }
 
-    fn link(&self, w: &Path, objs: &[PathBuf], libs: &[PathBuf], out: &str) -> Outcome<PathBuf> {
+    fn link(&self, w: &Path, objs: &[PathBuf], libs: &[PathBuf], out: &str) -> Checked<PathBuf> {
         let mut objs = objs.to_vec();
         if let Some(s) = &self.board.startup {
             copy(&self.dir.join(s), &w.join("startup.c"))?;
@@ -257,7 +257,7 @@ impl OnTarget {
     }
 
     /// What `objs` + `libs` add to an image over the stub: the size probe linked with each.
-    fn image_delta(&self, w: &Path, objs: &[PathBuf], libs: &[PathBuf]) -> Outcome<ImageSize> {
+    fn image_delta(&self, w: &Path, objs: &[PathBuf], libs: &[PathBuf]) -> Checked<ImageSize> {
         write(&w.join("probe.c"), c_harness::SIZE_PROBE)?;
         write(&w.join("stub.c"), c_harness::SIZE_STUB)?;
         let probe = self.compile(w, "probe.c")?;
@@ -278,7 +278,7 @@ impl OnTarget {
         objs: &[PathBuf],
         libs: &[PathBuf],
         xs: &[f32],
-    ) -> Outcome<BoardRun> {
+    ) -> Checked<BoardRun> {
         write(&w.join("harness.c"), &c_harness::harness(self.board.io))?;
         let mut all = vec![self.compile(w, "harness.c")?];
         all.extend_from_slice(objs);
@@ -329,19 +329,25 @@ impl OnTarget {
     }
 
     /// Builds (once per Rust target and optimisation level, cached) the staticlib of [`c_harness::RUNTIME_LIB_RS`].
-    fn runtime_lib(&self) -> Outcome<PathBuf> {
+    fn runtime_lib(&self) -> Checked<PathBuf> {
         let Some(triple) = self.board.rust_target.clone() else {
-            return Err(Failure::Unavailable(format!(
-                "target {} names no rust_target for the no_std runtime",
-                self.target.name
-            )));
+            return Err(Failure::Unavailable {
+                tool: "rust_target".into(),
+                why: format!(
+                    "target {} names no rust_target for the no_std runtime",
+                    self.target.name
+                ),
+            });
         };
         let runtime = Path::new(env!("CARGO_MANIFEST_DIR")).join("runtime");
         if !runtime.join("Cargo.toml").is_file() {
-            return Err(Failure::Unavailable(format!(
-                "the sculpt-runtime sources are not at {}",
-                runtime.display()
-            )));
+            return Err(Failure::Unavailable {
+                tool: "sculpt-runtime sources".into(),
+                why: format!(
+                    "the sculpt-runtime sources are not at {}",
+                    runtime.display()
+                ),
+            });
         }
         let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
         let sysroot = Command::new(&rustc)
@@ -355,9 +361,12 @@ impl OnTarget {
             .join("lib")
             .is_dir()
         {
-            return Err(Failure::Unavailable(format!(
-                "the Rust target {triple} is not installed (rustup target add {triple})"
-            )));
+            return Err(Failure::Unavailable {
+                tool: format!("rust target {triple}"),
+                why: format!(
+                    "the Rust target {triple} is not installed (rustup target add {triple})"
+                ),
+            });
         }
         let base = std::env::var_os("SCULPT_ON_TARGET_CACHE")
             .map(PathBuf::from)
@@ -430,7 +439,7 @@ impl Measure for OnTarget {
                         ram_bytes: s.ram_bytes,
                     })
                 }
-                Err(Failure::Unavailable(why)) => f.unmeasured = Some(why),
+                Err(Failure::Unavailable { why, .. }) => f.unmeasured = Some(why),
                 Err(Failure::Failed(e)) => {
                     f.unmeasured =
                         Some(format!("the {} image did not build: {e}", self.target.name))
@@ -452,35 +461,38 @@ impl Measure for NotMeasured {
     }
 }
 
-fn workdir() -> Outcome<tempfile::TempDir> {
+fn workdir() -> Checked<tempfile::TempDir> {
     Ok(tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?)
 }
 
-fn copy(from: &Path, to: &Path) -> Outcome<()> {
+fn copy(from: &Path, to: &Path) -> Checked<()> {
     std::fs::copy(from, to).map_err(|e| Error::io(from, e))?;
     Ok(())
 }
 
-fn write(path: &Path, text: &str) -> Outcome<()> {
+fn write(path: &Path, text: &str) -> Checked<()> {
     std::fs::write(path, text).map_err(|e| Error::io(path, e))?;
     Ok(())
 }
 
-fn read(path: &Path) -> Outcome<Vec<u8>> {
+fn read(path: &Path) -> Checked<Vec<u8>> {
     Ok(std::fs::read(path).map_err(|e| Error::io(path, e))?)
 }
 
 fn missing(tool: &str, e: std::io::Error, what: &str) -> Failure {
     if e.kind() == std::io::ErrorKind::NotFound {
-        Failure::Unavailable(format!(
-            "{what} '{tool}' is not installed (scripts/install-test-deps.sh installs the toolchains)"
-        ))
+        Failure::Unavailable {
+            tool: tool.to_string(),
+            why: format!(
+                "{what} '{tool}' is not installed (scripts/install-test-deps.sh installs the toolchains)"
+            ),
+        }
     } else {
         Failure::Failed(Error::Invalid(format!("cannot run {what} '{tool}': {e}")))
     }
 }
 
-fn run_with_timeout(mut cmd: Command, tool: &str, target: &str) -> Outcome<()> {
+fn run_with_timeout(mut cmd: Command, tool: &str, target: &str) -> Checked<()> {
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -562,16 +574,16 @@ pub(super) fn rows(r: &References, targets: &[OnTarget]) -> Vec<FormatResult> {
                     .map_err(|e| Failure::Failed(Error::io(&path, e)))
                     .and_then(|b| t.check_runtime(&b, r.xs))
             };
-            let mut row = FormatResult {
-                format: format!("{}@{}", f.format.name(), t.target.name),
-                file: f.file.clone(),
-                executor: format!(
+            let mut row = FormatResult::new(
+                format!("{}@{}", f.format.name(), t.target.name),
+                f.file.clone(),
+                format!(
                     "{} on {}",
                     if is_c { Executor::C } else { Executor::Runtime }.label(),
                     t.target.name
                 ),
-                bytes: f.bytes,
-                bound: if int8 {
+                f.bytes,
+                if int8 {
                     "bit-identical to the int8 interpreter; measured flash and RAM within budget"
                         .into()
                 } else {
@@ -580,14 +592,9 @@ pub(super) fn rows(r: &References, targets: &[OnTarget]) -> Vec<FormatResult> {
                         r.float_bound
                     )
                 },
-                accuracy: None,
-                top1_agreement: None,
-                max_abs_dlogit: None,
-                passed: false,
-                note: None,
-                on_target: None,
-            };
-            match outcome {
+            );
+            row.artefact = Some(f.format);
+            let result = match outcome {
                 Ok((run, size)) => {
                     let fig = Figures {
                         target: t.target.name.clone(),
@@ -598,7 +605,7 @@ pub(super) fn rows(r: &References, targets: &[OnTarget]) -> Vec<FormatResult> {
                         instructions_per_inference: median(&run.instructions),
                     };
                     row.bytes = size.flash_bytes;
-                    match compare(want, &run.logits, r.classes, r.labels) {
+                    let result = match compare(want, &run.logits, r.classes, r.labels) {
                         Ok(c) => {
                             let agrees = if int8 {
                                 c.max_abs == 0.0
@@ -610,25 +617,32 @@ pub(super) fn rows(r: &References, targets: &[OnTarget]) -> Vec<FormatResult> {
                                 ram_bytes: fig.ram_bytes + fig.stack_bytes.unwrap_or(0),
                             };
                             let what = format!("{} (measured in the linked image)", f.file);
-                            row.passed = agrees;
-                            if let Err(e) = t.target.check(&what, &need) {
-                                row.passed = false;
-                                row.note = Some(e.to_string());
-                            }
                             row.accuracy = Some(c.accuracy);
                             row.top1_agreement = Some(c.agreement);
                             row.max_abs_dlogit = Some(c.max_abs);
+                            match t.target.check(&what, &need) {
+                                Err(e) => Outcome::Failed {
+                                    max_abs_dlogit: Some(c.max_abs),
+                                    top1_agreement: Some(c.agreement),
+                                    why: e.to_string(),
+                                },
+                                Ok(()) => Outcome::measured(
+                                    agrees,
+                                    c.max_abs,
+                                    c.agreement,
+                                    format!("outside the bound ({})", row.bound),
+                                ),
+                            }
                         }
-                        Err(e) => row.note = Some(e.to_string()),
-                    }
+                        Err(e) => Outcome::of_error(&e),
+                    };
                     row.on_target = Some(fig);
+                    result
                 }
-                Err(Failure::Unavailable(why)) => {
-                    row.passed = !r.require_all;
-                    row.note = Some(format!("skipped: {why}"));
-                }
-                Err(Failure::Failed(e)) => row.note = Some(e.to_string()),
-            }
+                Err(Failure::Unavailable { tool, why }) => Outcome::Skipped { tool, why },
+                Err(Failure::Failed(e)) => Outcome::of_error(&e),
+            };
+            row.settle(result, r.require_all);
             rows.push(row);
         }
     }

@@ -18,7 +18,7 @@ use std::path::Path;
 
 use rand::{Rng, SeedableRng};
 
-use super::{compare, runners, FormatResult};
+use super::{compare, runners, FormatResult, Outcome};
 use crate::compile::import::checkpoint::read_probe;
 use crate::compile::interp;
 use crate::compile::ir::Graph;
@@ -46,7 +46,7 @@ pub struct Probe {
 /// one of a checkpoint (`None` when it has none), or for ONNX seeded images run through the file by tract
 /// (by ONNX Runtime when tract cannot plan the file; an error when neither can run it).
 pub fn source_probe(source: &Path, graph: &Graph) -> Result<Option<Probe>> {
-    if source.extension().and_then(|e| e.to_str()) == Some("onnx") {
+    if crate::compile::artefact::ModelFile::is_onnx(source)? {
         let per: usize = graph.input.shape.iter().product();
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(ONNX_PROBE_SEED);
         let inputs: Vec<f32> = (0..per * ONNX_PROBE_SAMPLES)
@@ -76,19 +76,7 @@ pub fn source_probe(source: &Path, graph: &Graph) -> Result<Option<Probe>> {
 }
 
 fn row(format: String, file: &str, bound: String) -> FormatResult {
-    FormatResult {
-        format,
-        file: file.into(),
-        executor: "interpreter".into(),
-        bytes: 0,
-        bound,
-        accuracy: None,
-        top1_agreement: None,
-        max_abs_dlogit: None,
-        passed: false,
-        note: None,
-        on_target: None,
-    }
+    FormatResult::new(format, file.into(), "interpreter".into(), 0, bound)
 }
 
 /// One row per check of the module docs: `probe` (the source against the probe, when there is one) and
@@ -125,7 +113,14 @@ pub fn check(
         let c = compare(&p.logits, &src_out, classes, &none)?;
         r.top1_agreement = Some(c.agreement);
         r.max_abs_dlogit = Some(c.max_abs);
-        r.passed = c.max_abs <= tol * scale;
+        let why = format!(
+            "the source graph differs from {} by {:.3e} (bound {})",
+            p.origin, c.max_abs, r.bound
+        );
+        r.settle(
+            Outcome::measured(c.max_abs <= tol * scale, c.max_abs, c.agreement, why),
+            false,
+        );
         rows.push(r);
     }
     outputs.push((stages.0[0].name.clone(), src_out));
@@ -152,13 +147,14 @@ pub fn check(
         let c = compare(want, &got, classes, &none)?;
         r.top1_agreement = Some(c.agreement);
         r.max_abs_dlogit = Some(c.max_abs);
-        r.passed = c.max_abs <= limit;
-        if !r.passed {
-            r.note = Some(format!(
-                "pass {} changed the logits by {:.3e} (bound {})",
-                st.name, c.max_abs, r.bound
-            ));
-        }
+        let why = format!(
+            "pass {} changed the logits by {:.3e} (bound {})",
+            st.name, c.max_abs, r.bound
+        );
+        r.settle(
+            Outcome::measured(c.max_abs <= limit, c.max_abs, c.agreement, why),
+            false,
+        );
         rows.push(r);
         outputs.push((st.name.clone(), got));
     }

@@ -8,7 +8,7 @@ use sculpt::compile::emit::binary::{
 };
 use sculpt::compile::lower::requant_params;
 use sculpt_runtime::conv::quad_column;
-use sculpt_runtime::format::{dtype, opcode, NONE};
+use sculpt_runtime::format::{Opcode, ValueType, NONE};
 
 pub fn f32_bytes(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
@@ -69,9 +69,9 @@ impl Builder {
                 (
                     v,
                     1,
-                    dtype::I8,
+                    ValueType::I8,
                     Some(s),
-                    TensorSpec::dense(dtype::I32, vec![rows], b),
+                    TensorSpec::dense(ValueType::I32, vec![rows], b),
                 )
             }
             k => {
@@ -87,26 +87,26 @@ impl Builder {
                 let b: Vec<f32> = (0..rows)
                     .map(|_| self.rng.gen_range(-0.1f32..0.1))
                     .collect();
-                let bias = TensorSpec::dense(dtype::F32, vec![rows], f32_bytes(&b));
+                let bias = TensorSpec::dense(ValueType::F32, vec![rows], f32_bytes(&b));
                 if k == Kind::F16 {
                     let v = w
                         .iter()
                         .flat_map(|&x| half::f16::from_f32(x).to_le_bytes())
                         .collect();
-                    (v, 2, dtype::F16, None, bias)
+                    (v, 2, ValueType::F16, None, bias)
                 } else {
-                    (f32_bytes(&w), 4, dtype::F32, None, bias)
+                    (f32_bytes(&w), 4, ValueType::F32, None, bias)
                 }
             }
         };
-        let (values, cols) = if dt == dtype::I8 && dims.len() == 4 {
+        let (values, cols) = if dt == ValueType::I8 && dims.len() == 4 {
             quad_ordered(&values, &dims)
         } else {
             (values, cols)
         };
         let csr = CsrBytes::from_dense(rows, cols, &values, elem);
         let data = match enc {
-            None => csr.smallest(&IndexEncoding::ALL),
+            None => csr.smallest(&IndexEncoding::SPARSE),
             Some(e) => csr.encode(e).unwrap(),
         };
         self.m.tensors.push(TensorSpec {
@@ -141,7 +141,7 @@ impl Builder {
             (d[2] + 2 * p - k) / s + 1,
         ]);
         self.m.ops.push(OpSpec {
-            opcode: opcode::CONV,
+            opcode: Opcode::Conv,
             relu,
             in0: x,
             in1: NONE,
@@ -151,7 +151,7 @@ impl Builder {
             kernel: k as u8,
             stride: s as u8,
             pad: p as u16,
-            ..OpSpec::simple(opcode::CONV, x, y)
+            ..OpSpec::simple(Opcode::Conv, x, y)
         });
         y
     }
@@ -170,44 +170,44 @@ pub fn small_resnet(kind: Kind, density: f64, seed: u64) -> ScbModel {
         },
     };
     let x = b.buffer(vec![3, 12, 12]);
-    let h = b.conv(x, 8, 3, 1, 1, true, Some(IndexEncoding::Gap8));
+    let h = b.conv(x, 8, 3, 1, 1, true, Some(IndexEncoding::CsrGap8));
     let r = b.conv(h, 16, 3, 2, 1, true, Some(IndexEncoding::Rice));
-    let r = b.conv(r, 16, 3, 1, 1, false, Some(IndexEncoding::Idx16));
+    let r = b.conv(r, 16, 3, 1, 1, false, Some(IndexEncoding::CsrIdx16));
     let sc = b.same_scale(h, vec![16, 6, 6]);
     b.m.ops.push(OpSpec {
         pad: 4,
         stride: 2,
-        ..OpSpec::simple(opcode::SUBSAMPLE_PAD, h, sc)
+        ..OpSpec::simple(Opcode::SubsamplePad, h, sc)
     });
     let a = b.buffer(vec![16, 6, 6]);
     b.m.ops.push(OpSpec {
         in1: sc,
         relu: true,
-        ..OpSpec::simple(opcode::ADD, r, a)
+        ..OpSpec::simple(Opcode::Add, r, a)
     });
     let mp = b.same_scale(a, vec![16, 5, 5]);
     b.m.ops.push(OpSpec {
         kernel: 2,
         stride: 1,
-        ..OpSpec::simple(opcode::MAX_POOL, a, mp)
+        ..OpSpec::simple(Opcode::MaxPool, a, mp)
     });
     let ap = b.buffer(vec![16, 2, 2]);
     b.m.ops.push(OpSpec {
         kernel: 2,
         stride: 2,
-        ..OpSpec::simple(opcode::AVG_POOL, mp, ap)
+        ..OpSpec::simple(Opcode::AvgPool, mp, ap)
     });
-    let c2 = b.conv(ap, 12, 1, 1, 0, false, Some(IndexEncoding::Idx32));
+    let c2 = b.conv(ap, 12, 1, 1, 0, false, Some(IndexEncoding::CsrIdx32));
     let rl = b.same_scale(c2, vec![12, 2, 2]);
-    b.m.ops.push(OpSpec::simple(opcode::RELU, c2, rl));
+    b.m.ops.push(OpSpec::simple(Opcode::Relu, c2, rl));
     let g = b.buffer(vec![12]);
-    b.m.ops.push(OpSpec::simple(opcode::GLOBAL_AVG_POOL, rl, g));
+    b.m.ops.push(OpSpec::simple(Opcode::GlobalAvgPool, rl, g));
     let (w, bias) = b.weights(vec![10, 12], None);
     let out = b.buffer(vec![10]);
     b.m.ops.push(OpSpec {
         weight: w,
         bias,
-        ..OpSpec::simple(opcode::GEMM, g, out)
+        ..OpSpec::simple(Opcode::Gemm, g, out)
     });
     b.m.input = x;
     b.m.output = out;

@@ -5,70 +5,14 @@
 use sculpt_runtime::conv::ConvGeom;
 use sculpt_runtime::crc::crc32;
 use sculpt_runtime::format::{
-    align_up, dtype, dtype_size, encoding, feature, index_align, opcode, section, ALIGN,
-    BUFFER_SIZE, FLAG_RESIDUAL, GRAPH_HEADER_SIZE, HEADER_CRC_AT, HEADER_SIZE, MAGIC, NONE,
-    OP_SIZE, SECTION_ENTRY_SIZE, TENSOR_SIZE, VERSION_MAJOR, VERSION_MINOR,
+    align_up, feature, section, ALIGN, BUFFER_SIZE, FLAG_RESIDUAL, GRAPH_HEADER_SIZE,
+    HEADER_CRC_AT, HEADER_SIZE, MAGIC, NONE, OP_SIZE, SECTION_ENTRY_SIZE, TENSOR_SIZE,
+    VERSION_MAJOR, VERSION_MINOR,
 };
+pub use sculpt_runtime::format::{IndexEncoding, Opcode, ValueType};
 
 use super::rice;
 use crate::error::{Error, Result};
-
-/// Element type of stored weight values.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ValueType {
-    F32,
-    F16,
-    I8,
-}
-
-/// Index encodings a sparse tensor may use (the target decides which are allowed).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
-)]
-#[serde(rename_all = "snake_case")]
-pub enum IndexEncoding {
-    /// CSR, u8 relative column gaps, filler entries for gaps over 255.
-    Gap8,
-    /// CSR, u16 absolute column indices.
-    Idx16,
-    /// CSR, u32 absolute column indices.
-    Idx32,
-    /// Rice-coded gaps over the flattened row-major tensor, parameter chosen per tensor.
-    Rice,
-}
-
-impl IndexEncoding {
-    pub const ALL: [IndexEncoding; 4] = [Self::Gap8, Self::Idx16, Self::Idx32, Self::Rice];
-
-    fn code(self) -> u8 {
-        match self {
-            Self::Gap8 => encoding::CSR_GAP8,
-            Self::Idx16 => encoding::CSR_IDX16,
-            Self::Idx32 => encoding::CSR_IDX32,
-            Self::Rice => encoding::RICE,
-        }
-    }
-
-    fn feature(self) -> u32 {
-        match self {
-            Self::Gap8 => feature::CSR_GAP8,
-            Self::Idx16 => feature::CSR_IDX16,
-            Self::Idx32 => feature::CSR_IDX32,
-            Self::Rice => feature::RICE,
-        }
-    }
-
-    /// Name used in reports and target files.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Gap8 => "gap8",
-            Self::Idx16 => "idx16",
-            Self::Idx32 => "idx32",
-            Self::Rice => "rice",
-        }
-    }
-}
 
 /// A weight matrix in CSR form (rows = output channels, columns = fan-in), values already converted to the
 /// stored type: `values` holds `indices.len()` elements of `elem` bytes each, little-endian.
@@ -85,7 +29,7 @@ pub struct CsrBytes {
 /// The arrays of one encoded tensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Encoded {
-    pub encoding: u8,
+    pub encoding: IndexEncoding,
     /// Encoding parameter (the Rice parameter `k`; 0 for other encodings).
     pub param: u8,
     pub nnz: usize,
@@ -143,7 +87,7 @@ impl CsrBytes {
             }
         }
         Encoded {
-            encoding: encoding::DENSE,
+            encoding: IndexEncoding::Dense,
             param: 0,
             nnz: self.rows * self.cols,
             values,
@@ -162,7 +106,8 @@ impl CsrBytes {
         let mut indptr = vec![0u32];
         let index_len;
         match enc {
-            IndexEncoding::Gap8 => {
+            IndexEncoding::Dense => return Some(self.dense()),
+            IndexEncoding::CsrGap8 => {
                 for r in 0..self.rows {
                     let mut next = 0;
                     for k in self.indptr[r]..self.indptr[r + 1] {
@@ -180,12 +125,12 @@ impl CsrBytes {
                 }
                 index_len = index.len();
             }
-            IndexEncoding::Idx16 | IndexEncoding::Idx32 => {
-                if enc == IndexEncoding::Idx16 && self.cols > 65536 {
+            IndexEncoding::CsrIdx16 | IndexEncoding::CsrIdx32 => {
+                if enc == IndexEncoding::CsrIdx16 && self.cols > 65536 {
                     return None;
                 }
                 for (k, &c) in self.indices.iter().enumerate() {
-                    if enc == IndexEncoding::Idx16 {
+                    if enc == IndexEncoding::CsrIdx16 {
                         index.extend_from_slice(&(c as u16).to_le_bytes());
                     } else {
                         index.extend_from_slice(&(c as u32).to_le_bytes());
@@ -204,7 +149,7 @@ impl CsrBytes {
                 let (k, _) = rice::best_param(&gaps);
                 let (stream, bits) = rice::encode(&gaps, k);
                 return Some(Encoded {
-                    encoding: enc.code(),
+                    encoding: enc,
                     param: k,
                     nnz: self.nnz(),
                     values: self.values.clone(),
@@ -215,7 +160,7 @@ impl CsrBytes {
             }
         }
         Some(Encoded {
-            encoding: enc.code(),
+            encoding: enc,
             param: 0,
             nnz: values.len() / e,
             values,
@@ -243,7 +188,7 @@ impl CsrBytes {
 /// A tensor to store: its shape, element type, arrays and (int8) per-row scales.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorSpec {
-    pub dtype: u8,
+    pub dtype: ValueType,
     pub dims: Vec<usize>,
     pub data: Encoded,
     pub scales: Option<Vec<f32>>,
@@ -251,13 +196,13 @@ pub struct TensorSpec {
 
 impl TensorSpec {
     /// A dense tensor from little-endian element bytes.
-    pub fn dense(dtype: u8, dims: Vec<usize>, values: Vec<u8>) -> Self {
+    pub fn dense(dtype: ValueType, dims: Vec<usize>, values: Vec<u8>) -> Self {
         let nnz = dims.iter().product();
         TensorSpec {
             dtype,
             dims,
             data: Encoded {
-                encoding: encoding::DENSE,
+                encoding: IndexEncoding::Dense,
                 param: 0,
                 nnz,
                 values,
@@ -281,7 +226,7 @@ pub struct BufferSpec {
 /// An op record (see `formats/scb.md`, "Graph section").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpSpec {
-    pub opcode: u8,
+    pub opcode: Opcode,
     pub relu: bool,
     /// CONV: add buffer `in1` (the output's shape) before the ReLU.
     pub residual: bool,
@@ -301,7 +246,7 @@ pub struct OpSpec {
 
 impl OpSpec {
     /// An op without weights or parameters.
-    pub fn simple(opcode: u8, in0: u32, out: u32) -> Self {
+    pub fn simple(opcode: Opcode, in0: u32, out: u32) -> Self {
         OpSpec {
             opcode,
             relu: false,
@@ -433,7 +378,7 @@ impl ScbModel {
             .map(|b| b.dims.iter().product::<usize>() * elem)
             .collect();
         for op in &self.ops {
-            if op.opcode == opcode::CONV {
+            if op.opcode == Opcode::Conv {
                 if let Some(g) = self.conv_geom(op) {
                     let o = op.out as usize;
                     sizes[o] = align_up(sizes[o]) + g.scratch(self.int8).total;
@@ -458,13 +403,10 @@ impl ScbModel {
             f |= feature::NORMALIZE;
         }
         for t in &self.tensors {
-            if t.dtype == dtype::F16 {
+            if t.dtype == ValueType::F16 {
                 f |= feature::F16;
             }
-            f |= IndexEncoding::ALL
-                .iter()
-                .find(|e| e.code() == t.data.encoding)
-                .map_or(0, |e| e.feature());
+            f |= t.data.encoding.feature();
         }
         f
     }
@@ -492,11 +434,11 @@ impl ScbModel {
             for (d, &v) in dims.iter_mut().zip(&t.dims) {
                 *d = size_u32(v, "dimension")?;
             }
-            let values_off = place(&t.data.values, dtype_size(t.dtype))?;
-            let (index_off, indptr_off) = if t.data.encoding == encoding::DENSE {
+            let values_off = place(&t.data.values, t.dtype.size())?;
+            let (index_off, indptr_off) = if t.data.encoding == IndexEncoding::Dense {
                 (NONE, NONE)
             } else {
-                let i = place(&t.data.index, index_align(t.data.encoding))?;
+                let i = place(&t.data.index, t.data.encoding.index_align())?;
                 let p = match &t.data.indptr {
                     Some(p) => place(&le_bytes(p.iter().map(|v| v.to_le_bytes())), 4)?,
                     None => NONE,
@@ -508,8 +450,8 @@ impl ScbModel {
                 None => NONE,
             };
             tensors.extend_from_slice(&[
-                t.dtype,
-                t.data.encoding,
+                t.dtype.code(),
+                t.data.encoding.code(),
                 t.dims.len() as u8,
                 t.data.param,
             ]);
@@ -544,8 +486,12 @@ impl ScbModel {
                 )));
             }
             put_u32(&mut buffers, size_u32(*off, "arena offset")?);
-            let dt = if self.int8 { dtype::I8 } else { dtype::F32 };
-            buffers.extend_from_slice(&[dt, b.dims.len() as u8, 0, 0]);
+            let dt = if self.int8 {
+                ValueType::I8
+            } else {
+                ValueType::F32
+            };
+            buffers.extend_from_slice(&[dt.code(), b.dims.len() as u8, 0, 0]);
             for k in 0..3 {
                 put_u32(
                     &mut buffers,
@@ -574,7 +520,7 @@ impl ScbModel {
                 place(&le_bytes(op.params.iter().map(|v| v.to_le_bytes())), 4)?
             };
             let flags = u8::from(op.relu) | if op.residual { FLAG_RESIDUAL } else { 0 };
-            graph.extend_from_slice(&[op.opcode, flags, op.schedule, 0]);
+            graph.extend_from_slice(&[op.opcode.code(), flags, op.schedule, 0]);
             for v in [op.in0, op.in1, op.out, op.weight, op.bias, params] {
                 put_u32(&mut graph, v);
             }

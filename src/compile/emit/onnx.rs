@@ -16,7 +16,7 @@ use onnx_protobuf::{
 use protobuf::{Message, MessageField};
 use sha2::{Digest, Sha256};
 
-use crate::compile::ir::{Bias, DType, Graph, Op, Weight};
+use crate::compile::ir::{Bias, Graph, Op, ValueType, Weight};
 use crate::error::{Error, Result};
 
 /// The ONNX opset the emitters target.
@@ -120,7 +120,7 @@ fn meta(key: &str, value: String) -> StringStringEntryProto {
 
 /// Real (dequantised) weight values; float graphs only.
 fn real_weight(w: &Weight, who: &str) -> Result<Vec<f32>> {
-    if w.dtype == DType::I8 {
+    if w.dtype == ValueType::I8 {
         return Err(Error::Invalid(format!(
             "onnx: {who}: int8 weights are not exported to ONNX"
         )));

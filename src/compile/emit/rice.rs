@@ -6,7 +6,7 @@
 //! For gaps drawn geometrically at density `p` the best `k` comes within a few percent of the entropy
 //! `H(p) / p` bits per entry.
 
-use sculpt_runtime::format::encoding::RICE_MAX_PARAM;
+use sculpt_runtime::format::RICE_MAX_PARAM;
 
 /// Gaps before each of the strictly increasing `positions`.
 pub fn gaps(positions: impl IntoIterator<Item = usize>) -> Vec<usize> {

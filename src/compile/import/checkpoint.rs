@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 
 use crate::budget::Budget;
-use crate::compile::ir::{Bias, Graph, IndexFormat, InputSpec, Op, Storage, Weight};
+use crate::compile::ir::{Bias, Graph, IndexEncoding, InputSpec, Op, Storage, Weight};
 use crate::error::{clip_lines, describe_safetensors, quote, Error, Result};
 use crate::fsio;
 use crate::nn::spec::{Arch, ModelSpec, Op as NnOp};
@@ -241,7 +241,7 @@ impl Tensors<'_> {
             indptr: indptr.iter().map(|&v| v as u32).collect(),
             indices: indices.iter().map(|&v| v as u32).collect(),
             values,
-            index: IndexFormat::U32,
+            index: IndexEncoding::CsrIdx32,
         };
         Ok(w)
     }

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use crate::compile::emit::onnx::GRAPH_SHA256;
 
 use crate::budget::Budget;
-use crate::compile::ir::{Bias, Graph, IndexFormat, InputSpec, Op, Storage, Weight};
+use crate::compile::ir::{Bias, Graph, IndexEncoding, InputSpec, Op, Storage, Weight};
 use crate::error::{clip_lines, quote, Error, Result};
 
 use tensor::Tensor;
@@ -289,7 +289,7 @@ impl Ctx<'_> {
                 indptr,
                 indices: lin.iter().map(|&i| (i % cols) as u32).collect(),
                 values: lin.iter().map(|&i| values[i]).collect(),
-                index: IndexFormat::U32,
+                index: IndexEncoding::CsrIdx32,
             };
         }
         Ok(w)

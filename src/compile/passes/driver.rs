@@ -7,7 +7,7 @@
 //! int8 branch (which runs only with calibration images) in `layout_int8`. [`run`] keeps the graph of every
 //! stage, so callers can dump ([`crate::compile::text`]) or check ([`crate::verify`]) each one.
 
-use crate::compile::ir::{Graph, IndexFormat};
+use crate::compile::ir::{Graph, IndexEncoding};
 use crate::compile::passes::layout::{layout_for, Objective};
 use crate::compile::passes::{fold_bn, fuse, quantize};
 use crate::error::{Error, Result};
@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy)]
 pub struct Ctx<'a> {
     /// Index formats the target allows.
-    pub formats: &'a [IndexFormat],
+    pub formats: &'a [IndexEncoding],
     /// What the storage choice optimises.
     pub objective: Objective,
     /// [0, 1] images that calibrate int8 activation ranges; `None`: no int8 branch.

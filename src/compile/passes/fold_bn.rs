@@ -214,7 +214,7 @@ mod tests {
             shape,
             (0..n).map(|i| (i as f32 * 0.71).cos() * 0.3).collect(),
         );
-        w.storage = w.to_csr(crate::compile::ir::IndexFormat::U32);
+        w.storage = w.to_csr(crate::compile::ir::IndexEncoding::CsrIdx32);
         w
     }
 

@@ -17,19 +17,19 @@
 //! in place (Gap8, U16, U32), Rice only when nothing else is allowed.
 
 use crate::compile::emit::rice;
-use crate::compile::ir::{Graph, IndexFormat, Storage, Weight};
+use crate::compile::ir::{Graph, IndexEncoding, Storage, Weight};
 use crate::error::Result;
 
 /// Stored bytes of `w` (its current values and dtype) in `format` (`None` = dense), or `None` when the format
 /// cannot hold it.
-pub fn cost(w: &Weight, format: Option<IndexFormat>) -> Option<usize> {
+pub fn cost(w: &Weight, format: Option<IndexEncoding>) -> Option<usize> {
     let (rows, cols, e) = (w.rows(), w.cols(), w.dtype.size());
     let dense = w.to_dense();
     let nnz = dense.iter().filter(|v| **v != 0.0).count();
     let ptrs = 4 * (rows + 1);
     Some(match format {
-        None => rows * cols * e,
-        Some(IndexFormat::Gap8) => {
+        None | Some(IndexEncoding::Dense) => rows * cols * e,
+        Some(IndexEncoding::CsrGap8) => {
             let mut fillers = 0;
             for row in dense.chunks(cols.max(1)) {
                 let mut next = 0;
@@ -42,10 +42,10 @@ pub fn cost(w: &Weight, format: Option<IndexFormat>) -> Option<usize> {
             }
             (nnz + fillers) * (e + 1) + ptrs
         }
-        Some(IndexFormat::U16) if cols > 65536 => return None,
-        Some(IndexFormat::U16) => nnz * (e + 2) + ptrs,
-        Some(IndexFormat::U32) => nnz * (e + 4) + ptrs,
-        Some(IndexFormat::Rice) => {
+        Some(IndexEncoding::CsrIdx16) if cols > 65536 => return None,
+        Some(IndexEncoding::CsrIdx16) => nnz * (e + 2) + ptrs,
+        Some(IndexEncoding::CsrIdx32) => nnz * (e + 4) + ptrs,
+        Some(IndexEncoding::Rice) => {
             let gaps = rice::gaps((0..dense.len()).filter(|&p| dense[p] != 0.0));
             nnz * e + rice::best_param(&gaps).1.div_ceil(8)
         }
@@ -53,7 +53,7 @@ pub fn cost(w: &Weight, format: Option<IndexFormat>) -> Option<usize> {
 }
 
 /// The smallest storage for `w` among dense and `allowed`.
-pub fn choose(w: &Weight, allowed: &[IndexFormat]) -> Option<IndexFormat> {
+pub fn choose(w: &Weight, allowed: &[IndexEncoding]) -> Option<IndexEncoding> {
     let mut best = (cost(w, None).unwrap_or(usize::MAX), None);
     for &f in allowed {
         if let Some(c) = cost(w, Some(f)) {
@@ -84,22 +84,26 @@ pub const DENSE_CONV: f64 = 0.4;
 pub const DENSE_GEMM: f64 = 0.15;
 
 /// The storage for `w` under [`Objective::Speed`] among dense and `allowed`.
-pub fn choose_for_speed(w: &Weight, conv: bool, allowed: &[IndexFormat]) -> Option<IndexFormat> {
+pub fn choose_for_speed(
+    w: &Weight,
+    conv: bool,
+    allowed: &[IndexEncoding],
+) -> Option<IndexEncoding> {
     let density = 1.0 - w.sparsity();
     if density >= if conv { DENSE_CONV } else { DENSE_GEMM } {
         return None;
     }
-    let in_place: Vec<IndexFormat> = allowed
+    let in_place: Vec<IndexEncoding> = allowed
         .iter()
         .copied()
-        .filter(|f| *f != IndexFormat::Rice)
+        .filter(|f| *f != IndexEncoding::Rice)
         .collect();
     let pool = if in_place.is_empty() {
         allowed
     } else {
         &in_place[..]
     };
-    let mut best: Option<(usize, IndexFormat)> = None;
+    let mut best: Option<(usize, IndexEncoding)> = None;
     for &f in pool {
         if let Some(c) = cost(w, Some(f)) {
             if best.is_none_or(|(b, _)| c < b) {
@@ -111,14 +115,14 @@ pub fn choose_for_speed(w: &Weight, conv: bool, allowed: &[IndexFormat]) -> Opti
 }
 
 /// Re-stores every weight in its smallest allowed form.
-pub fn layout(graph: Graph, allowed: &[IndexFormat]) -> Result<Graph> {
+pub fn layout(graph: Graph, allowed: &[IndexEncoding]) -> Result<Graph> {
     layout_for(graph, allowed, Objective::Size)
 }
 
 /// Re-stores every weight in the form `objective` prefers among dense and `allowed`.
 pub fn layout_for(
     mut graph: Graph,
-    allowed: &[IndexFormat],
+    allowed: &[IndexEncoding],
     objective: Objective,
 ) -> Result<Graph> {
     for node in &mut graph.nodes {

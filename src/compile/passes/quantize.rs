@@ -11,7 +11,7 @@
 use rayon::prelude::*;
 
 use crate::compile::interp;
-use crate::compile::ir::{Bias, DType, Graph, Op, Storage};
+use crate::compile::ir::{Bias, Graph, Op, Storage, ValueType};
 use crate::error::{Error, Result};
 
 /// The integer form `(m, sh)` of a real requantisation factor `real > 0`: `m · 2^−sh` with `m` rounded to 31
@@ -182,7 +182,7 @@ pub fn quantize(graph: &Graph, samples: &[f32]) -> Result<Graph> {
                     .collect();
                 *bias = Some(Bias::I32(qb));
             }
-            weight.dtype = DType::I8;
+            weight.dtype = ValueType::I8;
             weight.scales = Some(scales);
         }
     }
@@ -194,7 +194,7 @@ pub fn to_f16(graph: &Graph) -> Result<Graph> {
     let mut g = graph.clone();
     for n in &mut g.nodes {
         if let Some(w) = n.op.weight_mut() {
-            if w.dtype == DType::I8 {
+            if w.dtype == ValueType::I8 {
                 return Err(Error::Invalid(format!("to_f16: '{}' is quantised", n.name)));
             }
             match &mut w.storage {
@@ -203,7 +203,7 @@ pub fn to_f16(graph: &Graph) -> Result<Graph> {
                         .for_each(|x| *x = half::f16::from_f32(*x).to_f32());
                 }
             }
-            w.dtype = DType::F16;
+            w.dtype = ValueType::F16;
         }
     }
     g.validate()?;

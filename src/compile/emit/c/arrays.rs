@@ -1,0 +1,243 @@
+//! The `static const` arrays of the emitted C: weight values, index streams, row pointers and scales of
+//! each tensor with its `sc_tensor` descriptor, the requantisation parameters of each op, and C spellings
+//! of constants.
+
+use std::fmt::Write as _;
+
+use sculpt_runtime::format::{IndexEncoding, ValueType};
+
+use crate::compile::emit::binary::{CsrBytes, Encoded, TensorSpec};
+use crate::compile::emit::rice;
+use crate::error::{Error, Result};
+
+/// A finite `f32` as a C float literal (`1.5e0f`); an error for NaN and infinities.
+pub fn c_float(v: f32) -> Result<String> {
+    if !v.is_finite() {
+        return Err(Error::Invalid(format!(
+            "C emitter: non-finite constant {v}"
+        )));
+    }
+    Ok(format!("{v:e}f"))
+}
+
+/// An `i32` as a C literal (`INT32_MIN` as an expression, since its magnitude is no `int` literal).
+pub fn c_i32(v: i32) -> String {
+    if v == i32::MIN {
+        "(-2147483647 - 1)".into()
+    } else {
+        v.to_string()
+    }
+}
+
+/// `static const TY NAME[n] = { items };`, twelve items a line (an empty array holds one 0).
+pub fn array(out: &mut String, ty: &str, name: &str, items: &[String]) {
+    let _ = write!(out, "static const {ty} {name}[{}] = {{", items.len().max(1));
+    if items.is_empty() {
+        out.push('0');
+    }
+    for (i, it) in items.iter().enumerate() {
+        if i % 12 == 0 {
+            out.push_str("\n    ");
+        } else {
+            out.push(' ');
+        }
+        out.push_str(it);
+        out.push(',');
+    }
+    out.push_str("\n};\n");
+}
+
+fn le_chunks<const N: usize>(b: &[u8]) -> impl Iterator<Item = [u8; N]> + '_ {
+    b.chunks_exact(N).map(|c| {
+        let mut a = [0u8; N];
+        a.copy_from_slice(c);
+        a
+    })
+}
+
+/// The values array `name` of little-endian `bytes` of type `vtype`; returns its C element type.
+fn values_array(
+    out: &mut String,
+    name: &str,
+    vtype: ValueType,
+    bytes: &[u8],
+) -> Result<&'static str> {
+    match vtype {
+        ValueType::F32 => {
+            let items = le_chunks::<4>(bytes)
+                .map(|c| c_float(f32::from_le_bytes(c)))
+                .collect::<Result<Vec<_>>>()?;
+            array(out, "float", name, &items);
+            Ok("float")
+        }
+        ValueType::F16 => {
+            let items: Vec<String> = le_chunks::<2>(bytes)
+                .map(|c| format!("0x{:04X}u", u16::from_le_bytes(c)))
+                .collect();
+            array(out, "uint16_t", name, &items);
+            Ok("uint16_t")
+        }
+        ValueType::I8 => {
+            let items: Vec<String> = bytes.iter().map(|&b| (b as i8).to_string()).collect();
+            array(out, "int8_t", name, &items);
+            Ok("int8_t")
+        }
+        ValueType::I32 => {
+            let items: Vec<String> = le_chunks::<4>(bytes)
+                .map(|c| c_i32(i32::from_le_bytes(c)))
+                .collect();
+            array(out, "int32_t", name, &items);
+            Ok("int32_t")
+        }
+    }
+}
+
+/// The arrays the C stores for `t` (whose matrix has `cols` columns): a Rice-coded tensor is re-encoded as the
+/// smaller of dense, u8 gaps and u16 indices, which the kernels read without bit decoding; the entries keep
+/// their row-major order, so every sum runs in the same order as the runtime's. Other encodings are kept.
+fn c_layout(t: &TensorSpec, cols: usize) -> Result<Encoded> {
+    if t.data.encoding != IndexEncoding::Rice {
+        return Ok(t.data.clone());
+    }
+    let rows = t.dims[0];
+    let bad = || Error::Invalid("C emitter: Rice stream does not match its tensor".into());
+    let positions =
+        rice::decode(&t.data.index, t.data.index_len, t.data.param, t.data.nnz).ok_or_else(bad)?;
+    let elem = t.dtype.size();
+    if t.data.values.len() != positions.len() * elem {
+        return Err(bad());
+    }
+    let mut csr = CsrBytes {
+        rows,
+        cols,
+        indptr: vec![0],
+        indices: Vec::with_capacity(positions.len()),
+        values: t.data.values.clone(),
+        elem,
+    };
+    for &p in &positions {
+        if p >= rows * cols {
+            return Err(bad());
+        }
+        while csr.indptr.len() <= p / cols {
+            csr.indptr.push(csr.indices.len());
+        }
+        csr.indices.push(p % cols);
+    }
+    while csr.indptr.len() <= rows {
+        csr.indptr.push(csr.indices.len());
+    }
+    Ok(csr.smallest(&[IndexEncoding::CsrGap8, IndexEncoding::CsrIdx16]))
+}
+
+/// The arrays of tensor `i` and its descriptor `sc_t{i}` (formats/c-api.md).
+pub fn tensor(c: &mut String, i: usize, t: &TensorSpec) -> Result<()> {
+    let rows = t.dims[0];
+    let cols: usize = if t.dtype == ValueType::I8 && t.dims.len() == 4 {
+        t.dims[1].div_ceil(4) * 4 * t.dims[2] * t.dims[3]
+    } else {
+        t.dims[1..].iter().product()
+    };
+    let data = c_layout(t, cols)?;
+    let vname = format!("sc_t{i}_values");
+    values_array(c, &vname, t.dtype, &data.values)?;
+    let index = match data.encoding {
+        IndexEncoding::Dense => "0".to_string(),
+        enc => {
+            let name = format!("sc_t{i}_index");
+            let (ty, items): (&str, Vec<String>) = match enc {
+                IndexEncoding::CsrIdx16 => (
+                    "uint16_t",
+                    le_chunks::<2>(&data.index)
+                        .map(|b| u16::from_le_bytes(b).to_string())
+                        .collect(),
+                ),
+                IndexEncoding::CsrIdx32 => (
+                    "uint32_t",
+                    le_chunks::<4>(&data.index)
+                        .map(|b| format!("{}u", u32::from_le_bytes(b)))
+                        .collect(),
+                ),
+                _ => (
+                    "uint8_t",
+                    data.index.iter().map(|b| b.to_string()).collect(),
+                ),
+            };
+            array(c, ty, &name, &items);
+            name
+        }
+    };
+    let indptr = match &data.indptr {
+        Some(p) => {
+            let name = format!("sc_t{i}_indptr");
+            array(
+                c,
+                "uint32_t",
+                &name,
+                &p.iter().map(|v| format!("{v}u")).collect::<Vec<_>>(),
+            );
+            name
+        }
+        None => "0".into(),
+    };
+    let scales = match &t.scales {
+        Some(s) => {
+            let name = format!("sc_t{i}_scales");
+            array(
+                c,
+                "float",
+                &name,
+                &s.iter().map(|&v| c_float(v)).collect::<Result<Vec<_>>>()?,
+            );
+            name
+        }
+        None => "0".into(),
+    };
+    let _ = writeln!(
+        c,
+        "static const sc_tensor sc_t{i} = {{{}, {}, {}, {rows}, {cols}, {}, {}, {vname}, {index}, {indptr}, {scales}}};\n",
+        data.encoding.code(),
+        data.param,
+        t.dtype.code(),
+        data.nnz,
+        data.index_len
+    );
+    Ok(())
+}
+
+/// The exported per-channel normalisation array `name` (no `static`: the header declares it).
+pub fn exported_floats(c: &mut String, name: &str, v: &[f32]) -> Result<()> {
+    let items = v.iter().map(|&v| c_float(v)).collect::<Result<Vec<_>>>()?;
+    let mut a = String::new();
+    array(&mut a, "float", name, &items);
+    c.push_str(a.strip_prefix("static ").expect("array() writes a static"));
+    Ok(())
+}
+
+/// The requantisation parameters `sc_p{i}` of op `i`, nothing for an op without.
+pub fn params(c: &mut String, i: usize, words: &[i32]) {
+    if !words.is_empty() {
+        let items: Vec<String> = words.iter().map(|&v| c_i32(v)).collect();
+        array(c, "int32_t", &format!("sc_p{i}"), &items);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn constants_are_spelled_as_c_reads_them() {
+        assert_eq!(c_float(1.5).unwrap(), "1.5e0f");
+        assert!(c_float(f32::NAN).is_err() && c_float(f32::INFINITY).is_err());
+        assert_eq!(c_i32(i32::MIN), "(-2147483647 - 1)");
+        assert_eq!(c_i32(-3), "-3");
+        let mut s = String::new();
+        array(&mut s, "int8_t", "a", &[]);
+        assert_eq!(s, "static const int8_t a[1] = {0\n};\n");
+        let mut s = String::new();
+        let items: Vec<String> = (0..13).map(|v| v.to_string()).collect();
+        array(&mut s, "int32_t", "b", &items);
+        assert_eq!(s.lines().count(), 4, "{s}");
+    }
+}
