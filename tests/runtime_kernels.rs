@@ -321,7 +321,10 @@ fn every_staging_of_the_input() {
         (3, 11, 10, 2, 5, 3, 2),
     ];
     for &(c, h, w, co, k, s, p) in &cases {
-        for (density, store) in [(0.3, Store::Csr(IndexFormat::Gap8)), (1.0, Store::Dense)] {
+        for (density, store) in [
+            (0.3, Store::Csr(IndexEncoding::CsrGap8)),
+            (1.0, Store::Dense),
+        ] {
             let case = ConvCase {
                 c,
                 h,
