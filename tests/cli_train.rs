@@ -374,34 +374,10 @@ fn libtorch_devices_without_the_feature_say_how_to_build_it() {
 fn checkpoints_record_the_kernel_path_and_a_resume_on_another_warns() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
-        .env("SCULPT_KERNEL_PATH", "portable")
-        .args(["--threads", "1", "train", "--epochs", "1", "--quiet"])
-        .args([
-            "--set",
-            "data.train_limit=256",
-            "--set",
-            "data.test_limit=100",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("checkpoint.json")).unwrap()).unwrap();
+    let meta = train_one_tiny_epoch(&out, ("SCULPT_KERNEL_PATH", "portable"), &[]);
     assert_eq!(meta["kernel_path"], "portable");
 
-    let resume = |path: &str| {
-        let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
-            .env("SCULPT_KERNEL_PATH", path)
-            .args(["--threads", "1", "train", "--quiet", "--resume"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o).1);
-        text(&o).1
-    };
+    let resume = |path: &str| resume_tiny(&out, ("SCULPT_KERNEL_PATH", path), &[]);
     assert!(!resume("portable").contains("warning"));
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
@@ -419,34 +395,10 @@ fn checkpoints_record_the_kernel_path_and_a_resume_on_another_warns() {
 fn checkpoints_record_the_sparse_kernel_policy_and_a_resume_under_another_warns() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
-        .args(["--threads", "1", "--sparse-kernels", "never"])
-        .args(["train", "--epochs", "1", "--quiet"])
-        .args([
-            "--set",
-            "data.train_limit=256",
-            "--set",
-            "data.test_limit=100",
-        ])
-        .arg("--out")
-        .arg(&out)
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", text(&o).1);
-    let meta: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(out.join("checkpoint.json")).unwrap()).unwrap();
+    let meta = train_one_tiny_epoch(&out, NO_ENV, &["--sparse-kernels", "never"]);
     assert_eq!(meta["sparse_kernels"], "never");
 
-    let resume = |policy: &str| {
-        let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
-            .args(["--threads", "1", "--sparse-kernels", policy])
-            .args(["train", "--quiet", "--resume"])
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(o.status.success(), "{}", text(&o).1);
-        text(&o).1
-    };
+    let resume = |policy: &str| resume_tiny(&out, NO_ENV, &["--sparse-kernels", policy]);
     assert!(!resume("never").contains("warning"));
     let err = resume("always");
     assert!(
@@ -455,4 +407,43 @@ fn checkpoints_record_the_sparse_kernel_policy_and_a_resume_under_another_warns(
             && err.contains("uses always"),
         "{err}"
     );
+}
+
+/// An environment variable that changes nothing, for [`train_one_tiny_epoch`] and [`resume_tiny`].
+const NO_ENV: (&str, &str) = ("SCULPT_TEST_UNUSED", "");
+
+/// Trains one epoch on 256 images into `out` with one thread, `env` set and the global flags `global`;
+/// returns the checkpoint's metadata.
+fn train_one_tiny_epoch(out: &Path, env: (&str, &str), global: &[&str]) -> serde_json::Value {
+    let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
+        .env(env.0, env.1)
+        .args(["--threads", "1"])
+        .args(global)
+        .args(["train", "--epochs", "1", "--quiet"])
+        .args([
+            "--set",
+            "data.train_limit=256",
+            "--set",
+            "data.test_limit=100",
+        ])
+        .arg("--out")
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    serde_json::from_slice(&std::fs::read(out.join("checkpoint.json")).unwrap()).unwrap()
+}
+
+/// Resumes the run in `out` like [`train_one_tiny_epoch`] started it; returns its stderr.
+fn resume_tiny(out: &Path, env: (&str, &str), global: &[&str]) -> String {
+    let o = Command::new(env!("CARGO_BIN_EXE_sculpt"))
+        .env(env.0, env.1)
+        .args(["--threads", "1"])
+        .args(global)
+        .args(["train", "--quiet", "--resume"])
+        .arg(out)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o).1);
+    text(&o).1
 }
