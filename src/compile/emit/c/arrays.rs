@@ -205,6 +205,108 @@ pub fn tensor(c: &mut String, i: usize, t: &TensorSpec) -> Result<()> {
     Ok(())
 }
 
+/// The stored entries of `data` (a matrix of `rows` × `cols` in any encoding but Rice) as (row, column, value
+/// position), in stored order.
+fn entries(data: &Encoded, rows: usize, cols: usize) -> Result<Vec<(usize, usize, usize)>> {
+    let bad = || Error::Invalid("C emitter: index stream does not match its tensor".into());
+    let mut out = Vec::with_capacity(data.nnz);
+    if data.encoding == IndexEncoding::Dense {
+        for k in 0..rows * cols {
+            out.push((k / cols, k % cols, k));
+        }
+        return Ok(out);
+    }
+    let indptr = data.indptr.as_ref().ok_or_else(bad)?;
+    if indptr.len() != rows + 1 {
+        return Err(bad());
+    }
+    for r in 0..rows {
+        let (k0, k1) = (indptr[r] as usize, indptr[r + 1] as usize);
+        if k0 > k1 || k1 > data.nnz {
+            return Err(bad());
+        }
+        let mut c: usize = 0;
+        for k in k0..k1 {
+            let col = match data.encoding {
+                IndexEncoding::CsrGap8 => {
+                    let gap = *data.index.get(k).ok_or_else(bad)? as usize;
+                    c = if k == k0 { gap } else { c + 1 + gap };
+                    c
+                }
+                IndexEncoding::CsrIdx16 => {
+                    let b = data.index.get(2 * k..2 * k + 2).ok_or_else(bad)?;
+                    u16::from_le_bytes([b[0], b[1]]) as usize
+                }
+                IndexEncoding::CsrIdx32 => {
+                    let b = data.index.get(4 * k..4 * k + 4).ok_or_else(bad)?;
+                    u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize
+                }
+                _ => return Err(bad()),
+            };
+            if col >= cols {
+                return Err(bad());
+            }
+            out.push((r, col, k));
+        }
+    }
+    Ok(out)
+}
+
+/// The tap table `sc_k{i}` (an `sc_taps`) of int8 convolution op `i` with weight `t` (int8, channel-quad column
+/// order, formats/c-api.md) over an input of shape `xd` (C, H, W) zero-padded by `pad`: per output channel its
+/// nonzero weights in stored order, in pairs `(wa & 0xFFFF) | (wb << 16), oa, ob` with the offsets into the padded
+/// input (an odd last weight is paired with a 0 weight at its own offset). Entries of the padding channels are
+/// dropped.
+pub fn conv_taps(c: &mut String, i: usize, t: &TensorSpec, xd: &[usize], pad: usize) -> Result<()> {
+    if t.dtype != ValueType::I8 || t.dims.len() != 4 || xd.len() != 3 {
+        return Err(Error::Invalid(format!(
+            "C emitter: int8 convolution {i} needs an int8 4-d weight and a 3-d input"
+        )));
+    }
+    let (rows, ch, k) = (t.dims[0], xd[0], t.dims[2]);
+    let (ph, pw) = (xd[1] + 2 * pad, xd[2] + 2 * pad);
+    let kk = k * t.dims[3];
+    let cols = t.dims[1].div_ceil(4) * 4 * kk;
+    let data = c_layout(t, cols)?;
+    let mut rowtaps: Vec<Vec<(u32, i8)>> = vec![Vec::new(); rows];
+    for (r, col, at) in entries(&data, rows, cols)? {
+        let (q, lane) = (col / 4, col % 4);
+        let (tap, ci) = (q % kk, 4 * (q / kk) + lane);
+        if ci >= ch {
+            continue;
+        }
+        let off = ci * ph * pw + (tap / t.dims[3]) * pw + tap % t.dims[3];
+        let off = u32::try_from(off).map_err(|_| {
+            Error::Invalid(format!(
+                "C emitter: convolution {i} input too large for 32-bit tap offsets ({off})"
+            ))
+        })?;
+        let w = *data.values.get(at).ok_or_else(|| {
+            Error::Invalid("C emitter: weight values do not match their index".into())
+        })?;
+        rowtaps[r].push((off, w as i8));
+    }
+    let mut words = Vec::with_capacity(3 * data.nnz.div_ceil(2) + 3 * rows);
+    let mut start = vec![0u32];
+    for taps in &rowtaps {
+        for pair in taps.chunks(2) {
+            let (oa, wa) = pair[0];
+            let (ob, wb) = pair.get(1).copied().unwrap_or((oa, 0));
+            let packed = u32::from(wa as i16 as u16) | (u32::from(wb as i16 as u16) << 16);
+            words.extend([packed, oa, ob].map(|v| format!("{v}u")));
+        }
+        start.push((words.len() / 3) as u32);
+    }
+    array(c, "uint32_t", &format!("sc_k{i}_tap"), &words);
+    let items: Vec<String> = start.iter().map(|v| format!("{v}u")).collect();
+    array(c, "uint32_t", &format!("sc_k{i}_start"), &items);
+    let _ = writeln!(
+        c,
+        "static const sc_taps sc_k{i} = {{sc_k{i}_tap, sc_k{i}_start, {rows}}};\n"
+    );
+    Ok(())
+}
+
 /// The exported per-channel normalisation array `name` (no `static`: the header declares it).
 pub fn exported_floats(c: &mut String, name: &str, v: &[f32]) -> Result<()> {
     let items = v.iter().map(|&v| c_float(v)).collect::<Result<Vec<_>>>()?;

@@ -41,12 +41,12 @@ pub trait Flavour {
     fn arithmetic(&self) -> &'static [&'static str];
     /// The requantisation-parameters argument of op `i` (`, sc_pI`), empty where kernels take none.
     fn params_arg(&self, i: usize) -> String;
-    /// Arena bytes of a convolution's output buffer of `bytes` bytes and `dims` (C, H, W), its
-    /// accumulator scratch included.
-    fn conv_out_bytes(&self, bytes: usize, dims: &[usize]) -> usize;
-    /// The accumulator argument of a convolution whose output (`numel` elements) is at arena offset
-    /// `at` (`, pointer`), empty where kernels take none.
-    fn conv_accumulator_arg(&self, at: usize, numel: usize) -> String;
+    /// Arena bytes of a convolution's output buffer of `bytes` bytes, its scratch included, for an input of
+    /// shape `xd` (C, H, W) padded by `pad`.
+    fn conv_out_bytes(&self, bytes: usize, xd: &[usize], pad: usize) -> usize;
+    /// The scratch argument of a convolution whose output (`numel` elements) is at arena offset `at` and
+    /// which pads by `pad` (`, pointer`), empty where kernels take none.
+    fn conv_scratch_arg(&self, at: usize, numel: usize, pad: usize) -> String;
     /// Declarations the header adds for this flavour.
     fn header(&self, e: &Entry<'_>) -> Result<String>;
     /// The entry points (`sculpt_model_run` and the flavour's own).
@@ -84,10 +84,10 @@ impl Flavour for Float {
     fn params_arg(&self, _i: usize) -> String {
         String::new()
     }
-    fn conv_out_bytes(&self, bytes: usize, _dims: &[usize]) -> usize {
+    fn conv_out_bytes(&self, bytes: usize, _xd: &[usize], _pad: usize) -> usize {
         bytes
     }
-    fn conv_accumulator_arg(&self, _at: usize, _numel: usize) -> String {
+    fn conv_scratch_arg(&self, _at: usize, _numel: usize, _pad: usize) -> String {
         String::new()
     }
     fn header(&self, _e: &Entry<'_>) -> Result<String> {
@@ -143,12 +143,19 @@ impl Flavour for Int8 {
     fn params_arg(&self, i: usize) -> String {
         format!(", sc_p{i}")
     }
-    fn conv_out_bytes(&self, bytes: usize, dims: &[usize]) -> usize {
-        align_up(bytes) + 4 * dims[1] * dims[2]
+    /// The zero-padded copy of the input, where the convolution pads.
+    fn conv_out_bytes(&self, bytes: usize, xd: &[usize], pad: usize) -> usize {
+        if pad == 0 {
+            return bytes;
+        }
+        align_up(bytes) + xd[0] * (xd[1] + 2 * pad) * (xd[2] + 2 * pad)
     }
-    fn conv_accumulator_arg(&self, at: usize, numel: usize) -> String {
+    fn conv_scratch_arg(&self, at: usize, numel: usize, pad: usize) -> String {
+        if pad == 0 {
+            return ", 0".into();
+        }
         format!(
-            ", ((int32_t *)((unsigned char *)sc_arena + {}))",
+            ", ((int8_t *)((unsigned char *)sc_arena + {}))",
             at + align_up(numel)
         )
     }

@@ -31,12 +31,7 @@ pub struct CSource {
 
 /// The library functions `model` calls.
 fn library_calls(model: &ScbModel, f: &dyn Flavour) -> Vec<String> {
-    let mut want: Vec<String> = Vec::new();
-    if model.ops.iter().any(|o| o.opcode.has_weight()) {
-        want.extend(["sc_types", "sc_next", "sc_iter_init"].map(String::from));
-        want.extend(f.value_helpers().iter().map(|s| s.to_string()));
-    }
-    want.extend(f.arithmetic().iter().map(|s| s.to_string()));
+    let mut want: Vec<String> = f.arithmetic().iter().map(|s| s.to_string()).collect();
     for op in &model.ops {
         for name in ops::printer(op.opcode).library(f) {
             if !want.contains(&name) {
@@ -59,7 +54,12 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
         .collect();
     for op in &model.ops {
         let out = op.out as usize;
-        sizes[out] = ops::printer(op.opcode).out_bytes(f, sizes[out], &model.buffers[out].dims);
+        sizes[out] = ops::printer(op.opcode).out_bytes(
+            f,
+            sizes[out],
+            &model.buffers[op.in0 as usize].dims,
+            op.pad as usize,
+        );
     }
     let (offsets, arena) = plan_arena(&sizes, &model.ops, model.input, model.output);
     let numel = |b: u32| model.buffers[b as usize].dims.iter().product::<usize>();
@@ -130,25 +130,11 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
     let _ = writeln!(c, "\nconst char sculpt_model_id[65] = \"{id}\";");
     c.push_str(&library::select(&library_calls(model, f)));
     c.push('\n');
-    for (i, t) in model.tensors.iter().enumerate() {
-        arrays::tensor(&mut c, i, t)?;
-    }
-    if let Some((mean, std)) = &model.normalization {
-        arrays::exported_floats(&mut c, "sculpt_model_input_mean", mean)?;
-        arrays::exported_floats(&mut c, "sculpt_model_input_std", std)?;
-    }
-    let _ = writeln!(
-        c,
-        "static {} sc_arena[SCULPT_MODEL_ARENA_SIZE / 4];\n",
-        f.arena()
-    );
-    for (i, op) in model.ops.iter().enumerate() {
-        arrays::params(&mut c, i, &op.params);
-    }
-    c.push('\n');
-    c.push_str("static void sc_run_graph(void)\n{\n");
-    for (i, op) in model.ops.iter().enumerate() {
-        let site = ops::Site {
+    let sites: Vec<ops::Site> = model
+        .ops
+        .iter()
+        .enumerate()
+        .map(|(i, op)| ops::Site {
             i,
             op,
             x: buf(op.in0),
@@ -166,9 +152,44 @@ pub fn emit_c(model: &ScbModel) -> Result<CSource> {
                 format!("({})sc_t{}.values", f.bias_pointer(), op.bias)
             },
             out_at: offsets[op.out as usize],
-        };
-        let _ = writeln!(c, "    /* op {i} */");
-        ops::printer(op.opcode).call(&mut c, &site, f);
+            weight: if op.opcode.has_weight() {
+                model.tensors.get(op.weight as usize)
+            } else {
+                None
+            },
+        })
+        .collect();
+    for (i, t) in model.tensors.iter().enumerate() {
+        let read = model.ops.iter().any(|op| {
+            op.bias as usize == i
+                || (op.opcode.has_weight()
+                    && op.weight as usize == i
+                    && ops::printer(op.opcode).reads_weight_tensor(f))
+        });
+        if read {
+            arrays::tensor(&mut c, i, t)?;
+        }
+    }
+    if let Some((mean, std)) = &model.normalization {
+        arrays::exported_floats(&mut c, "sculpt_model_input_mean", mean)?;
+        arrays::exported_floats(&mut c, "sculpt_model_input_std", std)?;
+    }
+    let _ = writeln!(
+        c,
+        "static {} sc_arena[SCULPT_MODEL_ARENA_SIZE / 4];\n",
+        f.arena()
+    );
+    for (i, op) in model.ops.iter().enumerate() {
+        arrays::params(&mut c, i, &op.params);
+    }
+    for s in &sites {
+        ops::printer(s.op.opcode).constants(&mut c, s, f)?;
+    }
+    c.push('\n');
+    c.push_str("static void sc_run_graph(void)\n{\n");
+    for s in &sites {
+        let _ = writeln!(c, "    /* op {} */", s.i);
+        ops::printer(s.op.opcode).call(&mut c, s, f);
     }
     c.push_str("}\n\n");
     c.push_str("int sculpt_model_run(const float *input, float *output)\n{\n    int32_t i;\n");

@@ -301,62 +301,170 @@ static void sc_conv_f32(const float *x, float *y, const sc_geom *g, const sc_ten
     }
 }
 
+/*@sc_taps*/
+/* The taps of an int8 convolution in pairs, output channel by output channel: row r owns the triples
+   start[r] .. start[r+1]-1 of tap, each (wa & 0xFFFF) | (wb << 16), oa, ob: two weights as 16-bit lanes and
+   their offsets ci * PH * PW + ky * PW + kx into the zero-padded input (PH = h + 2p, PW = w + 2p). A row
+   with an odd number of weights ends in a pair whose second weight is 0. */
+typedef struct {
+    const uint32_t *tap;
+    const uint32_t *start;
+    int32_t rows;
+} sc_taps;
+
+#ifndef SCULPT_ARM_DSP
+#if defined(__ARM_FEATURE_DSP) && __ARM_FEATURE_DSP
+#define SCULPT_ARM_DSP 1
+#else
+#define SCULPT_ARM_DSP 0
+#endif
+#endif
+#if SCULPT_ARM_DSP
+#include <arm_acle.h>
+#endif
+
+/*@sc_requant_row*/
+/* sc_requantize for sh >= 32 with its per-row constants: q = floor((hi(acc * m + r64) + r32) / 2^n), hi(v) =
+   floor(v / 2^32), which equals floor((acc * m + 2^(sh-1)) / 2^sh) (see sc_requantize), saturated to
+   [lo, 127]. */
+typedef struct {
+    int32_t m, sh, n, r32;
+    int64_t r64;
+} sc_rq;
+
+static void sc_rq_init(sc_rq *q, int32_t m, int32_t sh)
+{
+    q->m = m;
+    q->sh = sh;
+    q->n = sh - 32;
+    q->r64 = sh == 32 ? ((int64_t)1 << 31) : 0;
+    q->r32 = sh > 32 ? ((int32_t)1 << (sh - 33)) : 0;
+}
+
+static int8_t sc_rq_apply(const sc_rq *q, int32_t acc, int32_t lo)
+{
+    int64_t v;
+    int32_t h, t;
+    if (q->sh < 32) {
+        t = sc_requantize(acc, q->m, q->sh, 0);
+        return (int8_t)(t < lo ? lo : t);
+    }
+    v = (int64_t)acc * (int64_t)q->m + q->r64;
+    h = (int32_t)(v >= 0 ? v >> 32 : ~((~v) >> 32));
+    h += q->r32;
+    t = h >= 0 ? h >> q->n : ~((~h) >> q->n);
+    return (int8_t)(t < lo ? lo : (t > 127 ? 127 : t));
+}
+
 /*@sc_conv_i8*/
-/* Weights in channel-quad column order ((ci / 4) * K*K + ky * K + kx) * 4 + ci % 4; params holds (m, sh) per
-   row, then (ma, mb, sh) of the fused residual add when res is not null. */
-static void sc_conv_i8(const int8_t *x, int8_t *y, int32_t *acc, const sc_geom *g, const sc_tensor *wt,
+#if SCULPT_ARM_DSP
+/* Bytes p[0..3] as one little-endian word. */
+static uint32_t sc_load4(const int8_t *p)
+{
+    return (uint32_t)(uint8_t)p[0] | ((uint32_t)(uint8_t)p[1] << 8) | ((uint32_t)(uint8_t)p[2] << 16) |
+           ((uint32_t)(uint8_t)p[3] << 24);
+}
+#endif
+
+/* Four outputs xq[0], xq[s], xq[2s], xq[3s] (relative to each tap's offset) of one output row: acc[j] += the
+   row's taps. With SCULPT_ARM_DSP (and s == 1) two taps take one SMLAD per output; the sums are the same
+   integers. */
+static void sc_taps4(const uint32_t *tp, const uint32_t *t1, const int8_t *xq, int32_t s, int32_t *acc)
+{
+    int32_t a0 = acc[0], a1 = acc[1], a2 = acc[2], a3 = acc[3];
+#if SCULPT_ARM_DSP
+    if (s == 1) {
+        for (; tp < t1; tp += 3) {
+            uint32_t ua = sc_load4(xq + tp[1]), ub = sc_load4(xq + tp[2]);
+            uint32_t lo = (ua & 0xFFFFu) | (ub << 16), hi = (ua >> 16) | (ub & 0xFFFF0000u);
+            int16x2_t w = (int16x2_t)tp[0];
+            a0 = __smlad(w, __sxtb16(lo), a0);
+            a1 = __smlad(w, __sxtb16(lo >> 8), a1);
+            a2 = __smlad(w, __sxtb16(hi), a2);
+            a3 = __smlad(w, __sxtb16(hi >> 8), a3);
+        }
+    }
+#endif
+    for (; tp < t1; tp += 3) {
+        const int8_t *xa = xq + tp[1], *xb = xq + tp[2];
+        int32_t wa = (int16_t)(uint16_t)(tp[0] & 0xFFFFu), wb = (int16_t)(uint16_t)(tp[0] >> 16);
+        a0 += wa * xa[0] + wb * xb[0];
+        a1 += wa * xa[s] + wb * xb[s];
+        a2 += wa * xa[2 * s] + wb * xb[2 * s];
+        a3 += wa * xa[3 * s] + wb * xb[3 * s];
+    }
+    acc[0] = a0;
+    acc[1] = a1;
+    acc[2] = a2;
+    acc[3] = a3;
+}
+
+/* Output-stationary over a zero-padded copy of x (in pad, when p > 0): each output sums its row's taps in
+   registers, four outputs of an output row per pass (the last pass of a row overlaps the one before when ow is
+   not a multiple of four), then requantises; params holds (m, sh) per row, then (ma, mb, sh) of the fused
+   residual add when res is not null. Integer sums do not depend on their order, so the results are those of
+   the runtime's kernels. */
+static void sc_conv_i8(const int8_t *x, int8_t *y, int8_t *pad, const sc_geom *g, const sc_taps *t,
                        const int32_t *bias, const int32_t *params, const int8_t *res, int relu)
 {
-    const int32_t s = g->s, p = g->p, iw = g->w, ow = g->ow, kw = g->k, ch = g->c, ihw = g->h * g->w;
-    const int32_t rows = wt->rows;
-    int32_t plane = g->oh * g->ow;
-    int32_t kk = g->k * g->k;
-    int32_t r, c, k, i, row;
-    int have;
-    sc_iter it;
-    sc_iter_init(&it, wt);
-    have = sc_next(&it, &r, &c, &k);
-    for (row = 0; row < rows; row++) {
-        int32_t m = params[2 * row], sh = params[2 * row + 1];
-        int32_t b0 = bias ? bias[row] : 0;
-        for (i = 0; i < plane; i++) {
-            acc[i] = b0;
+    const int32_t s = g->s, p = g->p, ow = g->ow, oh = g->oh, plane = g->oh * g->ow;
+    const int32_t pw = g->w + 2 * g->p, ph = g->h + 2 * g->p;
+    const int32_t lo = (relu && !res) ? 0 : -128;
+    const int8_t *xp = x;
+    int32_t r, oy, ox, i, j;
+    if (p > 0) {
+        int32_t ch, yy, xx;
+        for (i = 0; i < g->c * ph * pw; i++) {
+            pad[i] = 0;
         }
-        while (have && r == row) {
-            int32_t q = c / 4, tap = q % kk, ci = 4 * (q / kk) + c % 4, ky = tap / kw, kx = tap % kw;
-            int32_t oy0, oy1, ox0, ox1, oy;
-            int32_t w = sc_value_i32(wt, k);
-            sc_span(g, ky, g->h, g->oh, &oy0, &oy1);
-            sc_span(g, kx, g->w, g->ow, &ox0, &ox1);
-            if (ci < ch && ox1 > ox0) {
-                const int8_t *xp = x + ci * ihw;
-                for (oy = oy0; oy < oy1; oy++) {
-                    const int8_t *xr = xp + (oy * s + ky - p) * iw + ox0 * s + kx - p;
-                    int32_t *ar = acc + oy * ow + ox0;
-                    int32_t n = ox1 - ox0;
-                    if (s == 1) {
-                        for (; n > 0; n--) {
-                            *ar++ += w * (int32_t)*xr++;
-                        }
-                    } else {
-                        for (; n > 0; n--) {
-                            *ar++ += w * (int32_t)*xr;
-                            xr += s;
-                        }
-                    }
+        for (ch = 0; ch < g->c; ch++) {
+            for (yy = 0; yy < g->h; yy++) {
+                const int8_t *src = x + (ch * g->h + yy) * g->w;
+                int8_t *dst = pad + (ch * ph + yy + p) * pw + p;
+                for (xx = 0; xx < g->w; xx++) {
+                    dst[xx] = src[xx];
                 }
             }
-            have = sc_next(&it, &r, &c, &k);
         }
-        if (res) {
-            const int32_t *a = params + 2 * rows;
-            for (i = 0; i < plane; i++) {
-                int8_t q = sc_requantize(acc[i], m, sh, 0);
-                y[row * plane + i] = sc_add_q(q, a[0], res[row * plane + i], a[1], a[2], relu);
-            }
-        } else {
-            for (i = 0; i < plane; i++) {
-                y[row * plane + i] = sc_requantize(acc[i], m, sh, relu);
+        xp = pad;
+    }
+    for (r = 0; r < t->rows; r++) {
+        const uint32_t *t0 = t->tap + 3 * t->start[r], *t1 = t->tap + 3 * t->start[r + 1];
+        const int32_t b = bias ? bias[r] : 0;
+        int8_t *yr = y + r * plane;
+        sc_rq q;
+        sc_rq_init(&q, params[2 * r], params[2 * r + 1]);
+        for (oy = 0; oy < oh; oy++) {
+            const int8_t *xrow = xp + oy * s * pw;
+            int8_t *yo = yr + oy * ow;
+            for (ox = 0; ox < ow;) {
+                int32_t a[4];
+                int32_t n = 4;
+                a[0] = a[1] = a[2] = a[3] = b;
+                if (ow < 4) {
+                    const uint32_t *tp;
+                    const int8_t *xq = xrow + ox * s;
+                    for (tp = t0; tp < t1; tp += 3) {
+                        a[0] += (int16_t)(uint16_t)(tp[0] & 0xFFFFu) * xq[tp[1]] +
+                                (int16_t)(uint16_t)(tp[0] >> 16) * xq[tp[2]];
+                    }
+                    n = 1;
+                } else {
+                    if (ox + 4 > ow) {
+                        ox = ow - 4;
+                    }
+                    sc_taps4(t0, t1, xrow + ox * s, s, a);
+                }
+                for (j = 0; j < n; j++) {
+                    int8_t v = sc_rq_apply(&q, a[j], lo);
+                    if (res) {
+                        const int32_t *m = params + 2 * t->rows;
+                        int32_t at = r * plane + oy * ow + ox + j;
+                        v = sc_add_q(v, m[0], res[at], m[1], m[2], relu);
+                    }
+                    yo[ox + j] = v;
+                }
+                ox += n;
             }
         }
     }

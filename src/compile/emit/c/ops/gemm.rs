@@ -9,7 +9,9 @@ pub struct Gemm;
 
 impl OpPrinter for Gemm {
     fn library(&self, f: &dyn Flavour) -> Vec<String> {
-        vec![format!("sc_gemm_{}", f.suffix())]
+        let mut v = super::weight_reading(f);
+        v.push(format!("sc_gemm_{}", f.suffix()));
+        v
     }
 
     fn call(&self, c: &mut String, s: &Site<'_>, f: &dyn Flavour) {

@@ -4,7 +4,8 @@
 use sculpt_runtime::format::Opcode;
 
 use super::flavour::Flavour;
-use crate::compile::emit::binary::OpSpec;
+use crate::compile::emit::binary::{OpSpec, TensorSpec};
+use crate::error::Result;
 
 mod add;
 mod conv;
@@ -30,6 +31,8 @@ pub struct Site<'a> {
     pub bias: String,
     /// Arena offset of the output buffer.
     pub out_at: usize,
+    /// The op's weight tensor, `None` for an op without one.
+    pub weight: Option<&'a TensorSpec>,
 }
 
 impl Site<'_> {
@@ -47,12 +50,30 @@ impl Site<'_> {
 pub trait OpPrinter: Sync {
     /// Library functions the op calls besides the flavour's helpers.
     fn library(&self, f: &dyn Flavour) -> Vec<String>;
-    /// Arena bytes of the op's output buffer of `bytes` bytes and shape `dims`, scratch included.
-    fn out_bytes(&self, _f: &dyn Flavour, bytes: usize, _dims: &[usize]) -> usize {
+    /// Whether the emitted C reads the op's weight through its `sc_t` tensor descriptor.
+    fn reads_weight_tensor(&self, _f: &dyn Flavour) -> bool {
+        true
+    }
+    /// Arena bytes of the op's output buffer of `bytes` bytes, scratch included, for an input of shape `xd`
+    /// and the op's padding `pad`.
+    fn out_bytes(&self, _f: &dyn Flavour, bytes: usize, _xd: &[usize], _pad: usize) -> usize {
         bytes
+    }
+    /// Appends the op's own constant arrays to `c` (before `sc_run_graph`).
+    fn constants(&self, _c: &mut String, _s: &Site<'_>, _f: &dyn Flavour) -> Result<()> {
+        Ok(())
     }
     /// Appends the op's statement in `sc_run_graph` to `c`.
     fn call(&self, c: &mut String, s: &Site<'_>, f: &dyn Flavour);
+}
+
+/// The library functions that reading a weight tensor's entries takes in flavour `f`.
+pub fn weight_reading(f: &dyn Flavour) -> Vec<String> {
+    let mut v: Vec<String> = ["sc_types", "sc_next", "sc_iter_init"]
+        .map(String::from)
+        .to_vec();
+    v.extend(f.value_helpers().iter().map(|s| s.to_string()));
+    v
 }
 
 /// The printer of `op`.
