@@ -358,6 +358,41 @@ static int8_t sc_rq_apply(const sc_rq *q, int32_t acc, int32_t lo)
 
 /*@sc_conv_i8*/
 #if SCULPT_ARM_DSP
+/* PKHBT: the low half of a under the low half of b; PKHTB: the high half of b over the high half of a;
+   SXTB16 of v rotated by 8: bytes 1 and 3 sign-extended into the two halves. */
+#if defined(__GNUC__)
+static int8x4_t sc_sxtb16_ror8(uint32_t v)
+{
+    int8x4_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(v));
+    return r;
+}
+static uint32_t sc_pkhbt(uint32_t a, uint32_t b)
+{
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static uint32_t sc_pkhtb(uint32_t b, uint32_t a)
+{
+    uint32_t r;
+    __asm__("pkhtb %0, %1, %2, asr #16" : "=r"(r) : "r"(b), "r"(a));
+    return r;
+}
+#else
+static int8x4_t sc_sxtb16_ror8(uint32_t v)
+{
+    return __sxtb16(v >> 8);
+}
+static uint32_t sc_pkhbt(uint32_t a, uint32_t b)
+{
+    return (a & 0xFFFFu) | (b << 16);
+}
+static uint32_t sc_pkhtb(uint32_t b, uint32_t a)
+{
+    return (b & 0xFFFF0000u) | (a >> 16);
+}
+#endif
 /* Bytes p[0..3] as one little-endian word. */
 static uint32_t sc_load4(const int8_t *p)
 {
@@ -376,12 +411,12 @@ static void sc_taps4(const uint32_t *tp, const uint32_t *t1, const int8_t *xq, i
     if (s == 1) {
         for (; tp < t1; tp += 3) {
             uint32_t ua = sc_load4(xq + tp[1]), ub = sc_load4(xq + tp[2]);
-            uint32_t lo = (ua & 0xFFFFu) | (ub << 16), hi = (ua >> 16) | (ub & 0xFFFF0000u);
+            uint32_t lo = sc_pkhbt(ua, ub), hi = sc_pkhtb(ub, ua);
             int16x2_t w = (int16x2_t)tp[0];
             a0 = __smlad(w, __sxtb16(lo), a0);
-            a1 = __smlad(w, __sxtb16(lo >> 8), a1);
+            a1 = __smlad(w, sc_sxtb16_ror8(lo), a1);
             a2 = __smlad(w, __sxtb16(hi), a2);
-            a3 = __smlad(w, __sxtb16(hi >> 8), a3);
+            a3 = __smlad(w, sc_sxtb16_ror8(hi), a3);
         }
     }
 #endif
@@ -433,7 +468,9 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int8_t *pad, const sc_geom *g
         const int32_t b = bias ? bias[r] : 0;
         int8_t *yr = y + r * plane;
         sc_rq q;
+        int fast;
         sc_rq_init(&q, params[2 * r], params[2 * r + 1]);
+        fast = !res && q.sh >= 32;
         for (oy = 0; oy < oh; oy++) {
             const int8_t *xrow = xp + oy * s * pw;
             int8_t *yo = yr + oy * ow;
@@ -455,14 +492,23 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int8_t *pad, const sc_geom *g
                     }
                     sc_taps4(t0, t1, xrow + ox * s, s, a);
                 }
-                for (j = 0; j < n; j++) {
-                    int8_t v = sc_rq_apply(&q, a[j], lo);
-                    if (res) {
-                        const int32_t *m = params + 2 * t->rows;
-                        int32_t at = r * plane + oy * ow + ox + j;
-                        v = sc_add_q(v, m[0], res[at], m[1], m[2], relu);
+                if (fast) {
+                    for (j = 0; j < n; j++) {
+                        int64_t v = (int64_t)a[j] * (int64_t)q.m + q.r64;
+                        int32_t h = (int32_t)(v >= 0 ? v >> 32 : ~((~v) >> 32)) + q.r32;
+                        int32_t u = h >= 0 ? h >> q.n : ~((~h) >> q.n);
+                        yo[ox + j] = (int8_t)(u < lo ? lo : (u > 127 ? 127 : u));
                     }
-                    yo[ox + j] = v;
+                } else {
+                    for (j = 0; j < n; j++) {
+                        int8_t v = sc_rq_apply(&q, a[j], lo);
+                        if (res) {
+                            const int32_t *m = params + 2 * t->rows;
+                            int32_t at = r * plane + oy * ow + ox + j;
+                            v = sc_add_q(v, m[0], res[at], m[1], m[2], relu);
+                        }
+                        yo[ox + j] = v;
+                    }
                 }
                 ox += n;
             }
@@ -540,6 +586,20 @@ static void sc_gemm_i8(const int8_t *x, int8_t *y, const sc_tensor *wt, const in
             while (have && r == row) {
                 acc += sc_value_i32(wt, k) * (int32_t)x[c];
                 have = sc_next(&it, &r, &c, &k);
+            }
+            y[row] = sc_requantize(acc, params[2 * row], params[2 * row + 1], relu);
+        }
+        return;
+    }
+    if (wt->vtype != 3 && enc == 1) {
+        const int8_t *v = (const int8_t *)wt->values;
+        const uint8_t *gap = (const uint8_t *)wt->index;
+        for (row = 0; row < rows; row++) {
+            int32_t acc = bias ? bias[row] : 0;
+            const int8_t *xc = x - 1;
+            for (k = (int32_t)wt->indptr[row]; k < (int32_t)wt->indptr[row + 1]; k++) {
+                xc += 1 + gap[k];
+                acc += (int32_t)v[k] * (int32_t)*xc;
             }
             y[row] = sc_requantize(acc, params[2 * row], params[2 * row + 1], relu);
         }

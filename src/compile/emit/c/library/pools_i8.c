@@ -3,6 +3,20 @@
 static void sc_max_pool_i8(const int8_t *x, int8_t *y, int32_t c, int32_t h, int32_t w, int32_t k, int32_t s)
 {
     int32_t oh = (h - k) / s + 1, ow = (w - k) / s + 1, ch, oy, ox, dy, dx;
+    if (k == 2 && s == 2) {
+        for (ch = 0; ch < c; ch++) {
+            for (oy = 0; oy < oh; oy++) {
+                const int8_t *r0 = x + (ch * h + 2 * oy) * w, *r1 = r0 + w;
+                int8_t *yo = y + (ch * oh + oy) * ow;
+                for (ox = 0; ox < ow; ox++) {
+                    int32_t a = r0[2 * ox] > r0[2 * ox + 1] ? r0[2 * ox] : r0[2 * ox + 1];
+                    int32_t b = r1[2 * ox] > r1[2 * ox + 1] ? r1[2 * ox] : r1[2 * ox + 1];
+                    yo[ox] = (int8_t)(a > b ? a : b);
+                }
+            }
+        }
+        return;
+    }
     for (ch = 0; ch < c; ch++) {
         const int8_t *xp = x + ch * h * w;
         for (oy = 0; oy < oh; oy++) {
