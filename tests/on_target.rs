@@ -215,6 +215,51 @@ fn a_90_percent_sparse_resnet20_agrees_on_cortex_m7() {
     assert!(s.passed, "{:?}", s.note);
 }
 
+/// A copy of cortex-m4f named `name` whose C is compiled with `extra` added to its flags.
+fn m4f_with_flag(dir: &Path, name: &str, extra: &str) {
+    let m4 = std::fs::read_to_string(targets_dir().join("cortex-m4f.toml")).unwrap();
+    let text = m4
+        .replace("name = \"cortex-m4f\"", &format!("name = \"{name}\""))
+        .replace(
+            "\"-mcpu=cortex-m4\",",
+            &format!("\"-mcpu=cortex-m4\", \"{extra}\","),
+        );
+    assert!(text.contains(extra), "cortex-m4f.toml lost its -mcpu flag");
+    std::fs::write(dir.join(format!("{name}.toml")), text).unwrap();
+}
+
+#[test]
+fn int8_c_is_bit_identical_on_cortex_m4f_with_and_without_the_dsp_path() {
+    if !arm_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    m4f_with_flag(dir.path(), "m4f-dsp", "-DSCULPT_ARM_DSP=1");
+    m4f_with_flag(dir.path(), "m4f-plain", "-DSCULPT_ARM_DSP=0");
+    let (_keep, out) = compiled(&lenet5(), 0.9, "cortex-m4f", true);
+    let mut vo = on(&["m4f-dsp", "m4f-plain"], 8);
+    vo.targets_dir = dir.path().to_path_buf();
+    let r = verify(&out, &load(&DataSource::Embedded).unwrap().test, &vo).unwrap();
+    println!("{}", r.table());
+    let mut counts = Vec::new();
+    for f in ["c-int8@m4f-dsp", "c-int8@m4f-plain"] {
+        let x = row(&r, f);
+        assert!(x.passed, "{f}: {:?}", x.note);
+        assert_eq!(x.max_abs_dlogit, Some(0.0), "{f}");
+        counts.push(
+            x.on_target
+                .as_ref()
+                .unwrap()
+                .instructions_per_inference
+                .unwrap(),
+        );
+    }
+    assert!(
+        counts[0] < counts[1],
+        "the DSP path runs fewer instructions: {counts:?}"
+    );
+}
+
 #[test]
 fn an_over_budget_model_fails_with_the_measured_figure() {
     if !arm_tools() {

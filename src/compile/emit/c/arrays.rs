@@ -255,8 +255,8 @@ fn entries(data: &Encoded, rows: usize, cols: usize) -> Result<Vec<(usize, usize
 /// The tap table `sc_k{i}` (an `sc_taps`) of int8 convolution op `i` with weight `t` (int8, channel-quad column
 /// order, formats/c-api.md) over an input of shape `xd` (C, H, W) zero-padded by `pad`: per output channel its
 /// nonzero weights in stored order, in pairs `(wa & 0xFFFF) | (wb << 16), oa, ob` with the offsets into the padded
-/// input (an odd last weight is paired with a 0 weight at its own offset). Entries of the padding channels are
-/// dropped.
+/// input (an odd last weight is paired with a 0 weight at its own offset). Zero weights and the entries of the
+/// padding channels are dropped.
 pub fn conv_taps(c: &mut String, i: usize, t: &TensorSpec, xd: &[usize], pad: usize) -> Result<()> {
     if t.dtype != ValueType::I8 || t.dims.len() != 4 || xd.len() != 3 {
         return Err(Error::Invalid(format!(
@@ -284,7 +284,9 @@ pub fn conv_taps(c: &mut String, i: usize, t: &TensorSpec, xd: &[usize], pad: us
         let w = *data.values.get(at).ok_or_else(|| {
             Error::Invalid("C emitter: weight values do not match their index".into())
         })?;
-        rowtaps[r].push((off, w as i8));
+        if w != 0 {
+            rowtaps[r].push((off, w as i8));
+        }
     }
     let mut words = Vec::with_capacity(3 * data.nnz.div_ceil(2) + 3 * rows);
     let mut start = vec![0u32];
@@ -341,5 +343,82 @@ mod tests {
         let items: Vec<String> = (0..13).map(|v| v.to_string()).collect();
         array(&mut s, "int32_t", "b", &items);
         assert_eq!(s.lines().count(), 4, "{s}");
+    }
+
+    /// The numbers of the C array `name` in `c`.
+    fn numbers(c: &str, name: &str) -> Vec<u64> {
+        let at = c.find(&format!(" {name}[")).unwrap();
+        let body = &c[at..];
+        let body = &body[body.find('{').unwrap() + 1..body.find('}').unwrap()];
+        body.split(',')
+            .map(|v| v.trim().trim_end_matches('u'))
+            .filter(|v| !v.is_empty())
+            .map(|v| v.parse().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn conv_taps_hold_every_weight_at_its_padded_input_offset() {
+        use crate::compile::emit::binary::CsrBytes;
+        // 3 output channels, 3 input channels (stored as 4), 3x3 kernel, over a 3x5x4 input padded by 1
+        let (rows, ch, k, pad, h, w) = (3, 3, 3, 1, 5, 4);
+        let cols = 4 * k * k;
+        let mut dense = vec![0u8; rows * cols];
+        let mut want = Vec::new();
+        for r in 0..rows {
+            for ci in 0..4 {
+                for tap in 0..k * k {
+                    let v = ((r * 31 + ci * 7 + tap * 3) % 11) as i8 - 5;
+                    if v != 0 && (r + ci + tap) % 3 != 0 {
+                        dense[r * cols + 4 * tap + ci] = v as u8;
+                        if ci < ch {
+                            want.push((r, ci, tap / k, tap % k, v));
+                        }
+                    }
+                }
+            }
+        }
+        let (ph, pw) = (h + 2 * pad, w + 2 * pad);
+        for enc in [
+            IndexEncoding::Dense,
+            IndexEncoding::CsrGap8,
+            IndexEncoding::CsrIdx16,
+            IndexEncoding::CsrIdx32,
+        ] {
+            let data = CsrBytes::from_dense(rows, cols, &dense, 1)
+                .encode(enc)
+                .unwrap();
+            let t = TensorSpec {
+                dtype: ValueType::I8,
+                dims: vec![rows, ch, k, k],
+                data,
+                scales: None,
+            };
+            let mut c = String::new();
+            conv_taps(&mut c, 7, &t, &[ch, h, w], pad).unwrap();
+            let (tap, start) = (numbers(&c, "sc_k7_tap"), numbers(&c, "sc_k7_start"));
+            assert_eq!(start.len(), rows + 1);
+            let mut got = Vec::new();
+            for r in 0..rows {
+                for p in start[r] as usize..start[r + 1] as usize {
+                    let (wp, oa, ob) = (tap[3 * p] as u32, tap[3 * p + 1], tap[3 * p + 2]);
+                    for (wv, off) in [(wp as u16 as i16, oa), ((wp >> 16) as u16 as i16, ob)] {
+                        if wv != 0 {
+                            let off = off as usize;
+                            let (ci, rem) = (off / (ph * pw), off % (ph * pw));
+                            got.push((r, ci, rem / pw, rem % pw, wv as i8));
+                        }
+                    }
+                }
+            }
+            let key = |v: &(usize, usize, usize, usize, i8)| (v.0, v.1, v.2, v.3);
+            let (mut g, mut e) = (got.clone(), want.clone());
+            g.sort_by_key(key);
+            e.sort_by_key(key);
+            assert_eq!(g, e, "{enc:?}");
+            assert!(c.contains("static const sc_taps sc_k7 = {sc_k7_tap, sc_k7_start, 3};"));
+        }
+        let bad = TensorSpec::dense(ValueType::F32, vec![1, 1, 1, 1], vec![0; 4]);
+        assert!(conv_taps(&mut String::new(), 0, &bad, &[1, 2, 2], 0).is_err());
     }
 }
