@@ -1,8 +1,10 @@
 //! The C emitter: C99 `model.h` / `model.c` from a lowered [`ScbModel`] (the same model the `.scb` writer
 //! lays out), with `static const` weights in the model's own encodings, one static arena whose size is a
-//! compile-time constant, no malloc, no libm and no stdio. Documented in `formats/c-api.md`. The kernels
-//! reproduce the runtime's summation order and int8 arithmetic, so int8 outputs match bit for bit and float
-//! outputs to rounding.
+//! compile-time constant, no malloc, no libm and no stdio (int8 convolutions read a tap table built here
+//! from the weight and the input geometry instead of their weight tensor). Documented in
+//! `formats/c-api.md`. The kernels reproduce the runtime's int8 arithmetic (integer sums, whose order does
+//! not matter) and its float summation order, so int8 outputs match bit for bit and float outputs to
+//! rounding.
 //!
 //! This module is the driver: arena plan, header, tensors, the graph function and the entry points.
 //! [`arrays`] prints the constant arrays, [`flavour`] what float and int8 C differ in, [`library`] holds the
