@@ -260,6 +260,66 @@ fn int8_c_is_bit_identical_on_cortex_m4f_with_and_without_the_dsp_path() {
     );
 }
 
+/// A CIFAR-10 directory of `n` random images per batch file.
+fn synthetic_cifar10(dir: &Path, n: usize) {
+    let rec = 1 + 3 * 32 * 32;
+    for (f, file) in [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+        "test_batch.bin",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let bytes: Vec<u8> = (0..n * rec)
+            .map(|i| {
+                if i % rec == 0 {
+                    ((i / rec) % 10) as u8
+                } else {
+                    ((i * 7919 + f * 104729) % 251) as u8
+                }
+            })
+            .collect();
+        std::fs::write(dir.join(file), bytes).unwrap();
+    }
+}
+
+#[test]
+fn a_90_percent_sparse_int8_resnet20_is_bit_identical_on_cortex_m4f() {
+    if !arm_tools() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("cifar");
+    std::fs::create_dir_all(&data).unwrap();
+    synthetic_cifar10(&data, 8);
+    let mut spec = resnet20();
+    spec.input = [3, 32, 32];
+    let ck = write_checkpoint(dir.path(), "m", &spec, 0.9, 21);
+    let out = dir.path().join("art");
+    let opts = CompileOptions {
+        calibration_samples: 16,
+        calibration_data: DataSource::Cifar10 { dir: data.clone() },
+        int8: true,
+        ..CompileOptions::default()
+    };
+    compile(&ck, &out, None, &opts).unwrap();
+    let test = load(&DataSource::Cifar10 { dir: data }).unwrap().test;
+    let r = verify(&out, &test, &on(&["cortex-m4f"], 2)).unwrap();
+    println!("{}", r.table());
+    let x = row(&r, "c-int8@cortex-m4f");
+    assert!(x.passed && x.note.is_none(), "{:?}", x.note);
+    assert_eq!(x.max_abs_dlogit, Some(0.0));
+    let fig = x.on_target.as_ref().unwrap();
+    assert!(
+        fig.instructions_per_inference.unwrap() > 1_000_000,
+        "{fig:?}"
+    );
+}
+
 #[test]
 fn an_over_budget_model_fails_with_the_measured_figure() {
     if !arm_tools() {
