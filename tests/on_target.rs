@@ -304,7 +304,6 @@ fn a_90_percent_sparse_int8_resnet20_is_bit_identical_on_cortex_m4f() {
         calibration_samples: 16,
         calibration_data: DataSource::Cifar10 { dir: data.clone() },
         int8: true,
-        ..CompileOptions::default()
     };
     compile(&ck, &out, None, &opts).unwrap();
     let test = load(&DataSource::Cifar10 { dir: data }).unwrap().test;
