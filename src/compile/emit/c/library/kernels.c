@@ -449,13 +449,20 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int8_t *pad, const sc_geom *g
     int32_t r, oy, ox, i, j;
     if (p > 0) {
         int32_t ch, yy, xx;
-        for (i = 0; i < g->c * ph * pw; i++) {
-            pad[i] = 0;
-        }
         for (ch = 0; ch < g->c; ch++) {
+            int8_t *plane_p = pad + ch * ph * pw;
+            for (i = 0; i < p * pw; i++) {
+                plane_p[i] = 0;
+                plane_p[(ph - p) * pw + i] = 0;
+            }
             for (yy = 0; yy < g->h; yy++) {
                 const int8_t *src = x + (ch * g->h + yy) * g->w;
-                int8_t *dst = pad + (ch * ph + yy + p) * pw + p;
+                int8_t *dst = plane_p + (yy + p) * pw;
+                for (xx = 0; xx < p; xx++) {
+                    dst[xx] = 0;
+                    dst[pw - 1 - xx] = 0;
+                }
+                dst += p;
                 for (xx = 0; xx < g->w; xx++) {
                     dst[xx] = src[xx];
                 }
@@ -470,7 +477,7 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int8_t *pad, const sc_geom *g
         sc_rq q;
         int fast;
         sc_rq_init(&q, params[2 * r], params[2 * r + 1]);
-        fast = !res && q.sh >= 32;
+        fast = q.sh >= 32;
         for (oy = 0; oy < oh; oy++) {
             const int8_t *xrow = xp + oy * s * pw;
             int8_t *yo = yr + oy * ow;
@@ -497,7 +504,12 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int8_t *pad, const sc_geom *g
                         int64_t v = (int64_t)a[j] * (int64_t)q.m + q.r64;
                         int32_t h = (int32_t)(v >= 0 ? v >> 32 : ~((~v) >> 32)) + q.r32;
                         int32_t u = h >= 0 ? h >> q.n : ~((~h) >> q.n);
-                        yo[ox + j] = (int8_t)(u < lo ? lo : (u > 127 ? 127 : u));
+                        u = u < lo ? lo : (u > 127 ? 127 : u);
+                        if (res) {
+                            const int32_t *m = params + 2 * t->rows;
+                            u = sc_add_q((int8_t)u, m[0], res[r * plane + oy * ow + ox + j], m[1], m[2], relu);
+                        }
+                        yo[ox + j] = (int8_t)u;
                     }
                 } else {
                     for (j = 0; j < n; j++) {
