@@ -1027,28 +1027,41 @@ fn group_rows<S: Lanes>(
                 }
             },
         );
+        let mut k0 = usize::MAX;
+        let pack = |words: &mut [u32], k0: usize, n: usize, sum_w: &mut i32| -> usize {
+            let src = vals.get(k0..k0 + n).unwrap_or(&[]);
+            let mut groups = 0;
+            for (wd, q) in words.iter_mut().zip(src.chunks(4)) {
+                let mut b = [0u8; 4];
+                b[..q.len()].copy_from_slice(q);
+                *wd = u32::from_le_bytes(b);
+                groups += 1;
+            }
+            *sum_w += src.iter().map(|&b| b as i8 as i32).sum::<i32>();
+            groups
+        };
         rows.row(
             r,
             #[inline(always)]
             |col, k| {
-                let wv = vals.get(k).copied().unwrap_or(0);
-                sum_w += wv as i8 as i32;
-                let slot = n % 4;
-                let q = n / 4;
-                if slot == 0 {
-                    words[q] = 0;
+                if n == 0 {
+                    k0 = k;
                 }
                 offs[n] = taps.get(col / 4).copied().unwrap_or(0) + channel * (col % 4) as u32;
-                words[q] |= (wv as u32) << (8 * slot);
                 n += 1;
                 if n == 4 * CHUNK {
+                    pack(&mut words, k0, n, &mut sum_w);
                     run_chunk(&offs, &words, chunks == 0, false, 0, y, acc_plane);
                     chunks += 1;
                     n = 0;
                 }
             },
         );
-        let groups = n.div_ceil(4);
+        let groups = if n == 0 {
+            0
+        } else {
+            pack(&mut words, k0, n, &mut sum_w)
+        };
         for i in n..4 * groups {
             offs[i] = offs[4 * (groups - 1)];
         }

@@ -38,8 +38,8 @@ pub(crate) use with_rows;
 /// The stored entries of a validated tensor, row by row.
 pub trait Rows {
     /// Calls `f(col, k)` for each stored entry of row `r` in storage order, `k` being the entry's index in the
-    /// values array. Rows are visited in increasing order, each at most once; a row skipped over is visited as
-    /// empty by implementations that stream their indices.
+    /// values array; the `k` of one row are consecutive. Rows are visited in increasing order, each at most
+    /// once; a row skipped over is visited as empty by implementations that stream their indices.
     fn row(&mut self, r: usize, f: impl FnMut(usize, usize));
 }
 
