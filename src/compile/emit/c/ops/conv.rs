@@ -14,7 +14,7 @@ impl OpPrinter for Conv {
     fn library(&self, f: &dyn Flavour) -> Vec<String> {
         let mut v: Vec<String> = vec!["sc_geom".into()];
         if f.int8() {
-            v.extend(["sc_taps", "sc_requant_row"].map(String::from));
+            v.extend(["sc_types", "sc_taps", "sc_requant_row"].map(String::from));
         } else {
             v.extend(super::weight_reading(f));
             v.push("sc_span".into());
