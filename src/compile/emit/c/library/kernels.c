@@ -239,9 +239,17 @@ static int8_t sc_requantize(int32_t acc, int32_t m, int32_t sh, int relu)
 }
 
 /*@sc_add_q*/
+/* sat((a * ma + b * mb + 2^(sh-1)) >> sh) in 32 bits: ma, mb <= 2^22 and sh <= 30 (formats/scb.md §8) keep
+   every step within int32. */
 static int8_t sc_add_q(int8_t a, int32_t ma, int8_t b, int32_t mb, int32_t sh, int relu)
 {
-    return sc_saturate(sc_shift_round((int64_t)((int32_t)a * ma + (int32_t)b * mb), sh), relu);
+    int32_t v = (int32_t)a * ma + (int32_t)b * mb;
+    const int32_t lo = relu ? 0 : -128;
+    if (sh > 0) {
+        v += (int32_t)1 << (sh - 1);
+        v = v >= 0 ? v >> sh : ~((~v) >> sh);
+    }
+    return (int8_t)(v < lo ? lo : (v > 127 ? 127 : v));
 }
 
 /*@sc_conv_f32*/
@@ -356,6 +364,23 @@ static int8_t sc_rq_apply(const sc_rq *q, int32_t acc, int32_t lo)
     return (int8_t)(t < lo ? lo : (t > 127 ? 127 : t));
 }
 
+/* sc_rq_apply for sh = 32 + n > 32 (where r64 = 0), from the row's m, r32 and n. */
+static int32_t sc_rq_hi(int32_t acc, int32_t m, int32_t r32, int32_t n, int32_t lo)
+{
+    int64_t v = (int64_t)acc * (int64_t)m;
+    int32_t h = (int32_t)(v >= 0 ? v >> 32 : ~((~v) >> 32)) + r32;
+    int32_t u = h >= 0 ? h >> n : ~((~h) >> n);
+    return u < lo ? lo : (u > 127 ? 127 : u);
+}
+
+/* sc_add_q with its rounding term rnd (2^(sh-1), or 0 when sh = 0) and lower bound lo precomputed. */
+static int8_t sc_add_r(int32_t a, int32_t ma, int8_t b, int32_t mb, int32_t rnd, int32_t sh, int32_t lo)
+{
+    int32_t v = a * ma + (int32_t)b * mb + rnd;
+    v = v >= 0 ? v >> sh : ~((~v) >> sh);
+    return (int8_t)(v < lo ? lo : (v > 127 ? 127 : v));
+}
+
 /*@sc_conv_i8*/
 #if SCULPT_ARM_DSP
 /* PKHBT: the low half of a under the low half of b; PKHTB: the high half of b over the high half of a;
@@ -445,6 +470,9 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int8_t *pad, const sc_geom *g
     const int32_t s = g->s, p = g->p, ow = g->ow, oh = g->oh, plane = g->oh * g->ow;
     const int32_t pw = g->w + 2 * g->p, ph = g->h + 2 * g->p;
     const int32_t lo = (relu && !res) ? 0 : -128;
+    const int32_t am = res ? params[2 * t->rows] : 0, bm = res ? params[2 * t->rows + 1] : 0;
+    const int32_t ash = res ? params[2 * t->rows + 2] : 0;
+    const int32_t rnd = ash > 0 ? (int32_t)1 << (ash - 1) : 0, alo = relu ? 0 : -128;
     const int8_t *xp = x;
     int32_t r, oy, ox, i, j;
     if (p > 0) {
@@ -462,10 +490,7 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int8_t *pad, const sc_geom *g
                     dst[xx] = 0;
                     dst[pw - 1 - xx] = 0;
                 }
-                dst += p;
-                for (xx = 0; xx < g->w; xx++) {
-                    dst[xx] = src[xx];
-                }
+                memcpy(dst + p, src, (size_t)g->w);
             }
         }
         xp = pad;
@@ -477,7 +502,7 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int8_t *pad, const sc_geom *g
         sc_rq q;
         int fast;
         sc_rq_init(&q, params[2 * r], params[2 * r + 1]);
-        fast = q.sh >= 32;
+        fast = q.sh > 32;
         for (oy = 0; oy < oh; oy++) {
             const int8_t *xrow = xp + oy * s * pw;
             int8_t *yo = yr + oy * ow;
@@ -500,16 +525,22 @@ static void sc_conv_i8(const int8_t *x, int8_t *y, int8_t *pad, const sc_geom *g
                     sc_taps4(t0, t1, xrow + ox * s, s, a);
                 }
                 if (fast) {
-                    for (j = 0; j < n; j++) {
-                        int64_t v = (int64_t)a[j] * (int64_t)q.m + q.r64;
-                        int32_t h = (int32_t)(v >= 0 ? v >> 32 : ~((~v) >> 32)) + q.r32;
-                        int32_t u = h >= 0 ? h >> q.n : ~((~h) >> q.n);
-                        u = u < lo ? lo : (u > 127 ? 127 : u);
-                        if (res) {
-                            const int32_t *m = params + 2 * t->rows;
-                            u = sc_add_q((int8_t)u, m[0], res[r * plane + oy * ow + ox + j], m[1], m[2], relu);
-                        }
-                        yo[ox + j] = (int8_t)u;
+                    int8_t *yj = yo + ox;
+                    const int8_t *rj = res ? res + r * plane + oy * ow + ox : 0;
+                    if (rj && n == 4) {
+                        yj[0] = sc_add_r(sc_rq_hi(a[0], q.m, q.r32, q.n, lo), am, rj[0], bm, rnd, ash, alo);
+                        yj[1] = sc_add_r(sc_rq_hi(a[1], q.m, q.r32, q.n, lo), am, rj[1], bm, rnd, ash, alo);
+                        yj[2] = sc_add_r(sc_rq_hi(a[2], q.m, q.r32, q.n, lo), am, rj[2], bm, rnd, ash, alo);
+                        yj[3] = sc_add_r(sc_rq_hi(a[3], q.m, q.r32, q.n, lo), am, rj[3], bm, rnd, ash, alo);
+                    } else if (rj) {
+                        yj[0] = sc_add_r(sc_rq_hi(a[0], q.m, q.r32, q.n, lo), am, rj[0], bm, rnd, ash, alo);
+                    } else if (n == 4) {
+                        yj[0] = (int8_t)sc_rq_hi(a[0], q.m, q.r32, q.n, lo);
+                        yj[1] = (int8_t)sc_rq_hi(a[1], q.m, q.r32, q.n, lo);
+                        yj[2] = (int8_t)sc_rq_hi(a[2], q.m, q.r32, q.n, lo);
+                        yj[3] = (int8_t)sc_rq_hi(a[3], q.m, q.r32, q.n, lo);
+                    } else {
+                        yj[0] = (int8_t)sc_rq_hi(a[0], q.m, q.r32, q.n, lo);
                     }
                 } else {
                     for (j = 0; j < n; j++) {
