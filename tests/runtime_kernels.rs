@@ -544,3 +544,96 @@ fn batches_split_across_threads_give_the_per_sample_results() {
         ));
     }
 }
+
+/// Max pooling after a convolution, on every path: the 2×2 stride-2 window (one vectorised row at a time)
+/// on even and odd planes and the other windows and strides (the general loop), f32 and int8, with
+/// negative and positive results (ReLU off and on).
+#[test]
+fn max_pooling_every_window_on_even_and_odd_planes() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let windows = [(2, 2), (2, 1), (3, 2), (3, 3), (1, 1)];
+    for (i, &(h, w)) in [(28, 28), (10, 10), (9, 13), (5, 4), (2, 2), (3, 7)]
+        .iter()
+        .enumerate()
+    {
+        for &(kernel, stride) in &windows {
+            if kernel > h || kernel > w {
+                continue;
+            }
+            let c = [1, 3, 6, 17][i % 4];
+            let mut g = Graph::new(input_spec(2, h, w));
+            let conv = g
+                .push(
+                    "conv",
+                    Op::Conv {
+                        weight: Weight::dense(
+                            vec![c, 2, 3, 3],
+                            weights(&mut rng, c, 18, 0.3, true),
+                        ),
+                        bias: Some(Bias::F32(
+                            (0..c).map(|_| rng.gen_range(-0.5..0.5)).collect(),
+                        )),
+                        stride: 1,
+                        padding: 1,
+                        relu: i % 2 == 1,
+                    },
+                    vec![0],
+                )
+                .unwrap();
+            let pool = g
+                .push("pool", Op::MaxPool { kernel, stride }, vec![conv])
+                .unwrap();
+            g.push("flatten", Op::Flatten, vec![pool]).unwrap();
+            for value in [Value::F32, Value::I8] {
+                let what = format!("pool {kernel}/{stride} on {c}x{h}x{w} {value:?}");
+                check(
+                    &g,
+                    value,
+                    Store::Csr(IndexEncoding::CsrGap8),
+                    &mut rng,
+                    &what,
+                );
+            }
+        }
+    }
+}
+
+/// Sparse float gemm rows sum their entries in storage order into four partial sums on every path, whether
+/// the column codes are read in place (gap bytes, u16, u32) or decoded (Rice): rows of every length modulo
+/// 4, empty rows included, give bit-identical logits across encodings and paths.
+#[test]
+fn sparse_float_gemm_rows_are_bit_identical_across_encodings_and_paths() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    for i in 0..16 {
+        let (c, h, w) = (
+            rng.gen_range(1..=3),
+            rng.gen_range(1..=8),
+            rng.gen_range(1..=8),
+        );
+        let rows = [1, 2, 5, 7, 13][i % 5];
+        let density = [0.05, 0.3, 0.6, 0.9][i % 4];
+        let g = gemm_graph(c, h, w, rows, density, i % 2 == 0, &mut rng);
+        let x = images(&g, 1, &mut rng).pop().unwrap();
+        let mut first: Option<Vec<u32>> = None;
+        for enc in [
+            IndexEncoding::CsrGap8,
+            IndexEncoding::CsrIdx16,
+            IndexEncoding::CsrIdx32,
+            IndexEncoding::Rice,
+        ] {
+            let typed = restore(g.clone(), Store::Csr(enc));
+            let bytes = lower::scb(&typed, [7; 32]).unwrap();
+            let model = Model::parse(&bytes).unwrap();
+            let mut arena = vec![0u8; model.arena_size() + 3];
+            let mut y = vec![0.0f32; model.output_len()];
+            for path in KernelPath::ALL.into_iter().filter(|p| p.available()) {
+                model.run_on(path, &x, &mut arena, &mut y).unwrap();
+                let bits: Vec<u32> = y.iter().map(|v| v.to_bits()).collect();
+                match &first {
+                    None => first = Some(bits),
+                    Some(f) => assert_eq!(f, &bits, "gemm {i} {enc:?} on {}", path.name()),
+                }
+            }
+        }
+    }
+}

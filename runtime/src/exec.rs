@@ -120,6 +120,23 @@ impl Job for ConvF32<'_> {
     }
 }
 
+/// Float max pooling, compiled for the path's vector width.
+struct MaxPoolF32<'a> {
+    x: &'a [f32],
+    y: &'a mut [f32],
+    chw: (usize, usize, usize),
+    k: usize,
+    s: usize,
+}
+
+impl Job for MaxPoolF32<'_> {
+    #[inline(always)]
+    fn run<S: Lanes>(self) {
+        let (c, h, w) = self.chw;
+        ops::max_pool(self.x, self.y, c, h, w, self.k, self.s);
+    }
+}
+
 struct ConvI8<'a> {
     x: &'a [i8],
     y: &'a mut [i8],
@@ -382,10 +399,16 @@ impl Model<'_> {
                     );
                 }
             }
-            Opcode::MaxPool => {
-                let (c, h, w) = xb.chw();
-                ops::max_pool(x, y, c, h, w, op.kernel as usize, op.stride as usize);
-            }
+            Opcode::MaxPool => dispatch(
+                path,
+                MaxPoolF32 {
+                    x,
+                    y,
+                    chw: xb.chw(),
+                    k: op.kernel as usize,
+                    s: op.stride as usize,
+                },
+            ),
             Opcode::AvgPool => {
                 let (c, h, w) = xb.chw();
                 ops::avg_pool_f32(x, y, c, h, w, op.kernel as usize, op.stride as usize);

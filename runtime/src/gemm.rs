@@ -7,7 +7,8 @@
 //!   result does not depend on the path.
 //! - Int8: exact i32 dot products (VNNI on AVX-512), then the row's requantisation.
 
-use crate::conv::ConvWeights;
+use crate::bytes::{f32_at, u32_at};
+use crate::conv::{ColCodes, ConvWeights, Gap8Codes, U16Codes, U32Codes};
 use crate::format::{dtype, encoding};
 use crate::lanes::Lanes;
 use crate::rows::Rows;
@@ -58,9 +59,19 @@ pub(crate) unsafe fn gemm_f32<S: Lanes>(
             }
             r0 += n;
         }
+    } else if t.dtype == dtype::F32 && x.len() >= cols {
+        let vals = crate::weights::values_bytes(data, t);
+        let codes = data.get(t.index_off as usize..).unwrap_or(&[]);
+        let indptr = data.get(t.indptr_off as usize..).unwrap_or(&[]);
+        let x = &x[..cols];
+        match t.encoding {
+            encoding::CSR_GAP8 => csr_f32(&Gap8Codes(codes), indptr, vals, x, y, bias),
+            encoding::CSR_IDX16 => csr_f32(&U16Codes(codes), indptr, vals, x, y, bias),
+            encoding::CSR_IDX32 => csr_f32(&U32Codes(codes), indptr, vals, x, y, bias),
+            _ => decoded_f32(data, t, x, y, bias),
+        }
     } else {
-        let value = |k: usize| crate::weights::value_f32(data, t, k);
-        crate::rows::with_rows!(data, t, |rows_of| sparse_f32(rows_of, x, y, &value, bias));
+        decoded_f32(data, t, x, y, bias);
     }
     if relu {
         for v in y.iter_mut() {
@@ -68,6 +79,56 @@ pub(crate) unsafe fn gemm_f32<S: Lanes>(
                 *v = 0.0;
             }
         }
+    }
+}
+
+/// Sparse rows of any encoding and value type through the generic row and value readers.
+#[inline(always)]
+fn decoded_f32(
+    data: &[u8],
+    t: &crate::model::TensorDesc,
+    x: &[f32],
+    y: &mut [f32],
+    bias: &dyn Fn(usize) -> f32,
+) {
+    let value = |k: usize| crate::weights::value_f32(data, t, k);
+    crate::rows::with_rows!(data, t, |rows_of| sparse_f32(rows_of, x, y, &value, bias));
+}
+
+/// Sparse f32 rows with their column codes and values read in place: the sums of [`sparse_f32`], entry `i`
+/// of a row into the partial sum `i mod 4` (kept rotating so that the sum of the next entry is always the
+/// first).
+#[inline(always)]
+fn csr_f32<C: ColCodes>(
+    codes: &C,
+    indptr: &[u8],
+    vals: &[u8],
+    x: &[f32],
+    y: &mut [f32],
+    bias: &dyn Fn(usize) -> f32,
+) {
+    for (r, out) in y.iter_mut().enumerate() {
+        let (a, b) = (
+            u32_at(indptr, 4 * r) as usize,
+            u32_at(indptr, 4 * r + 4) as usize,
+        );
+        let (mut s0, mut s1, mut s2, mut s3) = (0.0f32, 0.0f32, 0.0f32, 0.0f32);
+        codes.for_each(
+            a,
+            b,
+            #[inline(always)]
+            |k, c| {
+                let p = f32_at(vals, 4 * k) * x.get(c).copied().unwrap_or(0.0);
+                (s0, s1, s2, s3) = (s1, s2, s3, s0 + p);
+            },
+        );
+        let s = match b.saturating_sub(a) % 4 {
+            0 => [s0, s1, s2, s3],
+            1 => [s3, s0, s1, s2],
+            2 => [s2, s3, s0, s1],
+            _ => [s1, s2, s3, s0],
+        };
+        *out = bias(r) + ((s[0] + s[1]) + (s[2] + s[3]));
     }
 }
 
