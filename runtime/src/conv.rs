@@ -793,12 +793,16 @@ unsafe fn store_i8<S: Lanes>(
     let lo = if fused.is_some() { -128 } else { relu_lo };
     let mut bytes = [0i8; TILE_BYTES];
     let n = tile.vectors.min(acc.len()).min(TILE_BYTES / S::L);
-    // SAFETY: the path is available (the caller's contract); vector i fills bytes i·L .. (i + 1)·L < TILE_BYTES.
+    // SAFETY: the path is available (the caller's contract); vectors 4j .. 4j + 4 fill bytes 4j·L ..
+    // (4j + 4)·L ≤ TILE_BYTES (n ≤ TILE_BYTES / L, a multiple of 4 vectors on every path).
     unsafe {
         let corr = S::splat_i(correction);
-        for (i, &a) in acc.iter().enumerate().take(n) {
-            let q = S::requant(S::add_i(a, corr), m, sh, lo);
-            S::store_i8_part(bytes.as_mut_ptr().add(i * S::L), q, 0, S::L);
+        for (j, four) in acc[..n].chunks(4).enumerate() {
+            let mut q = [S::splat_i(0); 4];
+            for (d, &a) in q.iter_mut().zip(four) {
+                *d = S::requant(S::add_i(a, corr), m, sh, lo);
+            }
+            S::store_i8x4(bytes.as_mut_ptr().add(4 * j * S::L), q);
         }
     }
     let ws = g.phase_w();
