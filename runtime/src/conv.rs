@@ -765,10 +765,16 @@ fn decoded_rows<S: Lanes>(
     }
 }
 
-/// The int8 epilogue of one tile of output channel `r`: correction, requantisation, fused residual, store.
+/// Positions of the int8 epilogue's byte buffer: at least the positions of the widest int8 tile of every path
+/// (`DENSE_TILE · L` and `GROUP_TILE · 4 · L`).
+const TILE_BYTES: usize = 256;
+
+/// The int8 epilogue of one tile of output channel `r`: correction, requantisation, then per output row the
+/// tile's positions `ox < OW` copied to the plane `y`, or added to the residual there (fused ADD, then ReLU).
+/// `acc` holds the tile's vectors in position order (`tile.vectors` of them, at most [`TILE_BYTES`] / L).
 #[inline(always)]
-unsafe fn store_i8<S: Lanes, const T: usize>(
-    acc: &[S::I; T],
+unsafe fn store_i8<S: Lanes>(
+    acc: &[S::I],
     tile: Tile,
     y: &mut [i8],
     g: &ConvGeom,
@@ -779,32 +785,76 @@ unsafe fn store_i8<S: Lanes, const T: usize>(
     res: Option<&[i8]>,
 ) {
     let (m, sh) = rq.row(r);
-    let lo = if ep.relu { 0 } else { -128 };
-    // SAFETY: as in `store_f32`.
+    let relu_lo = if ep.relu { 0 } else { -128 };
+    let fused = match (rq.add, res) {
+        (Some(add), Some(rp)) => Some((add, rp)),
+        _ => None,
+    };
+    let lo = if fused.is_some() { -128 } else { relu_lo };
+    let mut bytes = [0i8; TILE_BYTES];
+    let n = tile.vectors.min(acc.len()).min(TILE_BYTES / S::L);
+    // SAFETY: the path is available (the caller's contract); vectors 4j .. 4j + 4 fill bytes 4j·L ..
+    // (4j + 4)·L ≤ TILE_BYTES (n ≤ TILE_BYTES / L, a multiple of 4 vectors on every path).
     unsafe {
         let corr = S::splat_i(correction);
-        for (i, &a) in acc.iter().enumerate().take(tile.vectors) {
-            let a = S::add_i(a, corr);
-            let q = match (rq.add, res) {
-                (Some(_), Some(_)) => S::requant(a, m, sh, -128),
-                _ => S::requant(a, m, sh, lo),
-            };
-            segments(
-                tile.v0 + i * S::L,
-                S::L,
-                g,
-                #[inline(always)]
-                |lo_lane, hi, at| {
-                    let mut v = q;
-                    if let (Some((ma, mb, sa)), Some(rp)) = (rq.add, res) {
-                        let rv =
-                            S::load_i8_part(rp.as_ptr().add(at).wrapping_sub(lo_lane), lo_lane, hi);
-                        v = S::add_requant(q, ma, rv, mb, sa, lo);
-                    }
-                    S::store_i8_part(y.as_mut_ptr().add(at).wrapping_sub(lo_lane), v, lo_lane, hi);
-                },
-            );
+        for (j, four) in acc[..n].chunks(4).enumerate() {
+            let mut q = [S::splat_i(0); 4];
+            for (d, &a) in q.iter_mut().zip(four) {
+                *d = S::requant(S::add_i(a, corr), m, sh, lo);
+            }
+            S::store_i8x4(bytes.as_mut_ptr().add(4 * j * S::L), q);
         }
+    }
+    let ws = g.phase_w();
+    let end = tile.v0 + n * S::L;
+    let mut oy = tile.v0 / ws;
+    while oy < g.oh && oy * ws < end {
+        let row = oy * ws;
+        let (a, b) = (row.max(tile.v0), (row + g.ow).min(end));
+        if a < b {
+            let src = &bytes[a - tile.v0..b - tile.v0];
+            let at = oy * g.ow + a - row;
+            let Some(dst) = y.get_mut(at..at + src.len()) else {
+                return;
+            };
+            match fused {
+                None => dst.copy_from_slice(src),
+                Some(((ma, mb, sa), rp)) => {
+                    let Some(rv) = rp.get(at..at + src.len()) else {
+                        return;
+                    };
+                    // SAFETY: each chunk of up to L bytes lies inside `src`, `rv` and `dst`.
+                    unsafe { add_residual_i8::<S>(src, rv, dst, ma, mb, sa, relu_lo) };
+                }
+            }
+        }
+        oy += 1;
+    }
+}
+
+/// `dst = ADD(a, res)` (formats/scb.md §8) over equal-length byte runs, L at a time.
+#[inline(always)]
+unsafe fn add_residual_i8<S: Lanes>(
+    a: &[i8],
+    res: &[i8],
+    dst: &mut [i8],
+    ma: i32,
+    mb: i32,
+    sh: u32,
+    lo: i32,
+) {
+    let n = a.len().min(res.len()).min(dst.len());
+    let mut j = 0;
+    while j < n {
+        let k = (n - j).min(S::L);
+        // SAFETY: bytes j .. j + k exist in all three runs; the path is available.
+        unsafe {
+            let av = S::load_i8_part(a.as_ptr().add(j), 0, k);
+            let rv = S::load_i8_part(res.as_ptr().add(j), 0, k);
+            let v = S::add_requant(av, ma, rv, mb, sh, lo);
+            S::store_i8_part(dst.as_mut_ptr().add(j), v, 0, k);
+        }
+        j += k;
     }
 }
 
@@ -931,13 +981,13 @@ fn dense_rows_i8<S: Lanes>(
                             for (i, a) in acc.iter().enumerate() {
                                 let r = r0 + i;
                                 let yp = &mut y[r * plane..(r + 1) * plane];
-                                store_i8::<S, $n>(a, tile, yp, g, rq, r, correction(r), ep, res(r));
+                                store_i8::<S>(a, tile, yp, g, rq, r, correction(r), ep, res(r));
                             }
                         } else {
                             let acc = [[S::splat_i(bias(r0)); $n]; 1];
                             let acc = dense_quad_tile::<S, 1, $n>(acc, staged, tile, vals, r0, cols, taps);
                             let yp = &mut y[r0 * plane..(r0 + 1) * plane];
-                            store_i8::<S, $n>(&acc[0], tile, yp, g, rq, r0, correction(r0), ep, res(r0));
+                            store_i8::<S>(&acc[0], tile, yp, g, rq, r0, correction(r0), ep, res(r0));
                         }
                     }
                 }};
@@ -1030,12 +1080,20 @@ fn group_rows<S: Lanes>(
         let mut k0 = usize::MAX;
         let pack = |words: &mut [u32], k0: usize, n: usize, sum_w: &mut i32| -> usize {
             let src = vals.get(k0..k0 + n).unwrap_or(&[]);
+            let quads = src.chunks_exact(4);
+            let tail = quads.remainder();
             let mut groups = 0;
-            for (wd, q) in words.iter_mut().zip(src.chunks(4)) {
-                let mut b = [0u8; 4];
-                b[..q.len()].copy_from_slice(q);
-                *wd = u32::from_le_bytes(b);
+            for (wd, q) in words.iter_mut().zip(quads) {
+                *wd = u32::from_le_bytes([q[0], q[1], q[2], q[3]]);
                 groups += 1;
+            }
+            if !tail.is_empty() {
+                let mut b = [0u8; 4];
+                b[..tail.len()].copy_from_slice(tail);
+                if let Some(wd) = words.get_mut(groups) {
+                    *wd = u32::from_le_bytes(b);
+                    groups += 1;
+                }
             }
             *sum_w += src.iter().map(|&b| b as i8 as i32).sum::<i32>();
             groups
@@ -1145,15 +1203,16 @@ unsafe fn group_tile<S: Lanes, const T: usize>(
             }
             return;
         }
-        for (t, a) in acc.iter().enumerate() {
-            let v0 = tile.v0 + t * group;
-            if v0 >= vlen {
-                break;
-            }
-            let vectors = (vlen - v0).div_ceil(S::L).min(4);
-            let ordered = S::group_order(*a);
-            store_i8::<S, 4>(&ordered, Tile { v0, vectors }, y, g, rq, r, corr, ep, res);
+        let mut ordered = [[S::splat_i(0); 4]; T];
+        for (o, a) in ordered.iter_mut().zip(&acc) {
+            *o = S::group_order(*a);
         }
+        let vectors = (vlen - tile.v0).div_ceil(S::L).min(4 * T);
+        let tile = Tile {
+            v0: tile.v0,
+            vectors,
+        };
+        store_i8::<S>(ordered.as_flattened(), tile, y, g, rq, r, corr, ep, res);
     }
 }
 

@@ -56,6 +56,9 @@ pub(crate) trait Lanes: Copy {
     unsafe fn load_i8_part(p: *const i8, lo: usize, hi: usize) -> Self::I;
     /// Lanes `lo..hi` of `v` (each in −128..=127) as bytes to `p + lo .. p + hi`.
     unsafe fn store_i8_part(p: *mut i8, v: Self::I, lo: usize, hi: usize);
+    /// The lanes of four vectors (each in −128..=127) as `4 · L` bytes to `p`: lane `i` of `v[n]` at
+    /// `p + n · L + i`.
+    unsafe fn store_i8x4(p: *mut i8, v: [Self::I; 4]);
     /// `clamp((a · ma + b · mb + 2^(sh−1)) >> sh, lo, 127)` per lane in i32 (the int8 ADD).
     unsafe fn add_requant(a: Self::I, ma: i32, b: Self::I, mb: i32, sh: u32, lo: i32) -> Self::I;
     /// `Σ w[i] · x[i]` over `n` bytes, in i32 with wrap-around (so any order gives the same result).
@@ -237,6 +240,15 @@ impl Lanes for Portable {
             // SAFETY: bytes lo..hi are writable.
             unsafe { *p.wrapping_add(i) = *x as i8 };
         }
+    }
+    #[inline(always)]
+    unsafe fn store_i8x4(p: *mut i8, v: [Self::I; 4]) {
+        let mut b = [0i8; 4 * PL];
+        for (d, x) in b.iter_mut().zip(v.as_flattened()) {
+            *d = *x as i8;
+        }
+        // SAFETY: the caller guarantees 4·PL writable bytes at p.
+        unsafe { core::ptr::write_unaligned(p as *mut [i8; 4 * PL], b) }
     }
     #[inline(always)]
     unsafe fn add_requant(a: Self::I, ma: i32, b: Self::I, mb: i32, sh: u32, lo: i32) -> Self::I {
@@ -480,6 +492,19 @@ mod x86 {
             unsafe { _mm256_cvtepi8_epi32(_mm_loadl_epi64(b.as_ptr() as *const __m128i)) }
         }
         #[inline(always)]
+        unsafe fn store_i8x4(p: *mut i8, v: [__m256i; 4]) {
+            // SAFETY: 32 writable bytes at p; AVX2 kernels only. The saturating packs keep values in range
+            // and leave dword k of 128-bit lane h holding lanes 4h .. 4h + 4 of v[k]: dwords 0, 4, 1, 5, …
+            // are the bytes in order.
+            unsafe {
+                let ab = _mm256_packs_epi32(v[0], v[1]);
+                let cd = _mm256_packs_epi32(v[2], v[3]);
+                let x = _mm256_packs_epi16(ab, cd);
+                let x = _mm256_permutevar8x32_epi32(x, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+                _mm256_storeu_si256(p as *mut __m256i, x)
+            }
+        }
+        #[inline(always)]
         unsafe fn store_i8_part(p: *mut i8, v: __m256i, lo: usize, hi: usize) {
             let mut b = [0i32; 8];
             // SAFETY: AVX2 kernels only; b holds 8 ints.
@@ -714,8 +739,26 @@ mod x86 {
         }
         #[inline(always)]
         unsafe fn store_i8_part(p: *mut i8, v: __m512i, lo: usize, hi: usize) {
-            // SAFETY: masked bytes are not accessed.
-            unsafe { _mm_mask_storeu_epi8(p, kmask16(lo, hi), _mm512_cvtepi32_epi8(v)) }
+            // SAFETY: masked bytes are not accessed. Packs and a dword permutation instead of a truncating
+            // store, which is slow on some CPUs: dword 4k of the packed vector holds lanes 4k .. 4k + 4.
+            unsafe {
+                let x = _mm512_packs_epi16(_mm512_packs_epi32(v, v), _mm512_setzero_si512());
+                let idx = _mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+                let x = _mm512_castsi512_si128(_mm512_permutexvar_epi32(idx, x));
+                _mm_mask_storeu_epi8(p, kmask16(lo, hi), x)
+            }
+        }
+        #[inline(always)]
+        unsafe fn store_i8x4(p: *mut i8, v: [__m512i; 4]) {
+            // SAFETY: 64 writable bytes at p. The saturating packs keep values in range and leave dword
+            // 4k + n holding lanes 4k .. 4k + 4 of v[n].
+            unsafe {
+                let ab = _mm512_packs_epi32(v[0], v[1]);
+                let cd = _mm512_packs_epi32(v[2], v[3]);
+                let x = _mm512_packs_epi16(ab, cd);
+                let idx = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+                _mm512_storeu_si512(p as *mut __m512i, _mm512_permutexvar_epi32(idx, x))
+            }
         }
         #[inline(always)]
         unsafe fn add_requant(
