@@ -349,7 +349,7 @@ fn same_seed_threads_and_path_are_bit_identical() {
 }
 
 /// The SGD step updates every entry on its own, so it gives the same bits on any number of threads, for masked
-/// and unmasked weights, with and without Nesterov; LeNet-300-100's 784×300 weight is split into many pieces.
+/// and unmasked weights, with and without Nesterov.
 #[test]
 fn sgd_step_is_bit_identical_on_any_thread_count() {
     let spec = ModelSpec::from_name("mlp", [1, 28, 28], 10).unwrap();

@@ -5,7 +5,6 @@ use std::collections::BTreeMap;
 use ndarray::{Array2, ArrayD, ArrayView2, ArrayView4, ArrayViewD, IxDyn};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use rayon::prelude::*;
 
 use super::cost::SparsePolicy;
 use super::kernels::{self, bn, conv, elementwise as ew, linear, pool, FlushDenormals};
@@ -341,10 +340,9 @@ impl GraphNetwork {
         self.bn_reducer = reducer.map(BnSync);
     }
 
-    /// One SGD step over every parameter, in parallel over pieces of at most [`SGD_PIECE`] entries: each
-    /// entry's update is independent of the others, so the result is bit-identical for any thread count.
+    /// One SGD step over every parameter ([`sgd_update`], which also keeps masked weights at zero).
     pub fn sgd_step(&mut self, cfg: &SgdConfig, lr: f32) {
-        let mut pieces = Vec::new();
+        let _ftz = FlushDenormals::new();
         let tensors = self
             .infos
             .iter()
@@ -362,12 +360,8 @@ impl GraphNetwork {
             } else {
                 &mut []
             };
-            split_sgd_pieces(decay, weight, grad, buf, mask.as_deref(), &mut pieces);
+            sgd_update(cfg, lr, decay, weight, grad, buf, mask.as_deref());
         }
-        pieces.into_par_iter().for_each(|p| {
-            let _ftz = FlushDenormals::new();
-            sgd_update(cfg, lr, p.decay, p.weight, p.grad, p.momentum, p.mask);
-        });
     }
 
     pub fn optimizer_state(&self) -> Vec<(String, ArrayD<f32>)> {
@@ -902,52 +896,6 @@ impl GraphNetwork {
     /// Train-mode forward only: updates the BN running statistics.
     pub fn forward_train(&mut self, images: ArrayView4<f32>) -> Result<()> {
         self.forward(images, Mode::Train)
-    }
-}
-
-/// Most entries of one parallel piece of [`GraphNetwork::sgd_step`].
-const SGD_PIECE: usize = 1 << 14;
-
-/// A contiguous piece of one tensor's SGD update.
-struct SgdPiece<'a> {
-    decay: bool,
-    weight: &'a mut [f32],
-    grad: &'a [f32],
-    /// Empty without momentum.
-    momentum: &'a mut [f32],
-    mask: Option<&'a [f32]>,
-}
-
-/// Splits one tensor's update into pieces of at most [`SGD_PIECE`] entries, appended to `out`.
-fn split_sgd_pieces<'a>(
-    decay: bool,
-    mut weight: &'a mut [f32],
-    mut grad: &'a [f32],
-    mut momentum: &'a mut [f32],
-    mut mask: Option<&'a [f32]>,
-    out: &mut Vec<SgdPiece<'a>>,
-) {
-    while !weight.is_empty() {
-        let n = weight.len().min(SGD_PIECE);
-        let (w, w_rest) = std::mem::take(&mut weight).split_at_mut(n);
-        let (g, g_rest) = grad.split_at(n);
-        let nb = n.min(momentum.len());
-        let (b, b_rest) = std::mem::take(&mut momentum).split_at_mut(nb);
-        let (m, m_rest) = match mask {
-            Some(m) => {
-                let (a, b) = m.split_at(n);
-                (Some(a), Some(b))
-            }
-            None => (None, None),
-        };
-        out.push(SgdPiece {
-            decay,
-            weight: w,
-            grad: g,
-            momentum: b,
-            mask: m,
-        });
-        (weight, grad, momentum, mask) = (w_rest, g_rest, b_rest, m_rest);
     }
 }
 
