@@ -347,3 +347,50 @@ fn same_seed_threads_and_path_are_bit_identical() {
         }
     }
 }
+
+/// The SGD step updates every entry on its own, so it gives the same bits on any number of threads, for masked
+/// and unmasked weights, with and without Nesterov.
+#[test]
+fn sgd_step_is_bit_identical_on_any_thread_count() {
+    let spec = ModelSpec::from_name("mlp", [1, 28, 28], 10).unwrap();
+    let (x, y) = images(&spec, 6, 41);
+    let step = |threads: usize, nesterov: bool| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        let grad_pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let mut net = net_on(&spec, 5, KernelPath::best(), SparsePolicy::Never);
+        let masks = random_masks(&net, 0.2, 6);
+        net.set_mask(&masks[0].0, Some(&masks[0].1)).unwrap();
+        let cfg = sculpt::optim::SgdConfig { nesterov, ..sgd() };
+        for _ in 0..2 {
+            let obj = |z: ArrayView2<f32>| cross_entropy(z, &y, 0.0);
+            grad_pool.install(|| net.forward_backward(x.view(), true, &obj).unwrap());
+            pool.install(|| net.sgd_step(&cfg, 0.05));
+        }
+        let mut state: Vec<_> = net
+            .tensors()
+            .iter()
+            .map(|t| net.read(&t.path).unwrap())
+            .collect();
+        state.extend(net.optimizer_state().into_iter().map(|(_, b)| b));
+        state
+    };
+    for nesterov in [false, true] {
+        let one = step(1, nesterov);
+        for threads in [2, 3] {
+            let many = step(threads, nesterov);
+            assert_eq!(one.len(), many.len());
+            for (p, q) in one.iter().zip(&many) {
+                assert!(
+                    p.iter().zip(q).all(|(u, v)| u.to_bits() == v.to_bits()),
+                    "{threads} threads, nesterov {nesterov}: the step differs"
+                );
+            }
+        }
+    }
+}

@@ -35,8 +35,8 @@ pub struct BenchArgs {
     /// Batch size (train and forward).
     #[arg(long, default_value_t = 128)]
     pub batch: usize,
-    /// Sparsity of every convolution and linear layer but the first and the last (train): measures the dense
-    /// step, then the masked one, and prints both and their ratio.
+    /// Sparsity of every convolution and linear layer but the first convolution and the last linear layer
+    /// (train): measures the dense step, then the masked one, and prints both and their ratio.
     #[arg(long, default_value_t = 0.0)]
     pub sparsity: f64,
     /// Sparsities of the prunable weights (infer).

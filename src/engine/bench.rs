@@ -15,7 +15,7 @@ use crate::engine::cpu::CpuNetwork;
 use crate::engine::{Device, GradientMode, Network};
 use crate::error::Result;
 use crate::nn::loss::cross_entropy;
-use crate::nn::{ModelSpec, Op};
+use crate::nn::{ModelSpec, Op, TensorInfo};
 use crate::optim::SgdConfig;
 use crate::sparsity::Mask;
 
@@ -33,7 +33,8 @@ pub struct BenchReport {
     pub model: String,
     pub batch: usize,
     pub threads: usize,
-    /// Sparsity of the masked layers (every convolution and linear layer but the first and the last); 0 = dense.
+    /// Sparsity of the masked layers ([`inner_layers`]: every convolution and linear layer but the first
+    /// convolution and the last linear layer); 0 = dense.
     pub sparsity: f64,
     /// Kernel path of sculpt's CPU engine (`libtorch` for the libtorch engine).
     pub kernel_path: String,
@@ -180,33 +181,46 @@ pub fn useful_macs(net: &dyn Network) -> f64 {
         .sum()
 }
 
-/// Masks every convolution and linear weight but the first and the last at `sparsity`, uniformly at random (a
-/// fixed seed), as `shared/bench/torch_reference.py` does. Does nothing at sparsity 0.
+/// Masks the layers of `shared/bench/torch_reference.py`'s policy `inner` at `sparsity`, uniformly at random
+/// (a fixed seed): every convolution and linear weight except the first convolution's and the last linear
+/// layer's, so a network without convolutions has every linear layer but the last masked. Each masked weight
+/// of `n` entries keeps `n - round(sparsity · n)` of them (ties to even, as Python's `round`). Does nothing at
+/// sparsity 0.
 pub fn mask_uniform(net: &mut dyn Network, sparsity: f64) -> crate::error::Result<()> {
     if sparsity <= 0.0 {
         return Ok(());
     }
-    let prunable: Vec<_> = net
-        .tensors()
-        .iter()
-        .filter(|t| t.is_prunable())
-        .cloned()
-        .collect();
     let mut rng = ChaCha8Rng::seed_from_u64(2);
-    for t in prunable
-        .iter()
-        .skip(1)
-        .take(prunable.len().saturating_sub(2))
-    {
+    for t in inner_layers(net) {
         let n: usize = t.shape.iter().product();
-        let kept = ((1.0 - sparsity) * n as f64).round() as usize;
+        let zeros = ((sparsity * n as f64).round_ties_even() as usize).min(n);
         let mut keep = vec![false; n];
-        for i in sample(&mut rng, n, kept.min(n)) {
+        for i in sample(&mut rng, n, n - zeros) {
             keep[i] = true;
         }
         net.set_mask(&t.path, Some(&Mask::from_keep(&t.shape, &keep)))?;
     }
     Ok(())
+}
+
+/// The weights that policy `inner` masks, in the network's order: every convolution and linear weight but the
+/// first convolution's and the last linear layer's.
+pub fn inner_layers(net: &dyn Network) -> Vec<TensorInfo> {
+    let weights: Vec<_> = net
+        .tensors()
+        .iter()
+        .filter(|t| t.is_prunable())
+        .cloned()
+        .collect();
+    let is_conv = |t: &TensorInfo| t.shape.len() == 4;
+    let first_conv = weights.iter().position(is_conv);
+    let last_linear = weights.iter().rposition(|t| !is_conv(t));
+    weights
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| Some(*i) != first_conv && Some(*i) != last_linear)
+        .map(|(_, t)| t)
+        .collect()
 }
 
 /// Train-step throughput (forward, cross-entropy, backward, SGD with momentum 0.9, lr 0.01, no weight decay)
@@ -283,34 +297,48 @@ mod tests {
         assert!(r.images_per_s > 0.0);
     }
 
+    /// Policy `inner` of `torch_reference.py`: every conv and linear weight but the first conv's and the last
+    /// linear's, so LeNet-300-100 (no conv) has `fc1` and `fc2` masked.
     #[test]
-    fn uniform_masks_skip_the_first_and_last_layer() {
+    fn uniform_masks_follow_the_inner_policy() {
+        let cases: [(&str, [usize; 3], &[&str], usize); 4] = [
+            ("mlp", [1, 28, 28], &["fc3.weight"], 2),
+            ("lenet5", [1, 28, 28], &["conv1.weight", "fc3.weight"], 3),
+            ("resnet20", [3, 32, 32], &["conv1.weight", "fc.weight"], 18),
+            ("resnet20b", [3, 32, 32], &["conv1.weight", "fc.weight"], 20),
+        ];
+        for (model, input, dense_paths, masked) in cases {
+            let spec = ModelSpec::from_name(model, input, 10).unwrap();
+            let mut net = CpuNetwork::new(&spec, 0).unwrap();
+            mask_uniform(&mut net, 0.9).unwrap();
+            let mut n_masked = 0;
+            for t in net.tensors().iter().filter(|t| t.is_prunable()) {
+                let m = net.mask(&t.path);
+                if dense_paths.contains(&t.path.as_str()) {
+                    assert!(m.is_none(), "{model}: {} stays dense", t.path);
+                    continue;
+                }
+                let m = m.unwrap_or_else(|| panic!("{model}: {} is masked", t.path));
+                let zeros = (0.9 * m.len() as f64).round_ties_even() as usize;
+                assert_eq!(m.nnz(), m.len() - zeros, "{model}: {}", t.path);
+                n_masked += 1;
+            }
+            assert_eq!(n_masked, masked, "{model}");
+            assert_eq!(inner_layers(&net).len(), masked, "{model}");
+        }
+    }
+
+    #[test]
+    fn useful_macs_count_kept_weights_only() {
         let spec = ModelSpec::from_name("lenet5", [1, 28, 28], 10).unwrap();
         let mut net = CpuNetwork::new(&spec, 0).unwrap();
         let dense = useful_macs(&net);
         assert_eq!(dense, spec.graph().unwrap().forward_macs() as f64);
         mask_uniform(&mut net, 0.9).unwrap();
-        let prunable: Vec<_> = net
-            .tensors()
-            .iter()
-            .filter(|t| t.is_prunable())
-            .cloned()
-            .collect();
-        let mut masked_macs = 0.0;
         let graph = spec.graph().unwrap();
-        for (i, t) in prunable.iter().enumerate() {
-            let m = net.mask(&t.path);
-            if i == 0 || i + 1 == prunable.len() {
-                assert!(m.is_none(), "{} stays dense", t.path);
-                continue;
-            }
-            let m = m.unwrap();
-            assert_eq!(
-                m.nnz(),
-                (0.1 * m.len() as f64).round() as usize,
-                "{}",
-                t.path
-            );
+        let mut masked_macs = 0.0;
+        for t in inner_layers(&net) {
+            let m = net.mask(&t.path).unwrap();
             let node = graph
                 .nodes
                 .iter()

@@ -340,36 +340,27 @@ impl GraphNetwork {
         self.bn_reducer = reducer.map(BnSync);
     }
 
+    /// One SGD step over every parameter ([`sgd_update`], which also keeps masked weights at zero).
     pub fn sgd_step(&mut self, cfg: &SgdConfig, lr: f32) {
         let _ftz = FlushDenormals::new();
-        for t in 0..self.infos.len() {
-            let info = &self.infos[t];
+        let tensors = self
+            .infos
+            .iter()
+            .zip(self.values.iter_mut())
+            .zip(&self.grads)
+            .zip(self.momentum.iter_mut().zip(&self.masks));
+        for (((info, weight), grad), (momentum, mask)) in tensors {
             if !info.is_param() {
                 continue;
             }
             let decay = info.role == TensorRole::Weight || cfg.decay_bn_and_bias;
-            let len = self.values[t].len();
+            let len = weight.len();
             let buf: &mut [f32] = if cfg.momentum != 0.0 {
-                self.momentum[t].get_or_insert_with(|| vec![0.0; len])
+                momentum.get_or_insert_with(|| vec![0.0; len])
             } else {
                 &mut []
             };
-            sgd_update(
-                cfg,
-                lr,
-                decay,
-                &mut self.values[t],
-                &self.grads[t],
-                buf,
-                self.masks[t].as_deref(),
-            );
-            if let Some(m) = &self.masks[t] {
-                for (w, &k) in self.values[t].iter_mut().zip(m) {
-                    if k == 0.0 {
-                        *w = 0.0;
-                    }
-                }
-            }
+            sgd_update(cfg, lr, decay, weight, grad, buf, mask.as_deref());
         }
     }
 

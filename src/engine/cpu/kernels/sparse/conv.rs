@@ -257,9 +257,27 @@ impl SparseConv {
             for iy in 0..g.h {
                 let yy = iy + p;
                 let row = &x[(c * g.h + iy) * g.w..][..g.w];
+                let phase_row = |px: usize| (((c * s + yy % s) * s + px) * hq + yy / s) * wq;
+                if s == 2 {
+                    // Input column ix lands in phase (ix + p) % 2 at column (ix + p) / 2.
+                    let (even, odd) = (
+                        phase_row(p % 2) + p / 2,
+                        phase_row((p + 1) % 2) + p.div_ceil(2),
+                    );
+                    let (ne, no) = (g.w.div_ceil(2), g.w / 2);
+                    let (lo, hi) = (even.min(odd), even.max(odd));
+                    let (a, b) = xq.split_at_mut(hi);
+                    let (evens, odds) = if even < odd {
+                        (&mut a[lo..lo + ne], &mut b[..no])
+                    } else {
+                        (&mut b[..ne], &mut a[lo..lo + no])
+                    };
+                    deinterleave(self.path, row, evens, odds);
+                    continue;
+                }
                 for px in 0..s {
                     let first = (px + s - p % s) % s;
-                    let base = (((c * s + yy % s) * s + px) * hq + yy / s) * wq;
+                    let base = phase_row(px);
                     for ix in (first..g.w).step_by(s) {
                         xq[base + (ix + p) / s] = row[ix];
                     }
@@ -567,6 +585,57 @@ impl SparseConv {
     }
 }
 
+/// Splits `row` into its even-indexed entries (`evens`, `⌈n/2⌉` of them) and its odd-indexed ones (`odds`,
+/// `⌊n/2⌋`), 16 entries per step on the AVX2 and AVX-512 paths. Panics if `evens` or `odds` is too short.
+fn deinterleave(path: KernelPath, row: &[f32], evens: &mut [f32], odds: &mut [f32]) {
+    let (ne, no) = (row.len().div_ceil(2), row.len() / 2);
+    let (evens, odds) = (&mut evens[..ne], &mut odds[..no]);
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if path >= KernelPath::Avx2 && path.supported() {
+        // SAFETY: AVX2 is present; the kernel touches `row[..16·k]`, `evens[..8·k]` and `odds[..8·k]` for
+        // `k = n / 16` blocks, inside the slices.
+        done = unsafe { x86::deinterleave_blocks(row, evens, odds) };
+    }
+    let _ = path;
+    for (i, &v) in row.iter().enumerate().skip(2 * done) {
+        if i % 2 == 0 {
+            evens[i / 2] = v;
+        } else {
+            odds[i / 2] = v;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    /// [`super::deinterleave`] over whole blocks of 16 entries; returns the entries written to each of `evens`
+    /// and `odds` (8 per block).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn deinterleave_blocks(
+        row: &[f32],
+        evens: &mut [f32],
+        odds: &mut [f32],
+    ) -> usize {
+        let blocks = (row.len() / 16).min(evens.len() / 8).min(odds.len() / 8);
+        let (r, e, o) = (row.as_ptr(), evens.as_mut_ptr(), odds.as_mut_ptr());
+        for b in 0..blocks {
+            let lo = _mm256_loadu_ps(r.add(16 * b));
+            let hi = _mm256_loadu_ps(r.add(16 * b + 8));
+            // Per 128-bit lane: [lo0 lo2 hi0 hi2 | lo4 lo6 hi4 hi6], then the 64-bit pairs in order.
+            let ev = _mm256_shuffle_ps::<0x88>(lo, hi);
+            let od = _mm256_shuffle_ps::<0xDD>(lo, hi);
+            let ev = _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(ev)));
+            let od = _mm256_castpd_ps(_mm256_permute4x64_pd::<0xD8>(_mm256_castps_pd(od)));
+            _mm256_storeu_ps(e.add(8 * b), ev);
+            _mm256_storeu_ps(o.add(8 * b), od);
+        }
+        8 * blocks
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -594,6 +663,30 @@ mod tests {
     }
 
     #[test]
+    fn deinterleave_splits_even_and_odd_entries_on_every_path() {
+        for path in KernelPath::available() {
+            for n in 0..50 {
+                let row = vals(n, n as u64);
+                let (mut evens, mut odds) = (vec![f32::NAN; 30], vec![f32::NAN; 30]);
+                deinterleave(path, &row, &mut evens, &mut odds);
+                for (i, &v) in row.iter().enumerate() {
+                    let got = if i % 2 == 0 {
+                        evens[i / 2]
+                    } else {
+                        odds[i / 2]
+                    };
+                    assert_eq!(got.to_bits(), v.to_bits(), "{path:?} n {n} entry {i}");
+                }
+                assert!(
+                    evens[n.div_ceil(2)..].iter().all(|v| v.is_nan()),
+                    "{path:?} n {n}"
+                );
+                assert!(odds[n / 2..].iter().all(|v| v.is_nan()), "{path:?} n {n}");
+            }
+        }
+    }
+
+    #[test]
     fn matches_the_dense_masked_convolution() {
         // (cin, cout, h, w, k, s, p, batch, density)
         let cases = [
@@ -604,6 +697,9 @@ mod tests {
             (3, 3, 5, 6, 1, 1, 0, 2, 0.2),
             (4, 8, 12, 12, 5, 2, 2, 2, 0.1),
             (16, 16, 8, 8, 3, 1, 1, 3, 0.005),
+            (3, 4, 6, 33, 3, 2, 1, 2, 0.3),
+            (2, 3, 5, 35, 5, 2, 2, 3, 0.2),
+            (4, 4, 4, 32, 3, 2, 0, 2, 0.6),
         ];
         for (ci, &(cin, cout, h, w, k, s, p, batch, d)) in cases.iter().enumerate() {
             let g = ConvGeom::new(cin, cout, h, w, k, s, p).unwrap();
