@@ -349,6 +349,15 @@ static void sc_rq_init(sc_rq *q, int32_t m, int32_t sh)
     q->r32 = sh > 32 ? ((int32_t)1 << (sh - 33)) : 0;
 }
 
+/* sc_rq_apply for sh = 32 + n > 32 (where r64 = 0), from the row's m, r32 and n. */
+static int32_t sc_rq_hi(int32_t acc, int32_t m, int32_t r32, int32_t n, int32_t lo)
+{
+    int64_t v = (int64_t)acc * (int64_t)m;
+    int32_t h = (int32_t)(v >= 0 ? v >> 32 : ~((~v) >> 32)) + r32;
+    int32_t u = h >= 0 ? h >> n : ~((~h) >> n);
+    return u < lo ? lo : (u > 127 ? 127 : u);
+}
+
 static int8_t sc_rq_apply(const sc_rq *q, int32_t acc, int32_t lo)
 {
     int64_t v;
@@ -357,20 +366,12 @@ static int8_t sc_rq_apply(const sc_rq *q, int32_t acc, int32_t lo)
         t = sc_requantize(acc, q->m, q->sh, 0);
         return (int8_t)(t < lo ? lo : t);
     }
+    if (q->sh > 32) {
+        return (int8_t)sc_rq_hi(acc, q->m, q->r32, q->n, lo);
+    }
     v = (int64_t)acc * (int64_t)q->m + q->r64;
     h = (int32_t)(v >= 0 ? v >> 32 : ~((~v) >> 32));
-    h += q->r32;
-    t = h >= 0 ? h >> q->n : ~((~h) >> q->n);
-    return (int8_t)(t < lo ? lo : (t > 127 ? 127 : t));
-}
-
-/* sc_rq_apply for sh = 32 + n > 32 (where r64 = 0), from the row's m, r32 and n. */
-static int32_t sc_rq_hi(int32_t acc, int32_t m, int32_t r32, int32_t n, int32_t lo)
-{
-    int64_t v = (int64_t)acc * (int64_t)m;
-    int32_t h = (int32_t)(v >= 0 ? v >> 32 : ~((~v) >> 32)) + r32;
-    int32_t u = h >= 0 ? h >> n : ~((~h) >> n);
-    return u < lo ? lo : (u > 127 ? 127 : u);
+    return (int8_t)(h < lo ? lo : (h > 127 ? 127 : h));
 }
 
 /* sc_add_q with its rounding term rnd (2^(sh-1), or 0 when sh = 0) and lower bound lo precomputed. */

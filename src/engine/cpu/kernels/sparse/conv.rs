@@ -598,12 +598,17 @@ fn deinterleave(path: KernelPath, row: &[f32], evens: &mut [f32], odds: &mut [f3
         done = unsafe { x86::deinterleave_blocks(row, evens, odds) };
     }
     let _ = path;
-    for (i, &v) in row.iter().enumerate().skip(2 * done) {
-        if i % 2 == 0 {
-            evens[i / 2] = v;
-        } else {
-            odds[i / 2] = v;
-        }
+    for (e, &v) in evens[done..]
+        .iter_mut()
+        .zip(row[2 * done..].iter().step_by(2))
+    {
+        *e = v;
+    }
+    for (o, &v) in odds[done..]
+        .iter_mut()
+        .zip(row[2 * done..].iter().skip(1).step_by(2))
+    {
+        *o = v;
     }
 }
 
