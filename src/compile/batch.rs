@@ -1,8 +1,11 @@
-//! Batches through the runtime crate on the rayon pool: the batch is cut into one contiguous slice of
-//! samples per worker thread, each slice runs on its own arena, one sample at a time. Every sample's result
-//! is independent of the others and of the split, so any thread count gives bit-identical logits.
+//! Batches through the runtime crate on the rayon pool: each worker thread has its own arena and claims the
+//! next sample not yet taken, so a worker slowed by the rest of the machine takes fewer samples rather than
+//! holding the batch up. Every sample's result is independent of the others and of which worker ran it, so
+//! any thread count gives bit-identical logits.
 
-use rayon::prelude::*;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
 use sculpt_runtime::{Model, RunError};
 
 /// A zeroed arena whose first byte is 16-byte aligned.
@@ -57,18 +60,45 @@ pub fn run_batch(
     if n == 0 {
         return Ok(());
     }
-    let share = n.div_ceil(threads.clamp(1, n));
-    let run_slice = |(x, y): (&[f32], &mut [f32])| -> Result<(), RunError> {
+    let workers = threads.clamp(1, n);
+    if workers == 1 {
         let mut arena = AlignedArena::new(model.arena_size());
-        for (xi, yi) in x.chunks_exact(per).zip(y.chunks_exact_mut(classes)) {
+        for (xi, yi) in xs.chunks_exact(per).zip(out.chunks_exact_mut(classes)) {
             model.run(xi, arena.bytes(), yi)?;
         }
-        Ok(())
-    };
-    if share >= n {
-        return run_slice((xs, out));
+        return Ok(());
     }
-    xs.par_chunks(share * per)
-        .zip(out.par_chunks_mut(share * classes))
-        .try_for_each(run_slice)
+    let next = AtomicUsize::new(0);
+    let out = Mutex::new(out);
+    let failure: Mutex<Option<RunError>> = Mutex::new(None);
+    rayon::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|_| {
+                let mut arena = AlignedArena::new(model.arena_size());
+                let mut logits = vec![0f32; classes];
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
+                    }
+                    if let Err(e) =
+                        model.run(&xs[i * per..(i + 1) * per], arena.bytes(), &mut logits)
+                    {
+                        next.store(n, Ordering::Relaxed);
+                        failure
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(e);
+                        break;
+                    }
+                    let mut out = out.lock().unwrap_or_else(|p| p.into_inner());
+                    out[i * classes..(i + 1) * classes].copy_from_slice(&logits);
+                }
+            });
+        }
+    });
+    match failure.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }
